@@ -1,0 +1,52 @@
+# tinyproto: one target per thing a person does.
+#   make setup      virtual environment at .venv (idempotent; fast when nothing changed)
+#   make data       locate or install the embedded Fashion-MNIST, say which source was used
+#   make test       lint + unit tests + notebooks under nbval (smoke profile)
+#   make reproduce  run the notebooks with papermill (PROFILE=quick|paper), refresh figures/ results/
+#   make lab        JupyterLab on notebooks/
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup data test test-slow lint reproduce lab clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch and torchvision are resolved together from PyPI (never a local CPU-only torch file)
+	$(PY) -m pip install --quiet -e '.[notebooks,dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+data: $(STAMP)
+	@if [ -z "$$TINYPROTO_DATA" ] && [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null; then \
+	  echo "make data: installing Debian's dataset-fashion-mnist"; \
+	  ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist) >/dev/null \
+	    || echo "make data: apt-get failed; trying the other sources"; \
+	fi
+	@$(PY) -m tinyproto data
+
+lint: $(STAMP)
+	$(PY) -m ruff check tinyproto tests
+
+test: data lint
+	$(PY) -m pytest -q
+
+test-slow: data
+	$(PY) -m pytest -q -m slow
+
+reproduce: data
+	$(PY) -m tinyproto reproduce --profile $(PROFILE)
+
+lab: data
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-runs:
+	rm -rf results/runs

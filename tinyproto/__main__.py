@@ -1,0 +1,5 @@
+import sys
+
+from tinyproto.cli import main
+
+sys.exit(main())

@@ -1,0 +1,24 @@
+"""The algorithms: one module each, client and server steps over explicit messages."""
+
+from __future__ import annotations
+
+from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context
+from tinyproto.algorithms.fedproto import FedProto
+from tinyproto.algorithms.fedtgp import FedTGP
+from tinyproto.algorithms.local import Local
+from tinyproto.algorithms.tinyproto_fp import TinyProtoFP
+from tinyproto.algorithms.tinyproto_ft import TinyProtoFT
+
+REGISTRY: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (Local, FedProto, FedTGP, TinyProtoFP, TinyProtoFT)
+}
+
+
+def build_algorithm(ctx: Context) -> Algorithm:
+    name = ctx.config.algorithm
+    if name not in REGISTRY:
+        raise ValueError(f"algorithm {name!r} is not implemented; have {', '.join(REGISTRY)}")
+    return REGISTRY[name](ctx)
+
+
+__all__ = ["Algorithm", "ClientData", "ClientState", "Context", "REGISTRY", "build_algorithm"]

@@ -1,0 +1,228 @@
+"""What every algorithm shares: client state, the local training loop, prototypes, evaluation.
+
+An algorithm is a class with a client side and a server side that talk only through
+``Message`` objects (tinyproto.comm):
+
+    upload, loss = algo.client_round(state, data, rnd)    # local training, then the upload
+    downloads    = algo.server_round(uploads, rnd)         # {client id: Message}
+    algo.receive(state, downloads[cid])                    # the client stores what it got
+    predictions  = algo.predict(state, x)                  # inference (Eq. 12 for prototypes)
+
+The engine runs these in process; a distributed runtime can serialise the same messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tinyproto.comm import Message
+from tinyproto.config import Config
+from tinyproto.data import ClientSplit, Dataset
+
+EVAL_BATCH = 1024
+
+
+@dataclass
+class Context:
+    """Run-wide facts an algorithm needs (shared by server and clients before training)."""
+
+    config: Config
+    num_classes: int
+    feature_dim: int
+    device: torch.device
+    masks: torch.Tensor | None = None  # [K, d] bool, CPS on
+    mu: float | None = None  # APS scaling constant, APS on
+    in_channels: int = 1
+    image_size: int = 28
+    num_clients: int = 1
+
+
+@dataclass
+class ClientData:
+    """A client's view of the device-resident dataset: index sets only."""
+
+    dataset: Dataset
+    split: ClientSplit
+
+    @property
+    def num_train(self) -> int:
+        return int(self.split.train_idx.numel())
+
+    @property
+    def num_test(self) -> int:
+        return int(self.split.test_idx.numel())
+
+    def train_batches(self, batch_size: int, generator: torch.Generator):
+        """Shuffled mini-batches of the training split (last partial batch kept).
+
+        A last batch of a single sample is merged into the one before it: BatchNorm cannot
+        train on one value per channel (MobileNetV2 / ShuffleNetV2 / EfficientNet end in 1x1 maps).
+        """
+        idx = self.split.train_idx
+        n = idx.numel()
+        perm = torch.randperm(n, generator=generator).to(idx.device)
+        starts = list(range(0, n, batch_size))
+        if len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()
+        for i, start in enumerate(starts):
+            stop = starts[i + 1] if i + 1 < len(starts) else n
+            b = idx[perm[start:stop]]
+            yield self.dataset.images(b), self.dataset.y[b]
+
+    def batches(self, which: str, batch_size: int = EVAL_BATCH):
+        idx = self.split.train_idx if which == "train" else self.split.test_idx
+        for start in range(0, idx.numel(), batch_size):
+            b = idx[start : start + batch_size]
+            yield self.dataset.images(b), self.dataset.y[b]
+
+
+@dataclass
+class ClientState:
+    """Everything a client keeps between rounds; checkpointed as a whole."""
+
+    cid: int
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    memory: dict[str, Any] = field(default_factory=dict)  # tensors received / derived
+    aux: dict[str, torch.nn.Module] = field(default_factory=dict)  # e.g. FML's meme model
+    aux_optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "memory": self.memory,
+            "aux": {k: m.state_dict() for k, m in self.aux.items()},
+            "aux_optimizers": {k: o.state_dict() for k, o in self.aux_optimizers.items()},
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.model.load_state_dict(sd["model"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.memory = sd["memory"]
+        for k, m in self.aux.items():
+            m.load_state_dict(sd["aux"][k])
+        for k, o in self.aux_optimizers.items():
+            o.load_state_dict(sd["aux_optimizers"][k])
+
+
+class Algorithm:
+    """Defaults shared by all algorithms; subclasses override what differs."""
+
+    name = "base"
+    prototype_based = False
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.cfg = ctx.config
+
+    # -- client side ----------------------------------------------------------------------------
+    def init_client(self, cid: int, model: torch.nn.Module) -> ClientState:
+        opt = torch.optim.SGD(model.parameters(), lr=self.cfg.lr)
+        return ClientState(cid=cid, model=model, optimizer=opt)
+
+    def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
+        raise NotImplementedError
+
+    def receive(self, state: ClientState, download: Message) -> None:
+        pass
+
+    @torch.no_grad()
+    def predict(self, state: ClientState, x: torch.Tensor) -> torch.Tensor:
+        """Default inference: the client's own head (argmax of logits)."""
+        _, logits = state.model(x)
+        return logits.argmax(1)
+
+    # -- server side ----------------------------------------------------------------------------
+    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
+        return {cid: Message() for cid in uploads}
+
+    def server_state_dict(self) -> dict:
+        return {}
+
+    def load_server_state_dict(self, sd: dict) -> None:
+        pass
+
+
+def train_local(
+    state: ClientState,
+    data: ClientData,
+    cfg: Config,
+    generator: torch.Generator,
+    loss_fn,
+) -> float:
+    """``cfg.local_epochs`` epochs of SGD over the client's shuffled training split.
+
+    ``loss_fn(state, x, y) -> loss`` returns the scalar to minimise. Returns the mean batch loss.
+    """
+    state.model.train()
+    total, steps = 0.0, 0
+    for _ in range(cfg.local_epochs):
+        for x, y in data.train_batches(cfg.batch_size, generator):
+            loss = loss_fn(state, x, y)
+            state.optimizer.zero_grad(set_to_none=True)
+            for opt in state.aux_optimizers.values():
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            for opt in state.aux_optimizers.values():
+                opt.step()
+            total += loss.detach()
+            steps += 1
+    return float(total / max(steps, 1))
+
+
+@torch.no_grad()
+def local_prototypes(
+    model: torch.nn.Module, data: ClientData, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 3: per-class mean features over the training split, in eval mode.
+
+    Returns (classes [k], prototypes [k, d], counts n_ij [k]) for the k classes the client holds.
+    """
+    model.eval()
+    sums, counts = None, None
+    for x, y in data.batches("train"):
+        z = model.features(x)
+        if sums is None:
+            sums = torch.zeros(num_classes, z.shape[1], device=z.device, dtype=z.dtype)
+            counts = torch.zeros(num_classes, device=z.device, dtype=torch.long)
+        sums.index_add_(0, y, z)
+        counts.index_add_(0, y, torch.ones_like(y))
+    classes = torch.nonzero(counts).squeeze(1)
+    n = counts[classes]
+    return classes, sums[classes] / n.unsqueeze(1).to(sums.dtype), n
+
+
+def prototype_loss(
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    has_target: torch.Tensor | None,
+    lam: float,
+) -> torch.Tensor:
+    """CE(h(f(x)), y) + lam * MSE(f(x), target_y) (Eq. 5/6/11).
+
+    Samples whose class has no global target contribute zero to the MSE (their target is their
+    own detached feature), as in FedProto's reference implementation; round 0 has no targets.
+    """
+    loss = F.cross_entropy(logits, y)
+    if target is not None and lam > 0:
+        tgt = target[y]
+        if has_target is not None and not bool(has_target.all()):
+            tgt = torch.where(has_target[y].unsqueeze(1), tgt, features.detach())
+        loss = loss + lam * F.mse_loss(features, tgt)
+    return loss
+
+
+@torch.no_grad()
+def nearest_prototype(features: torch.Tensor, target: torch.Tensor, has_target: torch.Tensor):
+    """Eq. 12: argmin_j ||f(x) - P_j||_2 over the classes that have a global prototype."""
+    classes = torch.nonzero(has_target).squeeze(1)
+    dist = torch.cdist(features, target[classes])
+    return classes[dist.argmin(1)]

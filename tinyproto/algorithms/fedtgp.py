@@ -1,0 +1,109 @@
+"""FedTGP (Zhang et al., AAAI 2024): trainable global prototypes with adaptive-margin-enhanced
+contrastive learning; with TinyProto's CPS and APS as switches (TinyProto-FT, App. C).
+
+Clients train as in FedProto and upload their prototypes (computed after local training, in eval
+mode, over the training split). The server owns K trainable prototypes G = TGP(k): an embedding
+in R^d followed by Linear(d,d)-ReLU-Linear(d,d). Each round it trains them for ``server_epochs``
+epochs (SGD, batch 32) on the uploaded prototypes with logits -||p - G_k||_2, the true class's
+distance increased by the margin min(max_j gap_j, margin_threshold), where gap_j is class j's
+smallest distance to another class's averaged upload; then it sends every client all K G_k.
+
+Under APS the server multiplies the reconstructed uploads n_ij p_ij by mu before training
+(server-side normalisation); clients then use the received prototypes as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinyproto import aps, cps
+from tinyproto.algorithms.fedproto import FedProto
+from tinyproto.comm import Message
+
+
+class TrainablePrototypes(nn.Module):
+    """G_k = fc(relu(middle(embedding(k)))), all in R^d."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, dim)
+        self.middle = nn.Sequential(nn.Linear(dim, dim), nn.ReLU())
+        self.fc = nn.Linear(dim, dim)
+
+    def forward(self, class_ids: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.middle(self.embedding(class_ids)))
+
+
+def class_margin(avg: torch.Tensor, present: torch.Tensor, threshold: float) -> float:
+    """min(max_j gap_j, threshold); gap_j = min distance of class j's mean upload to another's."""
+    P = avg[present]
+    if P.shape[0] < 2:
+        return float(threshold)
+    dist = torch.cdist(P, P)
+    dist.fill_diagonal_(float("inf"))
+    return float(min(dist.min(1).values.max().item(), threshold))
+
+
+def margin_contrastive_loss(
+    p: torch.Tensor, y: torch.Tensor, G: torch.Tensor, margin: float
+) -> torch.Tensor:
+    """CE over logits -||p - G_k||_2, with the true class's distance increased by ``margin``."""
+    dist = (p.unsqueeze(1) - G.unsqueeze(0)).pow(2).sum(-1).clamp_min(1e-12).sqrt()
+    dist = dist + margin * F.one_hot(y, G.shape[0]).to(dist.dtype)
+    return F.cross_entropy(-dist, y)
+
+
+class FedTGP(FedProto):
+    name = "fedtgp"
+    client_side_scaling = False
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed * 7919 + 104729)
+            self.tgp = TrainablePrototypes(self.K, self.d).to(ctx.device)
+        self.tgp_opt = torch.optim.SGD(self.tgp.parameters(), lr=self.cfg.server_lr)
+        self.last_margin = float("nan")
+
+    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
+        pairs = [self.check_vectors(m, f"client {cid}") for cid, m in uploads.items()]
+        protos, labels = [], []
+        for classes, v in pairs:
+            full = cps.reconstruct(v, self.masks[classes]) if self.masks is not None else v
+            if self.mu is not None:
+                full = aps.scale_global(full, self.mu)  # server-side normalisation (App. C)
+            protos.append(full)
+            labels.append(classes)
+        P = torch.cat(protos)
+        y = torch.cat(labels)
+        avg, holders = aps.sum_by_class(list(zip(labels, protos)), self.K, mean=True)
+        margin = class_margin(avg, holders > 0, self.cfg.margin_threshold)
+        self.last_margin = margin
+
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + rnd * 7 + 3)
+        all_ids = torch.arange(self.K, device=P.device)
+        self.tgp.train()
+        bs = self.cfg.batch_size
+        for _ in range(self.cfg.server_epochs):
+            perm = torch.randperm(P.shape[0], generator=gen).to(P.device)
+            for start in range(0, P.shape[0], bs):
+                b = perm[start : start + bs]
+                loss = margin_contrastive_loss(P[b], y[b], self.tgp(all_ids), margin)
+                self.tgp_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.tgp_opt.step()
+        self.tgp.eval()
+        with torch.no_grad():
+            G = self.tgp(all_ids)
+        v = cps.compress(G, self.masks) if self.masks is not None else G
+        msg = Message({"classes": all_ids, "protos": v.contiguous()})
+        return {cid: msg for cid in uploads}
+
+    def server_state_dict(self) -> dict:
+        return {"tgp": self.tgp.state_dict(), "opt": self.tgp_opt.state_dict()}
+
+    def load_server_state_dict(self, sd: dict) -> None:
+        self.tgp.load_state_dict(sd["tgp"])
+        self.tgp_opt.load_state_dict(sd["opt"])

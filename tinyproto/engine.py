@@ -1,0 +1,338 @@
+"""The in-process federated loop: rounds, evaluation, metrics, checkpoints, resume.
+
+One round (METHOD.md): every client trains locally (1 epoch, SGD) and uploads a message; the
+server aggregates and returns one message per client; each client stores what it received; then
+every client is evaluated on its own test split (Eq. 12 for prototype methods) and the round's
+accuracy is total correct / total test samples. Communication is measured from the messages.
+
+All randomness is derived from (seed, round, client), so a run resumed from a checkpoint ends
+with exactly the numbers of an uninterrupted one (on the CPU).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tinyproto import comm, store
+from tinyproto.algorithms import ClientData, Context, build_algorithm
+from tinyproto.config import Config
+from tinyproto.cps import hamming_stats, make_masks
+from tinyproto.data import FederatedData, load_dataset, make_federated
+from tinyproto.models import client_model, count_params
+
+
+@dataclass
+class RunResult:
+    config: Config
+    metrics: pd.DataFrame  # one row per round
+    clients: pd.DataFrame  # one row per (evaluated round, client)
+    summary: dict
+    run_dir: Path
+
+    @property
+    def best_acc(self) -> float:
+        return self.summary["best_acc"]
+
+    @property
+    def last_acc(self) -> float:
+        return self.summary["last_acc"]
+
+
+@dataclass
+class Setup:
+    """Everything built before round 0: data on the device, masks, models, the algorithm."""
+
+    config: Config
+    device: torch.device
+    fed: FederatedData
+    ctx: Context
+    algo: object
+    states: list
+    data: list
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_for(seed: int, rnd: int, cid: int) -> int:
+    return (seed * 1_000_003 + rnd * 10_007 + cid * 101 + 12345) % (2**62)
+
+
+def setup(config: Config) -> Setup:
+    """Load data onto the device, partition it, make masks, build models and the algorithm."""
+    cfg = config
+    device = resolve_device(cfg.device)
+    ds = load_dataset(
+        cfg.dataset,
+        cfg.data_dir,
+        max_samples=cfg.max_samples,
+        seed=cfg.partition_seed,
+        num_classes=cfg.num_classes,
+        synthetic_samples=cfg.max_samples or 2000,
+    ).to(device)
+    fed = make_federated(
+        ds,
+        cfg.num_clients,
+        cfg.alpha,
+        partition_seed=cfg.partition_seed,
+        split_seed=cfg.partition_seed,
+        train_fraction=cfg.train_fraction,
+        least_samples=cfg.least_samples,
+    )
+    K = fed.num_classes
+    masks = make_masks(K, cfg.feature_dim, cfg.cps_dim, seed=cfg.mask_seed) if cfg.uses_cps else None
+    if masks is not None:
+        masks = masks.to(device)
+    n_train = sum(int(c.train_idx.numel()) for c in fed.clients)
+    mu = cfg.resolve_mu(n_train / K)
+    ctx = Context(
+        config=cfg,
+        num_classes=K,
+        feature_dim=cfg.feature_dim,
+        device=device,
+        masks=masks,
+        mu=mu,
+        in_channels=ds.channels,
+        image_size=ds.image_size,
+        num_clients=cfg.num_clients,
+    )
+    algo = build_algorithm(ctx)
+    states, data = [], []
+    for cid in range(cfg.num_clients):
+        torch.manual_seed(cfg.seed * 7_919 + cid)
+        model = client_model(
+            cfg.family,
+            cid,
+            num_classes=K,
+            feature_dim=cfg.feature_dim,
+            in_channels=ds.channels,
+            image_size=ds.image_size,
+        ).to(device)
+        states.append(algo.init_client(cid, model))
+        data.append(ClientData(ds, fed.clients[cid]))
+    return Setup(cfg, device, fed, ctx, algo, states, data)
+
+
+@torch.no_grad()
+def evaluate(algo, state, data: ClientData) -> int:
+    """Number of correct predictions on the client's test split (batched)."""
+    state.model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=data.dataset.y.device)
+    for x, y in data.batches("test"):
+        correct += (algo.predict(state, x) == y).sum()
+    return int(correct)
+
+
+def run(
+    config: Config,
+    *,
+    root: str | Path | None = None,
+    resume: bool = False,
+    reuse: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RunResult:
+    """Run one federated experiment and write it to ``root/<run-id>/``.
+
+    ``reuse``: return a finished run with the same id from disk instead of recomputing.
+    ``resume``: continue from the run folder's checkpoint if there is one.
+    ``stop_after``: stop (checkpointed) after this many rounds in total; for tests and for
+    splitting a long run over several sessions.
+    """
+    cfg = config
+    out = store.run_dir(cfg, root)
+    if reuse and store.is_complete(out):
+        return _load_result(out)
+    S = setup(cfg)
+    algo, states, data = S.algo, S.states, S.data
+    rows: list[dict] = []
+    client_rows: list[dict] = []
+    start, elapsed = 0, 0.0
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=S.device, weights_only=False)
+        for st, sd in zip(states, ck["clients"]):
+            st.load_state_dict(sd)
+        algo.load_server_state_dict(ck["server"])
+        rows, client_rows, start, elapsed = ck["rows"], ck["client_rows"], ck["round"], ck["elapsed"]
+    store.write_json(out / "config.json", cfg.to_dict())
+
+    end = cfg.rounds if stop_after is None else min(cfg.rounds, stop_after)
+    bar = _progress(range(start, end), cfg, progress, total=cfg.rounds, initial=start)
+    for rnd in bar:
+        t0 = time.perf_counter()
+        uploads, losses, weights = {}, [], []
+        for st, d in zip(states, data):
+            s = seed_for(cfg.seed, rnd, st.cid)
+            torch.manual_seed(s)
+            gen = torch.Generator().manual_seed(s)
+            uploads[st.cid], loss = algo.client_round(st, d, rnd, gen)
+            losses.append(loss)
+            weights.append(d.num_train)
+        downloads = algo.server_round(uploads, rnd)
+        for st in states:
+            algo.receive(st, downloads[st.cid])
+        row = {
+            "round": rnd + 1,
+            "train_loss": float(np.average(losses, weights=weights)),
+            "upload_floats": sum(m.floats() for m in uploads.values()),
+            "download_floats": sum(m.floats() for m in downloads.values()),
+            "upload_bytes": sum(m.nbytes() for m in uploads.values()),
+            "download_bytes": sum(m.nbytes() for m in downloads.values()),
+            "test_acc": float("nan"),
+        }
+        if (rnd + 1) % cfg.eval_every == 0 or rnd + 1 == cfg.rounds:
+            correct_total, n_total = 0, 0
+            for st, d in zip(states, data):
+                c = evaluate(algo, st, d)
+                correct_total += c
+                n_total += d.num_test
+                client_rows.append(
+                    {
+                        "round": rnd + 1,
+                        "client": st.cid,
+                        "test_acc": c / max(d.num_test, 1),
+                        "test_samples": d.num_test,
+                        "train_loss": losses[st.cid],
+                    }
+                )
+            row["test_acc"] = correct_total / max(n_total, 1)
+        row["seconds"] = time.perf_counter() - t0
+        elapsed += row["seconds"]
+        rows.append(row)
+        if progress and hasattr(bar, "set_postfix"):
+            bar.set_postfix(acc=f"{row['test_acc']:.4f}", loss=f"{row['train_loss']:.3f}")
+        done = rnd + 1
+        if done < cfg.rounds and (
+            (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end
+        ):
+            _checkpoint(ckpt_path, S, rows, client_rows, done, elapsed)
+
+    metrics = pd.DataFrame(rows)
+    clients = pd.DataFrame(client_rows)
+    if len(rows) < cfg.rounds:  # stopped early on purpose: keep the checkpoint, no summary
+        return RunResult(cfg, metrics, clients, {}, out)
+    summary = _summary(S, metrics, elapsed)
+    store.write_csv(out / "metrics.csv", metrics)
+    store.write_csv(out / "clients.csv", clients)
+    if algo.prototype_based and cfg.save_prototypes:
+        _save_prototypes(out, S)
+    store.write_json(out / "summary.json", summary)
+    if ckpt_path.exists():
+        ckpt_path.unlink()
+    return RunResult(cfg, metrics, clients, summary, out)
+
+
+def _progress(it, cfg, enabled, total, initial):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, initial=initial, desc=f"{cfg.algorithm} {cfg.dataset}", leave=False)
+
+
+def _checkpoint(path: Path, S: Setup, rows, client_rows, done: int, elapsed: float) -> None:
+    state = {
+        "round": done,
+        "clients": [st.state_dict() for st in S.states],
+        "server": S.algo.server_state_dict(),
+        "rows": rows,
+        "client_rows": client_rows,
+        "elapsed": elapsed,
+        "config": S.config.to_dict(),
+    }
+    store.atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
+    cfg, fed = S.config, S.fed
+    acc = metrics["test_acc"]
+    best_idx = int(acc.idxmax())
+    up = metrics["upload_floats"].mean()
+    down = metrics["download_floats"].mean()
+    U_train = int(sum((c.train_counts > 0).sum() for c in fed.clients))
+    U_full = int(sum((c.full_counts > 0).sum() for c in fed.clients))
+    archs = {}
+    for st in S.states:
+        archs.setdefault(st.model.arch, count_params(st.model))
+    summary = {
+        "run_id": cfg.run_id(),
+        "algorithm": cfg.algorithm,
+        "dataset": cfg.dataset,
+        "profile": cfg.profile,
+        "seed": cfg.seed,
+        "best_acc": float(acc.max()),
+        "best_round": int(metrics["round"][best_idx]),
+        "last_acc": float(acc.dropna().iloc[-1]),
+        "rounds": len(metrics),
+        "upload_floats_per_round": float(up),
+        "download_floats_per_round": float(down),
+        "comm_floats_per_round": float(up + down),
+        "comm_bytes_per_round": float(
+            (metrics["upload_bytes"] + metrics["download_bytes"]).mean()
+        ),
+        "classes_present_train": U_train,
+        "classes_present_full": U_full,
+        "num_classes": fed.num_classes,
+        "num_train": int(sum(c.train_idx.numel() for c in fed.clients)),
+        "num_test": int(sum(c.test_idx.numel() for c in fed.clients)),
+        "mu_resolved": S.ctx.mu,
+        "cps_dim": cfg.cps_dim,
+        "feature_dim": cfg.feature_dim,
+        "data_source": fed.dataset.source,
+        "archs": archs,
+        "wall_seconds": float(elapsed),
+        "seconds_per_round": float(elapsed / max(len(metrics), 1)),
+        "device": str(S.device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    try:
+        summary["expected_floats_per_round"] = comm.expected_cost(
+            cfg.algorithm,
+            num_classes=fed.num_classes,
+            dim=cfg.feature_dim,
+            num_clients=cfg.num_clients,
+            classes_present=U_train,
+            cps_dim=cfg.cps_dim,
+            model_params=getattr(S.algo, "shared_params", None),
+        )
+    except ValueError:
+        summary["expected_floats_per_round"] = None
+    if S.ctx.masks is not None:
+        summary["masks"] = hamming_stats(S.ctx.masks.cpu())
+    return summary
+
+
+def _save_prototypes(out: Path, S: Setup) -> None:
+    """Final local prototypes [N, K, d] (zeros where a client lacks the class), the mask of who
+    holds what, and the global prototypes clients use (reconstructed, scaled) [K, d]."""
+    K, d, N = S.ctx.num_classes, S.ctx.feature_dim, len(S.states)
+    local = np.zeros((N, K, d), dtype=np.float32)
+    holds = np.zeros((N, K), dtype=bool)
+    for st in S.states:
+        classes, p = st.memory["local_prototypes"]
+        local[st.cid, classes.cpu().numpy()] = p.detach().cpu().numpy()
+        holds[st.cid, classes.cpu().numpy()] = True
+    glob = S.states[0].memory["target"].detach().cpu().numpy().astype(np.float32)
+    has = S.states[0].memory["has_target"].cpu().numpy()
+    arrays = {"local": local, "holds": holds, "global": glob, "has_global": has}
+    if S.ctx.masks is not None:
+        arrays["masks"] = S.ctx.masks.cpu().numpy()
+    store.write_npz(out / "prototypes.npz", **arrays)
+
+
+def _load_result(out: Path) -> RunResult:
+    r = store.load_run(out)
+    clients = r["clients"] if r["clients"] is not None else pd.DataFrame()
+    return RunResult(r["config"], r["metrics"], clients, r["summary"], out)
