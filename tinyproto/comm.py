@@ -54,7 +54,9 @@ def expect(msg: Message, sender: str, spec: dict[str, tuple]) -> None:
         if not isinstance(t, torch.Tensor):
             raise MessageError(f"message from {sender}: field {key!r} is not a tensor")
         if kind == "float" and not t.is_floating_point():
-            raise MessageError(f"message from {sender}: field {key!r} has dtype {t.dtype}, not float")
+            raise MessageError(
+                f"message from {sender}: field {key!r} has dtype {t.dtype}, not float"
+            )
         if kind == "int" and (t.is_floating_point() or t.dtype == torch.bool):
             raise MessageError(f"message from {sender}: field {key!r} has dtype {t.dtype}, not int")
         if len(shape) != t.dim() or any(s is not None and s != n for s, n in zip(shape, t.shape)):
@@ -75,12 +77,19 @@ def expected_cost(
     classes_present: int,
     cps_dim: int | None = None,
     model_params: int | None = None,
+    kept_floats: int | None = None,
 ) -> int:
     """Floats per round, all clients, both directions (paper Table 2).
 
     ``classes_present`` is U = sum over clients of the number of classes each uploads;
     ``model_params`` the size of the shared model of FML / FedKD (FedKD: after SVD).
     Prototype algorithms use ``cps_dim`` when CPS is on (TinyProto, or an ablation).
+
+    FedKD's SVD keeps a data-dependent number of factors per matrix and message, so no closed
+    form exists: ``kept_floats`` is the round's total over its 2N messages of what the SVD keeps
+    (sum of k * (m + n + 1) per factored matrix plus the dense parameters, as FedKD's compressor
+    counts it from the ranks) and is returned as is; without it, ``model_params`` = the dense
+    mentee size gives the no-compression upper bound 2 * N * model_params.
     """
     K, d, N, U = num_classes, dim, num_clients, classes_present
     if algorithm == "local":
@@ -92,6 +101,8 @@ def expected_cost(
         return K * (U + N * K)
     if algorithm == "lg-fedavg":
         return 2 * N * (d * K + K)
+    if algorithm == "fedkd" and kept_floats is not None:
+        return int(kept_floats)
     if algorithm in ("fml", "fedkd"):
         if model_params is None:
             raise ValueError(f"expected_cost({algorithm!r}) needs model_params")

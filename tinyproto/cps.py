@@ -36,24 +36,69 @@ def make_masks(num_classes: int, dim: int, cps_dim: int, seed: int = 0) -> torch
         return torch.from_numpy(masks)
     # Overlapping supports. Greedy: each class takes s distinct dimensions from the least used
     # ones (this keeps usage counts within 1 of each other at every step), preferring, among
-    # equally used dimensions, those whose current users overlap least with this class so far;
-    # a small seeded jitter breaks ties.
+    # equally used dimensions, those whose current users overlap least with this class so far
+    # (marginal increase of the sum of squared overlaps); a small seeded jitter breaks ties.
     usage = np.zeros(d, dtype=np.int64)
-    counts = masks.astype(np.float64)  # rows filled as classes are made
+    M = np.zeros((K, d), dtype=np.float64)
     for j in range(K):
-        overlap = np.zeros(K)  # overlap of class j with every earlier class
+        overlap = np.zeros(j)
         chosen = np.zeros(d, dtype=bool)
         jitter = rng.random_sample(d) * 1e-3
         for _ in range(s):
             level = usage[~chosen].min()
-            cost = counts[:j].T @ overlap[:j] + jitter  # [d]
+            cost = M[:j].T @ (2 * overlap + 1) + jitter  # [d]
             cost[(usage != level) | chosen] = np.inf
             t = int(np.argmin(cost))
             chosen[t] = True
             usage[t] += 1
-            overlap[:j] += counts[:j, t]
-        counts[j] = chosen
-    return torch.from_numpy(counts.astype(bool))
+            overlap += M[:j, t]
+        M[j] = chosen
+    if s < d:
+        _even_out_overlaps(M, rng)
+    return torch.from_numpy(M.astype(bool))
+
+
+def _even_out_overlaps(M: np.ndarray, rng: np.random.RandomState, sweeps: int = 100) -> None:
+    """Local search: class j hands a dimension t to class l in exchange for u (usage per
+    dimension and ones per class unchanged); keep the exchange when the sum of squared pairwise
+    overlaps drops. Same total overlap, spread more evenly. In place, deterministic per rng."""
+    K, d = M.shape
+    O = M @ M.T
+    np.fill_diagonal(O, 0)
+    for it in range(sweeps * K):
+        if it % 2:  # targeted: j gives away a dimension it shares with its most-overlapping class
+            j = rng.randint(K)
+            k = int(np.argmax(O[j] + rng.random_sample(K) * 1e-3))
+            shared = np.flatnonzero((M[j] > 0) & (M[k] > 0))
+            if shared.size == 0:
+                continue
+            t = shared[rng.randint(shared.size)]
+            lacking = np.flatnonzero(M[:, t] == 0)
+            if lacking.size == 0:
+                continue
+            l = lacking[rng.randint(lacking.size)]
+        else:
+            j, l = rng.randint(K), rng.randint(K)
+            if j == l:
+                continue
+            give = np.flatnonzero((M[j] > 0) & (M[l] == 0))  # t: j has, l lacks
+            if give.size == 0:
+                continue
+            t = give[rng.randint(give.size)]
+        take = np.flatnonzero((M[l] > 0) & (M[j] == 0))  # u: l has, j lacks
+        if take.size == 0:
+            continue
+        u = take[rng.randint(take.size)]
+        # overlaps of j and l with every other class k after the exchange; (j, l) is unchanged
+        dj = M[:, u] - M[:, t]  # j loses t, gains u; l the opposite
+        others = np.ones(K, dtype=bool)
+        others[[j, l]] = False
+        new_j, new_l = O[j] + dj, O[l] - dj
+        delta = ((new_j**2 - O[j] ** 2) * others).sum() + ((new_l**2 - O[l] ** 2) * others).sum()
+        if delta < 0:
+            M[j, t], M[j, u], M[l, u], M[l, t] = 0, 1, 0, 1
+            O[j, others], O[l, others] = new_j[others], new_l[others]
+            O[others, j], O[others, l] = new_j[others], new_l[others]
 
 
 def sparsify(p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,114 @@
+"""FedDistill (Jeong et al., 2018, "Communication-Efficient On-Device Machine Learning:
+Federated Distillation and Augmentation under Non-IID Private Data"), as in HtFLlib's FD.
+
+Client i trains its own model with CE(out, y) + gamma * CE(out, softmax(L_y)), the second term
+only for samples whose class y has a global logit L_y (HtFLlib's soft-target cross-entropy;
+gamma = 1, paper Table 4). Round 0 has no global logits and trains with CE only. After local
+training the client computes its per-class mean logits over its training split in eval mode and
+uploads (classes [k], logits [k, K]) for the k classes it holds. The server averages each class
+over its holders only and sends every client (classes, logits) for the classes that have holders.
+Per round: K * (U + N * K) floats (paper Table 2). Inference: each client's own head.
+
+Differences from HtFLlib: it collects the logits during training (train mode, changing weights)
+and averages the soft-target term over the whole batch, giving samples without a global logit
+the target softmax(own output) (zero gradient, non-zero value). We use the trained model in eval
+mode, and sum the term over the samples that have a target, divided by the batch size (same
+gradient as HtFLlib, without the constant entropy term in the reported loss).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tinyproto import aps
+from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, train_local
+from tinyproto.comm import Message, MessageError, expect
+
+
+def soft_target_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    global_logits: torch.Tensor | None,
+    has_logit: torch.Tensor | None,
+    gamma: float,
+) -> torch.Tensor:
+    """CE(out, y) + gamma * mean over the batch of CE(out, softmax(L_y)) (0 where L_y is absent)."""
+    loss = F.cross_entropy(logits, y)
+    if global_logits is None or gamma == 0:
+        return loss
+    sel = has_logit[y]
+    if not bool(sel.any()):
+        return loss
+    soft = global_logits[y[sel]].softmax(dim=1)
+    ce = -(soft * F.log_softmax(logits[sel], dim=1)).sum(dim=1)
+    return loss + gamma * ce.sum() / y.numel()
+
+
+@torch.no_grad()
+def class_mean_logits(model: torch.nn.Module, data: ClientData, num_classes: int):
+    """Per-class mean logits over the training split, eval mode: (classes [k], logits [k, K])."""
+    model.eval()
+    sums = counts = None
+    for x, y in data.batches("train"):
+        _, out = model(x)
+        if sums is None:
+            sums = torch.zeros(num_classes, out.shape[1], device=out.device, dtype=out.dtype)
+            counts = torch.zeros(num_classes, device=out.device, dtype=torch.long)
+        sums.index_add_(0, y, out)
+        counts.index_add_(0, y, torch.ones_like(y))
+    classes = torch.nonzero(counts).squeeze(1)
+    return classes, sums[classes] / counts[classes].unsqueeze(1).to(sums.dtype)
+
+
+class FedDistill(Algorithm):
+    name = "feddistill"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.K = ctx.num_classes
+
+    # -- client ---------------------------------------------------------------------------------
+    def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
+        target = state.memory.get("global_logits")
+        has = state.memory.get("has_logit")
+        gamma = self.cfg.gamma
+
+        def loss_fn(st, x, y):
+            return soft_target_loss(st.model(x)[1], y, target, has, gamma)
+
+        loss = train_local(state, data, self.cfg, generator, loss_fn)
+        classes, logits = class_mean_logits(state.model, data, self.K)
+        return Message({"classes": classes, "logits": logits.contiguous()}), loss
+
+    def receive(self, state: ClientState, download: Message) -> None:
+        classes, logits = self.check_logits(download, "server")
+        target = torch.zeros(self.K, self.K, device=logits.device, dtype=logits.dtype)
+        target[classes] = logits
+        has = torch.zeros(self.K, dtype=torch.bool, device=logits.device)
+        has[classes] = True
+        state.memory["global_logits"] = target
+        state.memory["has_logit"] = has
+
+    # -- server ---------------------------------------------------------------------------------
+    def check_logits(self, msg: Message, sender: str):
+        expect(msg, sender, {"classes": ("int", (None,)), "logits": ("float", (None, self.K))})
+        classes, logits = msg["classes"], msg["logits"]
+        if classes.numel() != logits.shape[0]:
+            raise MessageError(
+                f"message from {sender}: {classes.numel()} class ids for {logits.shape[0]} logits"
+            )
+        if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= self.K):
+            raise MessageError(f"message from {sender}: class id outside [0, {self.K})")
+        if classes.unique().numel() != classes.numel():
+            raise MessageError(f"message from {sender}: repeated class ids")
+        return classes, logits
+
+    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
+        if not uploads:
+            raise MessageError("server: no uploads to aggregate")
+        pairs = [self.check_logits(m, f"client {cid}") for cid, m in uploads.items()]
+        mean, holders = aps.sum_by_class(pairs, self.K, mean=True)  # over holders only
+        classes = torch.nonzero(holders).squeeze(1)
+        msg = Message({"classes": classes, "logits": mean[classes].contiguous()})
+        return {cid: msg for cid in uploads}

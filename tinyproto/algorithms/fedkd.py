@@ -1,0 +1,244 @@
+"""FedKD (Wu et al., Nature Communications 2022, "Communication-efficient federated learning
+via knowledge distillation"), as in HtFLlib's FedKD.
+
+Every client keeps a local mentor (its own heterogeneous model), a copy of a shared mentee (one
+architecture, ``Config.shared_model``, default the family's first; same initial weights for all)
+and a private projection W_h = Linear(d, d, bias=False) that never leaves the client. Per batch,
+with CE_l, CE_g the mentor's and the mentee's cross-entropies and D = CE_l + CE_g:
+
+    L_d   = KL(p_g || p_l) / D      L_d_g = KL(p_l || p_g) / D          (adaptive distillation)
+    L_h   = MSE(z_l, W_h(z_g)) / D                                       (hidden-state loss)
+    mentor: CE_l + L_d + L_h        mentee: CE_g + L_d_g + L_h
+
+KL as HtFLlib's ``nn.KLDivLoss()`` (element-wise mean). Detaches: HtFLlib detaches nothing, so
+both losses' gradients reach both models and the denominator D; we let each model minimise its
+own loss: in the mentor's loss the mentee side (p_g, W_h(z_g)) is detached, in the mentee's loss
+the mentor side (p_l, z_l) is detached (so W_h is trained with the mentee, towards the mentor's
+features), and D is detached (an adaptive weight, not a path that would raise the CEs).
+Gradients are clipped to norm 10 per module, as in HtFLlib.
+
+Communication: the mentee's parameters (``parameters()`` only; BatchNorm statistics stay local)
+cross the network SVD-compressed, both directions (the FedKD paper factors the updates; HtFLlib,
+whose code produced the paper's numbers, factors the parameters, and so do we). Each parameter
+with >= 2 dims is reshaped to a matrix [out, -1] and replaced by its truncated SVD factors
+U_k [m, k], S_k [k], V_k [k, n], with the smallest k whose energy sum(S[:k]^2) / sum(S^2) >= T(r);
+where the factors, k * (m + n + 1) floats, would not be smaller than the dense m * n matrix (or
+the matrix is all zeros), it is sent dense; 1-D parameters go dense. The threshold grows
+linearly over the rounds, T(r) = T_start + (r + 1) / R * (T_end - T_start) for round
+r = 0..R-1 (0.95 -> 0.98; HtFLlib updates it after each round, one round later). Uploads carry
+n_i as an int tensor (bytes). The server reconstructs every client's mentee, averages them
+weighted by n_i, compresses the average with the same threshold and sends it to every client,
+which reconstructs and loads it.
+
+Each message's ``meta`` records the threshold, the rank and kept energy of every matrix and the
+floats the SVD keeps; the server keeps the per-round totals in ``kept_floats_per_round``
+(``comm.expected_cost("fedkd", kept_floats=...)`` checks the measurement against them).
+HtFLlib's decomposition differs in two details we do not copy: it factors 4-D convolution kernels
+as a batch of [kh, kw] matrices (not [out, in*kh*kw]) and averages the clients uniformly.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from tinyproto.algorithms.base import Algorithm, ClientData, ClientState
+from tinyproto.algorithms.fml import (
+    build_shared,
+    kl_htfllib,
+    load_params,
+    param_spec,
+    train_pair,
+)
+from tinyproto.algorithms.lg_fedavg import count_tensor, read_count, weighted_mean
+from tinyproto.comm import Message, MessageError, expect
+from tinyproto.models import count_params
+
+FACTORS = ("U", "S", "V")
+
+
+def factor_key(name: str, factor: str) -> str:
+    return f"{name}#{factor}"
+
+
+def threshold(rnd: int, rounds: int, t_start: float, t_end: float) -> float:
+    """T(r) = T_start + (r + 1) / R * (T_end - T_start), r = 0..R-1."""
+    return t_start + min(rnd + 1, rounds) / rounds * (t_end - t_start)
+
+
+def energy_rank(S: torch.Tensor, T: float) -> int:
+    """Smallest k with sum(S[:k]^2) / sum(S^2) >= T (S descending, not all zero)."""
+    cum = S.double().pow(2).cumsum(0)
+    k = int(torch.searchsorted(cum, T * cum[-1]).item()) + 1
+    return min(k, S.numel())
+
+
+@dataclass
+class Compressed:
+    """A compressed parameter set: the tensors to send and what the SVD kept."""
+
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    ranks: dict[str, int | None] = field(default_factory=dict)  # None = sent dense
+    energy: dict[str, float] = field(default_factory=dict)  # kept energy (1.0 when dense)
+    kept_floats: int = 0
+
+    def meta(self, T: float) -> dict:
+        return {
+            "threshold": T,
+            "ranks": dict(self.ranks),
+            "energy": dict(self.energy),
+            "kept_floats": self.kept_floats,
+        }
+
+
+@torch.no_grad()
+def compress(params: dict[str, torch.Tensor], T: float) -> Compressed:
+    """Truncated SVD of every >= 2-D parameter (as [out, -1]) keeping energy >= T."""
+    out = Compressed()
+    for name, p in params.items():
+        p = p.detach()
+        if p.dim() < 2:
+            out.tensors[name] = p.clone()
+            out.ranks[name], out.energy[name] = None, 1.0
+            out.kept_floats += p.numel()
+            continue
+        M = p.reshape(p.shape[0], -1)
+        m, n = M.shape
+        U, S, Vh = torch.linalg.svd(M, full_matrices=False)
+        total = float(S.double().pow(2).sum())
+        k = energy_rank(S, T) if total > 0 else None
+        if k is None or k * (m + n + 1) >= m * n:  # factors not smaller: dense
+            out.tensors[name] = p.clone()
+            out.ranks[name], out.energy[name] = None, 1.0
+            out.kept_floats += m * n
+            continue
+        out.tensors[factor_key(name, "U")] = U[:, :k].contiguous()
+        out.tensors[factor_key(name, "S")] = S[:k].contiguous()
+        out.tensors[factor_key(name, "V")] = Vh[:k].contiguous()
+        out.ranks[name] = k
+        out.energy[name] = float(S[:k].double().pow(2).sum()) / total
+        out.kept_floats += k * (m + n + 1)
+    return out
+
+
+def decompress(
+    msg: Message, shapes: dict[str, tuple], sender: str
+) -> tuple[dict[str, torch.Tensor], int]:
+    """Rebuild every parameter from ``msg``; returns (params, floats the factors/dense hold).
+
+    Raises MessageError (one line, naming the sender and the field) on a malformed message.
+    """
+    params, kept = {}, 0
+    for name, shape in shapes.items():
+        keys = [factor_key(name, f) for f in FACTORS]
+        has_factors = [k in msg for k in keys]
+        if name in msg:
+            if any(has_factors):
+                raise MessageError(f"message from {sender}: field {name!r} sent dense and factored")
+            expect(msg, sender, {name: ("float", shape)})
+            params[name] = msg[name]
+            kept += msg[name].numel()
+            continue
+        if len(shape) < 2 or not any(has_factors):
+            raise MessageError(f"message from {sender}: missing field {name!r}")
+        m = shape[0]
+        n = 1
+        for s in shape[1:]:
+            n *= s
+        kU, kS, kV = keys
+        expect(
+            msg,
+            sender,
+            {kU: ("float", (m, None)), kS: ("float", (None,)), kV: ("float", (None, n))},
+        )
+        k = msg[kU].shape[1]
+        if msg[kS].shape[0] != k or msg[kV].shape[0] != k or not 1 <= k <= min(m, n):
+            raise MessageError(
+                f"message from {sender}: field {name!r} has inconsistent SVD factors "
+                f"U{list(msg[kU].shape)} S{list(msg[kS].shape)} V{list(msg[kV].shape)}"
+            )
+        params[name] = ((msg[kU] * msg[kS]) @ msg[kV]).reshape(shape)
+        kept += k * (m + n + 1)
+    return params, kept
+
+
+class FedKD(Algorithm):
+    name = "fedkd"
+    aux_name = "mentee"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.initial = build_shared(ctx)
+        self.shared_params = count_params(self.initial)  # dense size (no-compression bound)
+        self.shapes = {name: s for name, (_, s) in param_spec(self.initial).items()}
+        self.kept_floats_per_round: dict[int, int] = {}  # round -> floats the SVD kept, up+down
+
+    def threshold(self, rnd: int) -> float:
+        c = self.cfg
+        return threshold(rnd, c.rounds, c.fedkd_t_start, c.fedkd_t_end)
+
+    def init_client(self, cid: int, model: torch.nn.Module) -> ClientState:
+        state = super().init_client(cid, model)
+        mentee = copy.deepcopy(self.initial)
+        d = self.ctx.feature_dim
+        w_h = torch.nn.Linear(d, d, bias=False).to(self.ctx.device)
+        state.aux[self.aux_name] = mentee
+        state.aux["w_h"] = w_h
+        lr = self.cfg.lr
+        state.aux_optimizers[self.aux_name] = torch.optim.SGD(mentee.parameters(), lr=lr)
+        state.aux_optimizers["w_h"] = torch.optim.SGD(w_h.parameters(), lr=lr)
+        return state
+
+    # -- client ---------------------------------------------------------------------------------
+    def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
+        def loss_fn(st, x, y):
+            z_l, out_l = st.model(x)
+            z_g, out_g = st.aux[self.aux_name](x)
+            proj = st.aux["w_h"](z_g)
+            ce_l = F.cross_entropy(out_l, y)
+            ce_g = F.cross_entropy(out_g, y)
+            D = (ce_l + ce_g).detach()
+            loss_l = ce_l + kl_htfllib(out_l, out_g.detach()) / D
+            loss_l = loss_l + F.mse_loss(z_l, proj.detach()) / D
+            loss_g = ce_g + kl_htfllib(out_g, out_l.detach()) / D
+            loss_g = loss_g + F.mse_loss(z_l.detach(), proj) / D
+            return loss_l + loss_g, loss_l
+
+        loss = train_pair(state, data, self.cfg, generator, loss_fn)
+        T = self.threshold(rnd)
+        mentee = state.aux[self.aux_name]
+        c = compress(dict(mentee.named_parameters()), T)
+        tensors = dict(c.tensors)
+        tensors["num_train"] = count_tensor(data.num_train, next(mentee.parameters()).device)
+        return Message(tensors, meta=c.meta(T)), loss
+
+    def receive(self, state: ClientState, download: Message) -> None:
+        params, _ = decompress(download, self.shapes, "server")
+        load_params(state.aux[self.aux_name], params)
+
+    # -- server ---------------------------------------------------------------------------------
+    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
+        if not uploads:
+            raise MessageError("server: no uploads to aggregate")
+        models, weights, up_kept = [], [], 0
+        for cid, msg in uploads.items():
+            sender = f"client {cid}"
+            params, kept = decompress(msg, self.shapes, sender)
+            weights.append(read_count(msg, sender))
+            models.append(params)
+            up_kept += kept
+        avg = {name: weighted_mean([p[name] for p in models], weights) for name in self.shapes}
+        T = self.threshold(rnd)
+        c = compress(avg, T)
+        msg = Message(c.tensors, meta=c.meta(T))
+        self.kept_floats_per_round[rnd] = up_kept + len(uploads) * c.kept_floats
+        return {cid: msg for cid in uploads}
+
+    def server_state_dict(self) -> dict:
+        return {"kept_floats_per_round": dict(self.kept_floats_per_round)}
+
+    def load_server_state_dict(self, sd: dict) -> None:
+        self.kept_floats_per_round = dict(sd.get("kept_floats_per_round", {}))
