@@ -27,9 +27,7 @@ from tinyproto.data import (
 )
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-HAVE_DEBIAN = all(
-    (DEBIAN / f"{n}.gz").is_file() for n in D.FMNIST_FILES.values()
-)
+HAVE_DEBIAN = all((DEBIAN / f"{n}.gz").is_file() for n in D.FMNIST_FILES.values())
 
 
 @pytest.fixture(autouse=True)
@@ -416,8 +414,10 @@ def test_cifar100_fake(tmp_path):
     folder.mkdir()
     for name, n in (("train", 5), ("test", 3)):
         data = np.arange(n * 3072).reshape(n, 3072).astype(np.uint8)
-        _pickle(folder / name, {b"data": data, b"fine_labels": [99 - i for i in range(n)],
-                                b"coarse_labels": [0] * n})
+        _pickle(
+            folder / name,
+            {b"data": data, b"fine_labels": [99 - i for i in range(n)], b"coarse_labels": [0] * n},
+        )
     ds = load_dataset("cifar100", str(tmp_path), verify=False, max_samples=None)
     assert ds.x.shape == (8, 3, 32, 32) and ds.num_classes == 100
     assert ds.y.tolist() == [99, 98, 97, 96, 95, 99, 98, 97]

@@ -57,10 +57,20 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if "None" in hint or f.name in ("cps_dim", "mu"):
             parse = _none_or(parse)
         g.add_argument(flag, dest=f.name, type=parse, default=None, metavar=f.name.upper())
-    g.add_argument("--no-cps", dest="cps_dim", action="store_const", const=None,
-                   help="switch class-wise prototype sparsification off (same as --cps-dim none)")
-    g.add_argument("--no-scaling", dest="mu", action="store_const", const=None,
-                   help="switch adaptive prototype scaling off (same as --mu none)")
+    g.add_argument(
+        "--no-cps",
+        dest="cps_dim",
+        action="store_const",
+        const=None,
+        help="switch class-wise prototype sparsification off (same as --cps-dim none)",
+    )
+    g.add_argument(
+        "--no-scaling",
+        dest="mu",
+        action="store_const",
+        const=None,
+        help="switch adaptive prototype scaling off (same as --mu none)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -97,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="locate (or fetch) the embedded Fashion-MNIST and say where")
     d.add_argument("--data-dir", default=None)
+
+    from tinyproto import comm_table
+
+    comm_table.add_parser(sub)
     return p
 
 
@@ -104,8 +118,9 @@ def cmd_run(args) -> int:
     from tinyproto.engine import run
 
     cfg = config_from_args(args)
-    res = run(cfg, root=args.results, resume=args.resume, reuse=args.reuse,
-              progress=not args.no_progress)
+    res = run(
+        cfg, root=args.results, resume=args.resume, reuse=args.reuse, progress=not args.no_progress
+    )
     s = res.summary
     print(f"run      {s['run_id']}  ({cfg.profile} profile, {cfg.dataset}, seed {cfg.seed})")
     print(f"data     {s['data_source']}")
@@ -117,7 +132,9 @@ def cmd_run(args) -> int:
     )
     if s.get("mu_resolved") is not None:
         print(f"mu       {s['mu_resolved']:g}")
-    print(f"time     {s['wall_seconds']:.1f} s ({s['seconds_per_round']:.2f} s/round, {s['device']})")
+    print(
+        f"time     {s['wall_seconds']:.1f} s ({s['seconds_per_round']:.2f} s/round, {s['device']})"
+    )
     print(f"saved    {res.run_dir}")
     return 0
 
@@ -131,7 +148,13 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "data": cmd_data}
+def cmd_comm_table(args) -> int:
+    from tinyproto import comm_table
+
+    return comm_table.cmd(args)
+
+
+COMMANDS = {"run": cmd_run, "data": cmd_data, "comm-table": cmd_comm_table}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tinyproto: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("tinyproto: interrupted (checkpoints, if any, are kept; rerun with --resume)",
-              file=sys.stderr)
+        print(
+            "tinyproto: interrupted (checkpoints, if any, are kept; rerun with --resume)",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -163,6 +163,13 @@ class Config:
 
         if self.family not in FAMILIES:
             _fail("family", self.family, f"one of {', '.join(sorted(FAMILIES))}")
+        if self.shared_model is not None and self.shared_model not in FAMILIES:
+            _fail("shared_model", self.shared_model, "an architecture name or none")
+        if not isinstance(self.gamma, (int, float)) or self.gamma < 0:
+            _fail("gamma", self.gamma, "a number >= 0")
+        for name in ("fml_alpha", "fml_beta"):
+            if not 0 <= getattr(self, name) <= 1:
+                _fail(name, getattr(self, name), "a number in [0, 1]")
         positive_ints = ("num_clients", "rounds", "local_epochs", "batch_size", "feature_dim")
         for name in positive_ints:
             v = getattr(self, name)

@@ -113,7 +113,9 @@ def compress(p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     s ones) -> [n, s].
     """
     if p.shape != m.shape:
-        raise ValueError(f"compress: prototype shape {tuple(p.shape)} != mask shape {tuple(m.shape)}")
+        raise ValueError(
+            f"compress: prototype shape {tuple(p.shape)} != mask shape {tuple(m.shape)}"
+        )
     m = m.to(device=p.device, dtype=torch.bool)
     if p.dim() == 1:
         return p[m]
@@ -129,9 +131,7 @@ def reconstruct(c: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     m = m.to(device=c.device, dtype=torch.bool)
     expected = int(m.sum())
     if c.numel() != expected:
-        raise ValueError(
-            f"reconstruct: {c.numel()} values do not fit a mask with {expected} ones"
-        )
+        raise ValueError(f"reconstruct: {c.numel()} values do not fit a mask with {expected} ones")
     out = torch.zeros(m.shape, dtype=c.dtype, device=c.device)
     out[m] = c.reshape(-1)
     return out

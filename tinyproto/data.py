@@ -780,7 +780,11 @@ def make_federated(
     labels = dataset.y.detach().cpu().numpy()
     k = dataset.num_classes
     parts = dirichlet_partition(
-        labels, num_clients, alpha, seed=partition_seed, least_samples=least_samples,
+        labels,
+        num_clients,
+        alpha,
+        seed=partition_seed,
+        least_samples=least_samples,
         num_classes=k,
     )
     device = dataset.x.device

@@ -91,7 +91,9 @@ def setup(config: Config) -> Setup:
         least_samples=cfg.least_samples,
     )
     K = fed.num_classes
-    masks = make_masks(K, cfg.feature_dim, cfg.cps_dim, seed=cfg.mask_seed) if cfg.uses_cps else None
+    masks = (
+        make_masks(K, cfg.feature_dim, cfg.cps_dim, seed=cfg.mask_seed) if cfg.uses_cps else None
+    )
     if masks is not None:
         masks = masks.to(device)
     n_train = sum(int(c.train_idx.numel()) for c in fed.clients)
@@ -165,7 +167,12 @@ def run(
         for st, sd in zip(states, ck["clients"]):
             st.load_state_dict(sd)
         algo.load_server_state_dict(ck["server"])
-        rows, client_rows, start, elapsed = ck["rows"], ck["client_rows"], ck["round"], ck["elapsed"]
+        rows, client_rows, start, elapsed = (
+            ck["rows"],
+            ck["client_rows"],
+            ck["round"],
+            ck["elapsed"],
+        )
     store.write_json(out / "config.json", cfg.to_dict())
 
     end = cfg.rounds if stop_after is None else min(cfg.rounds, stop_after)
@@ -239,7 +246,9 @@ def _progress(it, cfg, enabled, total, initial):
         return it
     from tqdm.auto import tqdm
 
-    return tqdm(it, total=total, initial=initial, desc=f"{cfg.algorithm} {cfg.dataset}", leave=False)
+    return tqdm(
+        it, total=total, initial=initial, desc=f"{cfg.algorithm} {cfg.dataset}", leave=False
+    )
 
 
 def _checkpoint(path: Path, S: Setup, rows, client_rows, done: int, elapsed: float) -> None:
@@ -279,9 +288,7 @@ def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
         "upload_floats_per_round": float(up),
         "download_floats_per_round": float(down),
         "comm_floats_per_round": float(up + down),
-        "comm_bytes_per_round": float(
-            (metrics["upload_bytes"] + metrics["download_bytes"]).mean()
-        ),
+        "comm_bytes_per_round": float((metrics["upload_bytes"] + metrics["download_bytes"]).mean()),
         "classes_present_train": U_train,
         "classes_present_full": U_full,
         "num_classes": fed.num_classes,
@@ -310,6 +317,9 @@ def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
         )
     except ValueError:
         summary["expected_floats_per_round"] = None
+    kept = getattr(S.algo, "kept_floats_per_round", None)
+    if kept:  # FedKD: the SVD keeps a data-dependent share; its expectation is what was kept
+        summary["expected_floats_per_round"] = float(np.mean(list(kept.values())))
     if S.ctx.masks is not None:
         summary["masks"] = hamming_stats(S.ctx.masks.cpu())
     return summary

@@ -15,9 +15,7 @@ from tinyproto.algorithms.tinyproto_ft import TinyProtoFT
 
 REGISTRY: dict[str, type[Algorithm]] = {
     cls.name: cls
-    for cls in (
-        Local, FedProto, FedTGP, TinyProtoFP, TinyProtoFT, FedDistill, LGFedAvg, FML, FedKD
-    )
+    for cls in (Local, FedProto, FedTGP, TinyProtoFP, TinyProtoFT, FedDistill, LGFedAvg, FML, FedKD)
 }
 
 
