@@ -1,0 +1,179 @@
+"""Grids of runs for the notebooks: build configs, run what is missing, summarise.
+
+    configs = grid(profile="quick", algorithm=["fedproto", "tinyproto-fp"], seed=[0, 1])
+    df = sweep(configs)                    # one row per config; finished runs are reused
+    table = mean_std(df, by=["algorithm"]) # mean +- std over seeds, like the paper
+
+Outputs are kept apart per profile, so a smoke run (CI, nbval) never overwrites the committed
+quick-profile results: quick -> results/, figures/; paper -> results/paper/, figures/paper/;
+smoke -> results/smoke/, figures/smoke/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tinyproto.config import PROFILES, Config, ConfigError
+
+DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "paper": [0, 1, 2]}
+SUMMARY_COLUMNS = [
+    "run_id",
+    "best_acc",
+    "last_acc",
+    "best_round",
+    "comm_floats_per_round",
+    "upload_floats_per_round",
+    "download_floats_per_round",
+    "comm_bytes_per_round",
+    "expected_floats_per_round",
+    "classes_present_train",
+    "classes_present_full",
+    "mu_resolved",
+    "wall_seconds",
+    "data_source",
+]
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The folder holding pyproject.toml (searched upwards from ``start`` or the cwd)."""
+    here = Path(start or os.getcwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").exists() and (d / "tinyproto").is_dir():
+            return d
+    return here
+
+
+@dataclass(frozen=True)
+class Outputs:
+    profile: str
+    root: Path
+    runs: Path
+    results: Path
+    figures: Path
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the project root (what notebooks print: no machine paths)."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+def outputs(profile: str) -> Outputs:
+    """Where a profile's runs, tables and figures go (created if missing)."""
+    if profile not in PROFILES:
+        raise ConfigError(f"invalid profile={profile!r}: one of {', '.join(PROFILES)}")
+    root = project_root()
+    sub = "" if profile == "quick" else profile
+    out = Outputs(
+        profile=profile,
+        root=root,
+        runs=root / "results" / sub / "runs" if sub else root / "results" / "runs",
+        results=root / "results" / sub if sub else root / "results",
+        figures=root / "figures" / sub if sub else root / "figures",
+    )
+    for p in (out.runs, out.results, out.figures):
+        p.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def default_profile() -> str:
+    """``TINYPROTO_PROFILE`` if set, else quick (the notebooks' default)."""
+    return os.environ.get("TINYPROTO_PROFILE", "quick")
+
+
+def grid(**axes) -> list[Config]:
+    """Configs for the cartesian product of the list-valued keyword arguments.
+
+    Scalars are shared by every config; a list (or tuple) is an axis. A dict inside the
+    ``variants`` axis sets several fields at once, e.g.
+    ``grid(profile="quick", variants=[{"algorithm": "fedproto"}, {"cps_dim": None}])``.
+    """
+    variants = axes.pop("variants", [{}])
+    keys = [k for k, v in axes.items() if isinstance(v, (list, tuple))]
+    fixed = {k: v for k, v in axes.items() if k not in keys}
+    configs = []
+    for values in itertools.product(*(axes[k] for k in keys)):
+        for var in variants:
+            configs.append(Config(**{**fixed, **dict(zip(keys, values)), **var}))
+    return configs
+
+
+def sweep(
+    configs: list[Config],
+    *,
+    root: str | Path | None = None,
+    progress: bool = True,
+    desc: str = "runs",
+) -> pd.DataFrame:
+    """Run every config (reusing finished runs by run id); one row per config.
+
+    One progress bar for the whole grid. Columns: every Config field plus the summary numbers
+    (best_acc, last_acc, comm_floats_per_round, ...).
+    """
+    from tinyproto.engine import run
+
+    if root is None:
+        root = outputs(configs[0].profile).runs if configs else None
+    rows = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(configs), desc=desc, file=sys.stderr, mininterval=2, leave=True)
+    seen: dict[str, dict] = {}
+    for cfg in configs:
+        rid = cfg.run_id()
+        if rid not in seen:
+            res = run(cfg, root=root, reuse=True, resume=True, progress=False)
+            seen[rid] = res.summary
+        summary = seen[rid]
+        row = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
+        row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
+        rows.append(row)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}")
+    if bar is not None:
+        bar.close()
+    return pd.DataFrame(rows)
+
+
+def mean_std(
+    df: pd.DataFrame, by: list[str], values: tuple[str, ...] = ("best_acc", "last_acc")
+) -> pd.DataFrame:
+    """Mean and (sample) standard deviation over seeds, plus the paper's "mean +- std" text.
+
+    Accuracies are reported in percent. With one seed the std is NaN and the text says n=1.
+    """
+    g = df.groupby(by, dropna=False, sort=False)
+    out = g.size().rename("n_seeds").reset_index()
+    for v in values:
+        scale = 100.0 if v.endswith("_acc") else 1.0
+        mean = g[v].mean().to_numpy() * scale
+        std = g[v].std(ddof=1).to_numpy() * scale
+        out[f"{v}_mean"] = mean
+        out[f"{v}_std"] = std
+        out[f"{v}_text"] = [
+            f"{m:.2f} ± {s:.2f}" if np.isfinite(s) else f"{m:.2f} (n=1)" for m, s in zip(mean, std)
+        ]
+    return out
+
+
+def provenance(df: pd.DataFrame) -> str:
+    """One line saying which profile, dataset(s), seeds and rounds produced a table."""
+    profiles = ", ".join(sorted(map(str, df["profile"].unique())))
+    datasets = ", ".join(sorted(map(str, df["dataset"].unique())))
+    seeds = ", ".join(map(str, sorted(df["seed"].unique())))
+    rounds = ", ".join(map(str, sorted(df["rounds"].unique())))
+    line = f"profile: {profiles} | dataset: {datasets} | seeds: {seeds} | rounds: {rounds}"
+    if "quick" in profiles or "smoke" in profiles:
+        line += " | NOT the paper's setting (see README: profiles)"
+    return line
