@@ -36,8 +36,9 @@ data: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check tinyproto tests
 
+# unit tests + every notebook under nbval (smoke profile: seconds per notebook)
 test: data lint
-	$(PY) -m pytest -q
+	TINYPROTO_PROFILE=smoke $(PY) -m pytest -q tests notebooks --nbval-lax
 
 test-slow: data
 	$(PY) -m pytest -q -m slow

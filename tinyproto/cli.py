@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tinyproto import comm_table
 
     comm_table.add_parser(sub)
+
+    rp = sub.add_parser("reproduce", help="write every table and figure (papermill notebooks)")
+    rp.add_argument("--profile", default="quick", help="smoke | quick | paper (default quick)")
+    rp.add_argument("--notebooks", default=None, help="comma list (default: all, in order)")
     return p
 
 
@@ -154,7 +158,20 @@ def cmd_comm_table(args) -> int:
     return comm_table.cmd(args)
 
 
-COMMANDS = {"run": cmd_run, "data": cmd_data, "comm-table": cmd_comm_table}
+def cmd_reproduce(args) -> int:
+    from tinyproto.reproduce import reproduce
+
+    names = args.notebooks.split(",") if args.notebooks else None
+    reproduce(args.profile, names)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "data": cmd_data,
+    "comm-table": cmd_comm_table,
+    "reproduce": cmd_reproduce,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,44 @@
+"""Project files agree with each other: environment.yml mirrors pyproject, CI runs make test."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in ("notebooks", "dev"):
+        wanted += project["optional-dependencies"][extra]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    pip = [p for p in pip if not p.startswith("-e")]
+    assert sorted(pip) == sorted(wanted)  # same names and the same version bounds
+    py = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    low = project["requires-python"].lstrip(">=")
+    assert tuple(map(int, py.split("=")[1].split("."))) >= tuple(map(int, low.split(".")))
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in ci and "make test" in readme and "make reproduce" in readme
+
+
+def test_torch_is_not_pinned_to_the_local_cpu_build():
+    text = (ROOT / "pyproject.toml").read_text() + (ROOT / "environment.yml").read_text()
+    assert "torch==" not in text  # a pinned local CPU torch breaks torchvision's import
+
+
+def test_readme_maps_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert nb.stem in readme, f"{nb.name} missing from the README's artefact table"
