@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from tinyproto.comm import Message
+from tinyproto.comm import Message, MessageError, expect
 from tinyproto.config import Config
 from tinyproto.data import ClientSplit, Dataset
 
@@ -177,17 +177,17 @@ def train_local(
 
 
 @torch.no_grad()
-def local_prototypes(
-    model: torch.nn.Module, data: ClientData, num_classes: int
+def class_means(
+    model: torch.nn.Module, data: ClientData, num_classes: int, output: str = "features"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. 3: per-class mean features over the training split, in eval mode.
+    """Per-class means of the model's features (or logits) over the training split, eval mode.
 
-    Returns (classes [k], prototypes [k, d], counts n_ij [k]) for the k classes the client holds.
+    Returns (classes [k], means [k, D], counts n_ij [k]) for the k classes the client holds.
     """
     model.eval()
     sums, counts = None, None
     for x, y in data.batches("train"):
-        z = model.features(x)
+        z = model.features(x) if output == "features" else model(x)[1]
         if sums is None:
             sums = torch.zeros(num_classes, z.shape[1], device=z.device, dtype=z.dtype)
             counts = torch.zeros(num_classes, device=z.device, dtype=torch.long)
@@ -196,6 +196,39 @@ def local_prototypes(
     classes = torch.nonzero(counts).squeeze(1)
     n = counts[classes]
     return classes, sums[classes] / n.unsqueeze(1).to(sums.dtype), n
+
+
+def local_prototypes(model: torch.nn.Module, data: ClientData, num_classes: int):
+    """Eq. 3: p_ij, the mean feature of class j over client i's training split (eval mode)."""
+    return class_means(model, data, num_classes, "features")
+
+
+def check_class_vectors(
+    msg: Message, sender: str, key: str, width: int, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a (classes [k], <key> [k, width]) message; returns (classes, vectors)."""
+    expect(msg, sender, {"classes": ("int", (None,)), key: ("float", (None, width))})
+    classes, v = msg["classes"], msg[key]
+    if classes.numel() != v.shape[0]:
+        raise MessageError(
+            f"message from {sender}: {classes.numel()} class ids for {v.shape[0]} {key}"
+        )
+    if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= num_classes):
+        raise MessageError(f"message from {sender}: class id outside [0, {num_classes})")
+    if classes.unique().numel() != classes.numel():
+        raise MessageError(f"message from {sender}: repeated class ids")
+    return classes, v
+
+
+def class_table(
+    classes: torch.Tensor, vectors: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter per-class vectors into a [K, D] table and a [K] mask of the classes present."""
+    table = torch.zeros(num_classes, vectors.shape[1], device=vectors.device, dtype=vectors.dtype)
+    table[classes] = vectors
+    has = torch.zeros(num_classes, dtype=torch.bool, device=vectors.device)
+    has[classes] = True
+    return table, has
 
 
 def prototype_loss(

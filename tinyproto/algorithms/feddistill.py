@@ -22,8 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from tinyproto import aps
-from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, train_local
-from tinyproto.comm import Message, MessageError, expect
+from tinyproto.algorithms.base import (
+    Algorithm,
+    ClientData,
+    ClientState,
+    check_class_vectors,
+    class_means,
+    class_table,
+    train_local,
+)
+from tinyproto.comm import Message, MessageError
 
 
 def soft_target_loss(
@@ -45,20 +53,10 @@ def soft_target_loss(
     return loss + gamma * ce.sum() / y.numel()
 
 
-@torch.no_grad()
 def class_mean_logits(model: torch.nn.Module, data: ClientData, num_classes: int):
     """Per-class mean logits over the training split, eval mode: (classes [k], logits [k, K])."""
-    model.eval()
-    sums = counts = None
-    for x, y in data.batches("train"):
-        _, out = model(x)
-        if sums is None:
-            sums = torch.zeros(num_classes, out.shape[1], device=out.device, dtype=out.dtype)
-            counts = torch.zeros(num_classes, device=out.device, dtype=torch.long)
-        sums.index_add_(0, y, out)
-        counts.index_add_(0, y, torch.ones_like(y))
-    classes = torch.nonzero(counts).squeeze(1)
-    return classes, sums[classes] / counts[classes].unsqueeze(1).to(sums.dtype)
+    classes, logits, _ = class_means(model, data, num_classes, "logits")
+    return classes, logits
 
 
 class FedDistill(Algorithm):
@@ -83,26 +81,13 @@ class FedDistill(Algorithm):
 
     def receive(self, state: ClientState, download: Message) -> None:
         classes, logits = self.check_logits(download, "server")
-        target = torch.zeros(self.K, self.K, device=logits.device, dtype=logits.dtype)
-        target[classes] = logits
-        has = torch.zeros(self.K, dtype=torch.bool, device=logits.device)
-        has[classes] = True
-        state.memory["global_logits"] = target
-        state.memory["has_logit"] = has
+        state.memory["global_logits"], state.memory["has_logit"] = class_table(
+            classes, logits, self.K
+        )
 
     # -- server ---------------------------------------------------------------------------------
     def check_logits(self, msg: Message, sender: str):
-        expect(msg, sender, {"classes": ("int", (None,)), "logits": ("float", (None, self.K))})
-        classes, logits = msg["classes"], msg["logits"]
-        if classes.numel() != logits.shape[0]:
-            raise MessageError(
-                f"message from {sender}: {classes.numel()} class ids for {logits.shape[0]} logits"
-            )
-        if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= self.K):
-            raise MessageError(f"message from {sender}: class id outside [0, {self.K})")
-        if classes.unique().numel() != classes.numel():
-            raise MessageError(f"message from {sender}: repeated class ids")
-        return classes, logits
+        return check_class_vectors(msg, sender, "logits", self.K, self.K)
 
     def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
         if not uploads:

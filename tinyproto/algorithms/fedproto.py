@@ -18,12 +18,14 @@ from tinyproto.algorithms.base import (
     Algorithm,
     ClientData,
     ClientState,
+    check_class_vectors,
+    class_table,
     local_prototypes,
     nearest_prototype,
     prototype_loss,
     train_local,
 )
-from tinyproto.comm import Message, MessageError, expect
+from tinyproto.comm import Message
 
 
 class FedProto(Algorithm):
@@ -66,12 +68,7 @@ class FedProto(Algorithm):
         full = cps.reconstruct(v, self.masks[classes]) if self.masks is not None else v
         if self.mu is not None and self.client_side_scaling:
             full = aps.scale_global(full, self.mu)
-        target = torch.zeros(self.K, self.d, device=full.device, dtype=full.dtype)
-        target[classes] = full
-        has = torch.zeros(self.K, dtype=torch.bool, device=full.device)
-        has[classes] = True
-        state.memory["target"] = target
-        state.memory["has_target"] = has
+        state.memory["target"], state.memory["has_target"] = class_table(classes, full, self.K)
 
     @torch.no_grad()
     def predict(self, state: ClientState, x: torch.Tensor) -> torch.Tensor:
@@ -80,17 +77,7 @@ class FedProto(Algorithm):
 
     # -- server ---------------------------------------------------------------------------------
     def check_vectors(self, msg: Message, sender: str):
-        expect(msg, sender, {"classes": ("int", (None,)), "protos": ("float", (None, self.width))})
-        classes, v = msg["classes"], msg["protos"]
-        if classes.numel() != v.shape[0]:
-            raise MessageError(
-                f"message from {sender}: {classes.numel()} class ids for {v.shape[0]} prototypes"
-            )
-        if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= self.K):
-            raise MessageError(f"message from {sender}: class id outside [0, {self.K})")
-        if classes.unique().numel() != classes.numel():
-            raise MessageError(f"message from {sender}: repeated class ids")
-        return classes, v
+        return check_class_vectors(msg, sender, "protos", self.width, self.K)
 
     def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
         pairs = [self.check_vectors(m, f"client {cid}") for cid, m in uploads.items()]
