@@ -23,6 +23,8 @@ import pandas as pd
 from tinyproto.config import Config, config_from_dict
 
 DEFAULT_ROOT = Path(os.environ.get("TINYPROTO_RESULTS", "results")) / "runs"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def run_dir(config: Config, root: str | Path | None = None) -> Path:
@@ -36,6 +38,7 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
