@@ -302,6 +302,7 @@ def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
         "wall_seconds": float(elapsed),
         "seconds_per_round": float(elapsed / max(len(metrics), 1)),
         "device": str(S.device),
+        "torch_threads": torch.get_num_threads(),  # CPU numerics are deterministic per count
         "torch": torch.__version__,
         "python": platform.python_version(),
     }

@@ -229,9 +229,11 @@ def plot_acc_vs_comm(
             color=_color(a),
         )
     ax.set_xscale("log")
-    ax.set_xlabel(f"communication per round ({comm.replace('_', ' ')}, measured; log scale)")
+    ax.margins(x=0.12)  # room for the labels of the outermost markers
+    unit = "millions of floats" if comm == "comm_M" else comm.replace("_", " ")
+    ax.set_xlabel(f"communication per round ({unit}, measured; log scale)")
     ax.set_ylabel(f"{acc.replace('_', ' ')} (%)")
-    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title)
     return ax
@@ -265,9 +267,12 @@ def plot_round_curves(
             ax.fill_between(
                 stats.index, stats["min"], stats["max"], color=_color(a), alpha=0.15, lw=0
             )
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel(value.replace("_", " ") + (" (%)" if percent else ""))
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title)
     return ax
@@ -305,7 +310,7 @@ def plot_ablation(
                     s[f"{acc}_mean"],
                     yerr=s[f"{acc}_std"].fillna(0.0),
                     ls=ls,
-                    marker="o",
+                    marker="o" if scaling else "s",
                     ms=5,
                     capsize=3,
                     color=color,
@@ -389,7 +394,7 @@ def plot_cps_vs_dim(
         ax.set_xticks(ticks)
         ax.set_xticklabels([str(v) for v in ticks])
         ax.minorticks_off()
-        ax.set_xlabel("s = CPS dim = small decision-layer width (equal communication)")
+        ax.set_xlabel("s (CPS dim, or width of the small layer)")
         ax.set_ylabel(f"{acc.replace('_', ' ')} (%)")
         ax.set_title(f"{_label(a)} (scaling on in both)")
         ax.legend(fontsize=7, loc="best")
@@ -417,13 +422,14 @@ def plot_grouped_bars(
         _, ax = plt.subplots(figsize=(max(6.4, 0.35 * len(groups) * len(hues) + 2), 4.0))
     width = 0.8 / max(len(hues), 1)
     x = np.arange(len(groups))
+    has_std = table[f"{value}_std"].notna().any()
     for i, h in enumerate(hues):
         t = table[table[hue] == h].set_index(group).reindex(groups)
         ax.bar(
             x + (i - (len(hues) - 1) / 2) * width,
             t[f"{value}_mean"],
             width,
-            yerr=t[f"{value}_std"].fillna(0.0),
+            yerr=t[f"{value}_std"].fillna(0.0) if has_std else None,
             capsize=2,
             color=_color(h),
             label=_label(h),
@@ -432,7 +438,7 @@ def plot_grouped_bars(
     ax.set_xticks(x)
     ax.set_xticklabels(groups)
     ax.set_ylabel(f"{value.replace('_', ' ')} (%)")
-    ax.legend(fontsize=7, ncol=min(len(hues), 4), loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title)
     return ax

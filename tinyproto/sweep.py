@@ -140,7 +140,7 @@ def sweep(
         rows.append(row)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}")
+            bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
     if bar is not None:
         bar.close()
     return pd.DataFrame(rows)
