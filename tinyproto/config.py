@@ -136,7 +136,7 @@ class Config:
     checkpoint_every: int | None = None
     data_dir: str | None = None
     save_prototypes: bool = True
-    extra: tuple = field(default=())  # reserved: (key, value) pairs for extensions
+    extra: tuple = field(default=())  # (key, value) pairs for extension algorithms; in the run id
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
