@@ -154,24 +154,33 @@ def train_local(
     cfg: Config,
     generator: torch.Generator,
     loss_fn,
+    clip: float | None = None,
 ) -> float:
     """``cfg.local_epochs`` epochs of SGD over the client's shuffled training split.
 
-    ``loss_fn(state, x, y) -> loss`` returns the scalar to minimise. Returns the mean batch loss.
+    Steps the client's model and every aux model (e.g. FML's meme) together. ``loss_fn(state,
+    x, y)`` returns the scalar to minimise, or a pair (to minimise, to report) when several
+    models train on separated losses. ``clip`` bounds each model's gradient norm (HtFLlib's
+    FML/FedKD). Returns the mean reported loss.
     """
-    state.model.train()
+    modules = [state.model, *state.aux.values()]
+    optimizers = [state.optimizer, *state.aux_optimizers.values()]
+    for m in modules:
+        m.train()
     total, steps = 0.0, 0
     for _ in range(cfg.local_epochs):
         for x, y in data.train_batches(cfg.batch_size, generator):
-            loss = loss_fn(state, x, y)
-            state.optimizer.zero_grad(set_to_none=True)
-            for opt in state.aux_optimizers.values():
+            out = loss_fn(state, x, y)
+            loss, reported = out if isinstance(out, tuple) else (out, out)
+            for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
             loss.backward()
-            state.optimizer.step()
-            for opt in state.aux_optimizers.values():
+            if clip is not None:
+                for m in modules:
+                    torch.nn.utils.clip_grad_norm_(m.parameters(), clip)
+            for opt in optimizers:
                 opt.step()
-            total += loss.detach()
+            total += reported.detach()
             steps += 1
     return float(total / max(steps, 1))
 

@@ -45,13 +45,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from tinyproto.algorithms.base import Algorithm, ClientData, ClientState
+from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, train_local
 from tinyproto.algorithms.fml import (
+    GRAD_CLIP,
     build_shared,
     kl_htfllib,
     load_params,
     param_spec,
-    train_pair,
 )
 from tinyproto.algorithms.lg_fedavg import count_tensor, read_count, weighted_mean
 from tinyproto.comm import Message, MessageError, expect
@@ -207,7 +207,7 @@ class FedKD(Algorithm):
             loss_g = loss_g + F.mse_loss(z_l.detach(), proj) / D
             return loss_l + loss_g, loss_l
 
-        loss = train_pair(state, data, self.cfg, generator, loss_fn)
+        loss = train_local(state, data, self.cfg, generator, loss_fn, clip=GRAD_CLIP)
         T = self.threshold(rnd)
         mentee = state.aux[self.aux_name]
         c = compress(dict(mentee.named_parameters()), T)

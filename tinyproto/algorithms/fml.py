@@ -27,7 +27,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context
+from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context, train_local
 from tinyproto.algorithms.lg_fedavg import count_tensor, read_count, weighted_mean
 from tinyproto.comm import Message, MessageError, expect
 from tinyproto.config import ConfigError
@@ -63,31 +63,6 @@ def kl_htfllib(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tenso
     """KL(softmax(target) || softmax(logits)), element-wise mean as ``nn.KLDivLoss()``."""
     p = target_logits.softmax(dim=1)
     return (p * (F.log_softmax(target_logits, dim=1) - F.log_softmax(logits, dim=1))).mean()
-
-
-def train_pair(state: ClientState, data: ClientData, cfg, generator, loss_fn) -> float:
-    """Local epochs over the shuffled training split, stepping the local model and every aux
-    module together. ``loss_fn(state, x, y) -> (total, reported)``: ``total`` is minimised (its
-    parts for different models are separated by detaches), ``reported`` is the local model's
-    loss. Returns the mean reported loss."""
-    modules = [state.model, *state.aux.values()]
-    optimizers = [state.optimizer, *state.aux_optimizers.values()]
-    for m in modules:
-        m.train()
-    total_reported, steps = 0.0, 0
-    for _ in range(cfg.local_epochs):
-        for x, y in data.train_batches(cfg.batch_size, generator):
-            total, reported = loss_fn(state, x, y)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            total.backward()
-            for m in modules:
-                torch.nn.utils.clip_grad_norm_(m.parameters(), GRAD_CLIP)
-            for opt in optimizers:
-                opt.step()
-            total_reported += reported.detach()
-            steps += 1
-    return float(total_reported / max(steps, 1))
 
 
 def param_spec(model: torch.nn.Module) -> dict[str, tuple]:
@@ -128,7 +103,7 @@ class FML(Algorithm):
             loss_m = b * F.cross_entropy(out_m, y) + (1 - b) * kl_htfllib(out_m, out_l.detach())
             return loss_l + loss_m, loss_l
 
-        loss = train_pair(state, data, self.cfg, generator, loss_fn)
+        loss = train_local(state, data, self.cfg, generator, loss_fn, clip=GRAD_CLIP)
         meme = state.aux[self.aux_name]
         tensors = {name: p.detach().clone() for name, p in meme.named_parameters()}
         tensors["num_train"] = count_tensor(data.num_train, next(meme.parameters()).device)
