@@ -74,13 +74,13 @@ def test_config_errors_name_the_parameter(kwargs, name):
     [
         (["--cps-dim", "600"], "invalid cps_dim=600: an integer in [1, feature_dim=500]"),
         (["--cps-dim", "0"], "invalid cps_dim=0"),
-        (["--alpha", "0"], "invalid alpha=0.0: a number > 0"),
+        (["--alpha", "0"], "invalid alpha=0.0: a finite number > 0"),
         (["--num-clients", "0"], "invalid num_clients=0"),
         (["--rounds", "0"], "invalid rounds=0"),
         (["--dataset", "mnist"], "invalid dataset='mnist': one of fmnist"),
         (["--algorithm", "fedavg"], "invalid algorithm='fedavg'"),
         (["--family", "vgg"], "invalid family='vgg'"),
-        (["--rounds", "three"], "--rounds: invalid int value: 'three'"),
+        (["--rounds", "three"], "invalid rounds='three': an integer >= 1"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent/x"], "CIFAR-10"),
     ],
@@ -103,17 +103,17 @@ def test_cli_errors_exit_2_with_one_line(args, needle, capsys, monkeypatch, tmp_
 
 
 def test_cli_no_cps_and_no_scaling_flags():
-    import tinyproto.cli as cli
     from tinyproto.cli import build_parser, config_from_args
 
     argv = ["run", "--algorithm", "tinyproto-fp", "--no-cps", "--mu", "0.001"]
-    cli._ARGV[:] = argv
     c = config_from_args(build_parser().parse_args(argv))
     assert c.cps_dim is None and c.mu == 0.001
     argv = ["run", "--algorithm", "tinyproto-ft", "--no-scaling", "--cps-dim", "25"]
-    cli._ARGV[:] = argv
     c = config_from_args(build_parser().parse_args(argv))
     assert c.mu is None and c.cps_dim == 25
+    argv = ["run", "--algorithm", "tinyproto-ft", "--cps-dim", "none", "--mu", "none"]
+    c = config_from_args(build_parser().parse_args(argv))
+    assert c.mu is None and c.cps_dim is None
 
 
 def test_module_and_script_entry_point_run(tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 from tinyproto import Config, run
 from tinyproto.algorithms.base import nearest_prototype, prototype_loss
+from tinyproto.config import SERVER_TRAINING_ALGORITHMS
 from tinyproto.engine import setup
 from tinyproto.store import load_prototypes, load_runs
 
@@ -22,8 +23,9 @@ def _cfg(algorithm="tinyproto-fp", **kw):
         num_clients=4,
         rounds=3,
         feature_dim=20,
-        server_epochs=3,
     )
+    if algorithm in SERVER_TRAINING_ALGORITHMS:
+        base["server_epochs"] = 3
     base.update(kw)
     return Config(**base)
 

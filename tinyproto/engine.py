@@ -22,7 +22,7 @@ import torch
 
 from tinyproto import comm, store
 from tinyproto.algorithms import ClientData, Context, build_algorithm
-from tinyproto.config import Config
+from tinyproto.config import Config, ConfigError, check_device, check_environment
 from tinyproto.cps import hamming_stats, make_masks
 from tinyproto.data import FederatedData, load_dataset, make_federated
 from tinyproto.models import client_model, count_params
@@ -59,9 +59,8 @@ class Setup:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The torch.device for a Config's ``device``; ConfigError if this machine lacks it."""
+    return check_device(name)
 
 
 def seed_for(seed: int, rnd: int, cid: int) -> int:
@@ -81,15 +80,21 @@ def setup(config: Config) -> Setup:
         num_classes=cfg.num_classes,
         synthetic_samples=cfg.max_samples or 2000,
     ).to(device)
-    fed = make_federated(
-        ds,
-        cfg.num_clients,
-        cfg.alpha,
-        partition_seed=cfg.partition_seed,
-        split_seed=cfg.partition_seed,
-        train_fraction=cfg.train_fraction,
-        least_samples=cfg.least_samples,
-    )
+    try:
+        fed = make_federated(
+            ds,
+            cfg.num_clients,
+            cfg.alpha,
+            partition_seed=cfg.partition_seed,
+            split_seed=cfg.partition_seed,
+            train_fraction=cfg.train_fraction,
+            least_samples=cfg.least_samples,
+        )
+    except ValueError as e:  # e.g. no Dirichlet draw meets least_samples
+        raise ConfigError(
+            f"invalid least_samples={cfg.least_samples} with num_clients={cfg.num_clients}, "
+            f"alpha={cfg.alpha}: {str(e).splitlines()[0]}"
+        ) from None
     K = fed.num_classes
     masks = (
         make_masks(K, cfg.feature_dim, cfg.cps_dim, seed=cfg.mask_seed) if cfg.uses_cps else None
@@ -142,31 +147,68 @@ def run(
     root: str | Path | None = None,
     resume: bool = False,
     reuse: bool = False,
+    restart: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
 ) -> RunResult:
     """Run one federated experiment and write it to ``root/<run-id>/``.
 
-    ``reuse``: return a finished run with the same id from disk instead of recomputing.
-    ``resume``: continue from the run folder's checkpoint if there is one.
+    ``root``: the runs folder (default: the profile's, ``store.runs_root``).
+    ``reuse``: return a finished run with the same id from disk (verified) instead of
+    recomputing. ``resume``: continue from the run folder's checkpoint if there is one.
+    ``restart``: discard the folder's checkpoint and files (e.g. damaged ones) and start over.
     ``stop_after``: stop (checkpointed) after this many rounds in total; for tests and for
     splitting a long run over several sessions.
+
+    Everything that can be refused is checked before anything is loaded or written: the config,
+    the device, the results folder, the data source, the memory estimate, and the run folder
+    (a checkpoint of another config, damaged files). Without ``resume`` or ``restart`` an
+    existing checkpoint is never overwritten: computed rounds are not thrown away silently.
     """
     cfg = config
-    out = store.run_dir(cfg, root)
-    if reuse and store.is_complete(out):
-        return _load_result(out)
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"invalid config={type(cfg).__name__}: a tinyproto.Config")
+    cfg.validate()
+    if restart and (resume or reuse):
+        raise ConfigError("invalid restart=True with resume/reuse: restart discards the folder")
+    if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 1):
+        raise ConfigError(f"invalid stop_after={stop_after!r}: an integer >= 1 or None")
+    base = Path(root) if root is not None else store.runs_root(cfg.profile)
+    check_environment(cfg, base)
+    out = store.run_dir(cfg, base)
+    ckpt_path = out / store.CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise store.RunFolderError(f"{out}: a file where the run folder should be; move it away")
+    if out.is_dir():
+        store.clean_tmp(out)
+        if restart:
+            store.discard_run_files(out)
+        else:
+            if (out / "config.json").exists():
+                store.read_config(out)  # damaged or foreign: refuse before computing anything
+            if reuse and store.is_complete(out):
+                return _load_result(out)
+            if ckpt_path.exists() and not resume:
+                raise store.RunFolderError(
+                    f"{ckpt_path}: holds an unfinished run; pass --resume to continue it or "
+                    "--restart to discard it (API: resume=True / restart=True)"
+                )
+    ck = store.load_checkpoint(ckpt_path, cfg, "cpu") if resume and ckpt_path.exists() else None
     S = setup(cfg)
     algo, states, data = S.algo, S.states, S.data
     rows: list[dict] = []
     client_rows: list[dict] = []
     start, elapsed = 0, 0.0
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=S.device, weights_only=False)
-        for st, sd in zip(states, ck["clients"]):
-            st.load_state_dict(sd)
-        algo.load_server_state_dict(ck["server"])
+    if ck is not None:
+        try:
+            for st, sd in zip(states, ck["clients"]):
+                st.load_state_dict(_to_device(sd, S.device))
+            algo.load_server_state_dict(_to_device(ck["server"], S.device))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise store.RunFolderError(
+                f"{ckpt_path}: its states do not fit this run ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:80]}); rerun with --restart or delete the file"
+            ) from None
         rows, client_rows, start, elapsed = (
             ck["rows"],
             ck["client_rows"],
@@ -251,8 +293,21 @@ def _progress(it, cfg, enabled, total, initial):
     )
 
 
+def _to_device(obj, device: torch.device):
+    """Move every tensor in a nested dict/list structure to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
 def _checkpoint(path: Path, S: Setup, rows, client_rows, done: int, elapsed: float) -> None:
     state = {
+        "format": store.CHECKPOINT_FORMAT,
+        "run_id": S.config.run_id(),
         "round": done,
         "clients": [st.state_dict() for st in S.states],
         "server": S.algo.server_state_dict(),
@@ -261,7 +316,7 @@ def _checkpoint(path: Path, S: Setup, rows, client_rows, done: int, elapsed: flo
         "elapsed": elapsed,
         "config": S.config.to_dict(),
     }
-    store.atomic_write(path, lambda tmp: torch.save(state, tmp))
+    store.write_torch(path, state)
 
 
 def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
@@ -345,6 +400,6 @@ def _save_prototypes(out: Path, S: Setup) -> None:
 
 
 def _load_result(out: Path) -> RunResult:
-    r = store.load_run(out)
+    r = store.verify_run(out)
     clients = r["clients"] if r["clients"] is not None else pd.DataFrame()
     return RunResult(r["config"], r["metrics"], clients, r["summary"], out)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tinyproto.config import PROFILES, Config, ConfigError
+from tinyproto.store import project_root, results_root, runs_root
 
 DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "paper": [0, 1, 2]}
 SUMMARY_COLUMNS = [
@@ -41,15 +42,6 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def project_root(start: str | Path | None = None) -> Path:
-    """The folder holding pyproject.toml (searched upwards from ``start`` or the cwd)."""
-    here = Path(start or os.getcwd()).resolve()
-    for d in (here, *here.parents):
-        if (d / "pyproject.toml").exists() and (d / "tinyproto").is_dir():
-            return d
-    return here
-
-
 @dataclass(frozen=True)
 class Outputs:
     profile: str
@@ -67,7 +59,12 @@ class Outputs:
 
 
 def outputs(profile: str) -> Outputs:
-    """Where a profile's runs, tables and figures go (created if missing)."""
+    """Where a profile's runs, tables and figures go (created if missing).
+
+    Runs: ``store.runs_root(profile)``, the one place that decides it (the CLI and
+    ``engine.run`` ask it too). Tables: ``results/`` (quick) or ``results/<profile>/``;
+    figures: ``figures/`` or ``figures/<profile>/``.
+    """
     if profile not in PROFILES:
         raise ConfigError(f"invalid profile={profile!r}: one of {', '.join(PROFILES)}")
     root = project_root()
@@ -75,8 +72,8 @@ def outputs(profile: str) -> Outputs:
     out = Outputs(
         profile=profile,
         root=root,
-        runs=root / "results" / sub / "runs" if sub else root / "results" / "runs",
-        results=root / "results" / sub if sub else root / "results",
+        runs=runs_root(profile),
+        results=results_root() / sub if sub else results_root(),
         figures=root / "figures" / sub if sub else root / "figures",
     )
     for p in (out.runs, out.results, out.figures):
@@ -113,16 +110,14 @@ def sweep(
     progress: bool = True,
     desc: str = "runs",
 ) -> pd.DataFrame:
-    """Run every config (reusing finished runs by run id); one row per config.
+    """Run every config (reusing finished, verified runs by run id); one row per config.
 
     One progress bar for the whole grid. Columns: every Config field plus the summary numbers
     (best_acc, last_acc, comm_floats_per_round, ...).
     """
     from tinyproto.engine import run
 
-    if root is None:
-        root = outputs(configs[0].profile).runs if configs else None
-    rows = []
+    rows = []  # root None: each config's runs go to its profile's folder (store.runs_root)
     bar = None
     if progress:
         from tqdm import tqdm
