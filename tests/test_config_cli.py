@@ -139,3 +139,37 @@ def test_module_and_script_entry_point_run(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "accuracy best" in out.stdout and "floats/round" in out.stdout
+
+
+def test_mu_follows_the_product_rule_on_subsets_and_other_data():
+    """The paper's mu belongs to its full data sets; a subset or other data set gets the rule."""
+    full = Config(algorithm="tinyproto-fp", profile="paper", dataset="cifar10")
+    assert full.resolve_mu(4500) == 1.5e-4
+    for algorithm, target in MU_TARGET.items():
+        sub = Config(algorithm=algorithm, profile="quick", dataset="cifar10")  # 24 000 images
+        n = 24000 * 0.75 / 10
+        assert sub.resolve_mu(n) * n == pytest.approx(target, rel=0.02)
+        cut = Config(algorithm=algorithm, profile="paper", dataset="cifar100", max_samples=30000)
+        assert cut.resolve_mu(225) * 225 == pytest.approx(target, rel=0.02)
+    assert (
+        Config(algorithm="tinyproto-ft", profile="paper", dataset="cifar10", mu=0.5).resolve_mu(10)
+        == 0.5
+    )  # explicit wins
+
+
+def test_extreme_but_valid_seeds_run(tmp_path):
+    from tinyproto import run
+
+    top = 2**32 - 1
+    cfg = Config(
+        profile="smoke",
+        dataset="synthetic",
+        max_samples=200,
+        feature_dim=8,
+        rounds=1,
+        seed=top,
+        partition_seed=top,
+        mask_seed=top,
+    )
+    res = run(cfg, root=tmp_path, progress=False)
+    assert len(res.metrics) == 1

@@ -74,6 +74,11 @@ def _parse_value(name: str, p: Param):
     return parse
 
 
+def param_type(name: str):
+    """argparse ``type=`` checking a value like Config field ``name`` (for other commands)."""
+    return _parse_value(name, PARAMS[name])
+
+
 class _Once(argparse.Action):
     """Store a value; a second occurrence of the same setting is an error, not 'last wins'."""
 

@@ -302,21 +302,45 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--classes", default=None, help="extra label vectors with these class counts, e.g. 10,100"
     )
     p.add_argument(
-        "--per-class", type=int, default=600, help="samples per class for --classes (default 600)"
+        "--per-class",
+        type=_positive_int("per_class"),
+        default=600,
+        help="samples per class for --classes (default 600)",
     )
-    p.add_argument("--num-clients", type=int, default=20)
-    p.add_argument("--alpha", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=1, help="partition seed (HtFLlib: 1)")
-    p.add_argument("--dim", type=int, default=500, help="prototype dimension d")
-    p.add_argument("--cps-dim", type=int, default=50, help="TinyProto's CPS dim s")
+    from tinyproto.cli import param_type  # the same checks as `tinyproto run`'s flags
+
+    p.add_argument("--num-clients", type=param_type("num_clients"), default=20)
+    p.add_argument("--alpha", type=param_type("alpha"), default=0.1)
+    p.add_argument(
+        "--seed", type=param_type("partition_seed"), default=1, help="partition seed (HtFLlib: 1)"
+    )
+    p.add_argument(
+        "--dim", type=param_type("feature_dim"), default=500, help="prototype dimension d"
+    )
+    p.add_argument(
+        "--cps-dim", type=param_type("cps_dim"), default=50, help="TinyProto's CPS dim s"
+    )
     p.add_argument(
         "--least-samples",
-        type=int,
+        type=param_type("least_samples"),
         default=1,
         help="Dirichlet redraw rule (METHOD.md 1; HtFLlib 40: same partitions here)",
     )
     p.add_argument("--out", default="results/table1_comm.csv", help="CSV to write")
     return p
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"invalid {name}={text!r}: an integer >= 1")
+        return value
+
+    return parse
 
 
 def _int_list(text: str, name: str) -> list[int]:
@@ -345,6 +369,8 @@ def cmd(args) -> int:
             raise ConfigError(
                 f"invalid datasets={args.datasets!r}: a comma list from {', '.join(CLASS_COUNTS)}"
             )
+    if args.cps_dim is None or args.cps_dim == "auto" or args.cps_dim > args.dim:
+        raise ConfigError(f"invalid cps_dim={args.cps_dim!r}: an integer in [1, dim={args.dim}]")
     df = write_comm_table(
         args.out,
         datasets=datasets,

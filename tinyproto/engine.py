@@ -90,7 +90,9 @@ def setup(config: Config) -> Setup:
             train_fraction=cfg.train_fraction,
             least_samples=cfg.least_samples,
         )
-    except ValueError as e:  # e.g. no Dirichlet draw meets least_samples
+    except ValueError as e:  # no Dirichlet draw meets least_samples
+        if not str(e).startswith("dirichlet_partition"):
+            raise
         raise ConfigError(
             f"invalid least_samples={cfg.least_samples} with num_clients={cfg.num_clients}, "
             f"alpha={cfg.alpha}: {str(e).splitlines()[0]}"
