@@ -238,6 +238,15 @@ def test_cli_results_is_a_file(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 0 and str(f) in err and "file" in err
 
 
+def test_cli_explicit_data_dir_missing_is_refused_before_any_folder(tmp_path, capsys):
+    root = tmp_path / "runs"
+    missing = tmp_path / "no-such-data"
+    code = main(["run", "--profile", "smoke", "--data-dir", str(missing), "--results", str(root)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and str(missing) in err, err
+    assert not root.exists()
+
+
 def test_cli_results_not_writable(capsys):
     code = main(
         ["run", "--profile", "smoke", "--dataset", "synthetic", "--results", "/proc/tp/runs"]

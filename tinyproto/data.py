@@ -8,12 +8,16 @@ Dirichlet label-skew draw exactly (:func:`dirichlet_partition`), then each clien
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import math
 import os
 import pickle
+import re
+import stat
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -28,6 +32,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "FederatedData",
+    "check_data_source",
     "class_counts",
     "dirichlet_partition",
     "htfllib_least_samples",
@@ -82,7 +87,14 @@ TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 
 class DataError(Exception):
-    """One-line, user-facing error about data (missing/corrupt files)."""
+    """One-line, user-facing error about data: what is wrong, with which path, how to fix it.
+
+    Line breaks in the message (say from a path or a library's text) are escaped as ``\\n``.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,39 +143,159 @@ def class_counts(labels: np.ndarray | torch.Tensor, num_classes: int) -> np.ndar
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers
+# Sources, folders and files: where the data is read from and whether it can be
 # --------------------------------------------------------------------------------------------
 
 
-def _roots(data_dir: str | os.PathLike | None) -> Path:
-    """The folder to read datasets from: ``data_dir``, else $TINYPROTO_DATA, else the cache."""
+@dataclass(frozen=True)
+class _Source:
+    """The folder a dataset is read from and how it was named (explicitly or by default)."""
+
+    root: Path
+    label: str  # "data_dir=/x", "TINYPROTO_DATA=/x" or "the default folder ~/.cache/tinyproto"
+    explicit: bool
+
+    @property
+    def drop(self) -> str:
+        """How to stop using this explicit source."""
+        if self.label.startswith(ENV_VAR):
+            return f"unset {ENV_VAR}"
+        return "leave data_dir unset (no --data-dir)"
+
+
+def _explicit_source(data_dir: str | os.PathLike | None) -> _Source | None:
+    """``data_dir`` if given, else $TINYPROTO_DATA if set, else None (implicit sources)."""
     if data_dir is not None:
-        return Path(data_dir).expanduser()
+        if not isinstance(data_dir, (str, os.PathLike)):
+            raise DataError(f"data_dir={data_dir!r} is not a path; give a folder path as text")
+        text = os.fspath(data_dir)
+        if not str(text).strip():
+            raise DataError(
+                "data_dir is empty; give the folder that holds the data (--data-dir PATH), "
+                "or leave it unset to use the default sources"
+            )
+        root = _expand(text, "data_dir")
+        return _Source(root, f"data_dir={root}", True)
     env = os.environ.get(ENV_VAR)
     if env:
-        return Path(env).expanduser()
-    return DEFAULT_CACHE.expanduser()
+        root = _expand(env, ENV_VAR)
+        return _Source(root, f"{ENV_VAR}={root}", True)
+    return None
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Read a file, decompressing ``.gz``; errors become DataError naming the file."""
+def _expand(text: str, what: str) -> Path:
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        return Path(text).expanduser()
+    except RuntimeError:  # "~someone" with no such user
         raise DataError(
-            f"cannot read {path}: {type(e).__name__}: {e}; the file is truncated or corrupted, "
-            "delete it and fetch it again"
+            f"{what}={text}: cannot expand '~' (no such user); give a full path"
         ) from None
+
+
+def _source(data_dir: str | os.PathLike | None) -> _Source:
+    """The explicit source, else the default folder (``~/.cache/tinyproto``)."""
+    src = _explicit_source(data_dir)
+    if src is not None:
+        return src
+    root = DEFAULT_CACHE.expanduser()
+    return _Source(root, f"the default folder {root}", False)
+
+
+def _folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a folder, or None when it can."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "is a broken symbolic link" if path.is_symlink() else "does not exist"
+    except PermissionError:
+        return "cannot be reached (permission denied on a folder above it)"
+    except OSError as e:
+        return f"cannot be reached ({e.strerror or type(e).__name__})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder (it is a file)" if stat.S_ISREG(st.st_mode) else "is not a folder"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "is not readable (permission denied; chmod a+rx it)"
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a regular file, or None when it can (nothing is read)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "is a broken symbolic link" if path.is_symlink() else "is missing"
+    except PermissionError:
+        return "cannot be reached (permission denied on its folder)"
+    except OSError as e:
+        return f"cannot be reached ({e.strerror or type(e).__name__})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "is not readable (permission denied; chmod a+r it)"
+    return None
+
+
+def _os_problem(e: OSError) -> str:
+    """A short reason for an OSError met while reading a file."""
+    if isinstance(e, PermissionError):
+        return "permission denied; make it readable (chmod a+r) or use another copy"
+    if isinstance(e, IsADirectoryError):
+        return "it is a folder, not a file"
+    if isinstance(e, FileNotFoundError):
+        return "it is missing (removed while loading?)"
+    return f"{e.strerror or e or type(e).__name__}; check the disk and the file"
+
+
+def _require_root(src: _Source, pretty: str, fix: str) -> None:
+    """An explicit source must be an existing, readable folder (``fix`` says how to fill it)."""
+    problem = _folder_problem(src.root)
+    if problem == "does not exist":
+        raise DataError(f"{pretty}: {src.label} does not exist; {fix}")
+    if problem is not None:
+        raise DataError(
+            f"{pretty}: {src.label} {problem}; give a readable folder that holds the data, "
+            f"or {src.drop}"
+        )
+
+
+def _read_bytes(path: Path, limit: int = 64 << 20) -> bytes:
+    """Read a file, decompressing ``.gz`` (at most ``limit`` bytes); errors name the file."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:  # gzip.BadGzipFile is an OSError too
+        if isinstance(e, gzip.BadGzipFile):
+            why = f"not a valid gzip file ({e})"
+        else:
+            why = _os_problem(e)
+        raise DataError(f"cannot read {path}: {why}") from None
+    except EOFError:
+        raise DataError(
+            f"cannot read {path}: the compressed stream ends early (truncated file); delete it "
+            "and fetch it again"
+        ) from None
+    except zlib.error as e:
+        raise DataError(
+            f"cannot read {path}: corrupted compressed data ({e}); delete it and fetch it again"
+        ) from None
+    if len(data) > limit:
+        raise DataError(
+            f"{path} holds more than {limit >> 20} MiB of data; it is not Fashion-MNIST"
+        )
+    return data
 
 
 def _file_md5(path: Path) -> str:
     h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {_os_problem(e)}") from None
     return h.hexdigest()
 
 
@@ -198,11 +330,19 @@ _IDX_DTYPES = {
 
 
 def _parse_idx(data: bytes, path: Path, ndim: int) -> np.ndarray:
-    """Parse an idx file's bytes (magic 0x0000 <dtype> <ndim>, big-endian uint32 dims)."""
+    """Parse an unsigned-byte idx file (magic 0x00 0x00 0x08 <ndim>, big-endian uint32 dims).
+
+    Anything else (other element types, other ndim, a short or over-long body) is refused.
+    """
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DataError(
             f"{path} is not an idx file (bad magic number {data[:4].hex() or 'empty'}); "
             "the file is corrupted or not Fashion-MNIST"
+        )
+    if data[2] != 0x08:
+        raise DataError(
+            f"{path} holds elements of type 0x{data[2]:02x} ({_IDX_DTYPES[data[2]]}), expected "
+            "0x08 (unsigned byte); the file is not Fashion-MNIST"
         )
     if data[3] != ndim:
         raise DataError(
@@ -212,32 +352,75 @@ def _parse_idx(data: bytes, path: Path, ndim: int) -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{path} is truncated (header incomplete); fetch the file again")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = _IDX_DTYPES[data[2]]
-    need = header + math.prod(dims) * dtype.itemsize
+    need = header + math.prod(dims)
     if len(data) < need:
         raise DataError(
             f"{path} is truncated: header says {need} bytes, file has {len(data)}; "
             "fetch the file again"
         )
-    arr = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=header)
-    return arr.reshape(dims)
+    if len(data) > need:
+        raise DataError(
+            f"{path} has {len(data) - need} extra bytes after the {dims} array its header "
+            "announces; the file is corrupted or not Fashion-MNIST, fetch it again"
+        )
+    return np.frombuffer(data, dtype=np.uint8, count=need - header, offset=header).reshape(dims)
 
 
-def _fmnist_files_in(folder: Path) -> dict[str, Path] | None:
-    """Map each of the four idx names to an existing file (plain or .gz) in folder, or None."""
-    found = {}
+def _fmnist_scan(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
+    """Find the four idx files in ``folder``: (name -> path, missing names, problems).
+
+    For each name the plain file wins over ``name.gz`` whenever it exists in any form; the
+    ``.gz`` beside it is then never read, not even when the plain file is damaged.
+    """
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    problems: list[str] = []
     for name in FMNIST_FILES.values():
         for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                found[name] = candidate
+            if os.path.lexists(candidate):
+                why = _file_problem(candidate)
+                if why is None:
+                    found[name] = candidate
+                else:
+                    problems.append(f"{candidate} {why}")
                 break
         else:
-            return None
-    return found
+            missing.append(name)
+    return found, missing, problems
+
+
+def _fmnist_pick(folders: Sequence[Path], tail: str) -> tuple[Path, dict[str, Path]] | None:
+    """The first of ``folders`` holding any idx file, which must then hold all four readable
+    ones (else DataError); None when none of them holds any."""
+    for folder in folders:
+        if not os.path.lexists(folder):
+            continue
+        problem = _folder_problem(folder)
+        if problem is not None:
+            raise DataError(f"Fashion-MNIST: {folder} {problem}{tail}")
+        found, missing, problems = _fmnist_scan(folder)
+        if problems:
+            raise DataError(f"Fashion-MNIST: {'; '.join(problems)}; replace the file{tail}")
+        if not found:
+            continue
+        if missing:
+            names = ", ".join(f"{m}[.gz]" for m in missing)
+            raise DataError(
+                f"Fashion-MNIST: {folder} lacks {names} (the other idx files are there); "
+                f"copy the missing file(s) into {folder}{tail}"
+            )
+        return folder, found
+    return None
 
 
 def _fmnist_candidates(base: Path) -> list[Path]:
     return [base, base / "fashion-mnist", base / "FashionMNIST" / "raw"]
+
+
+def _fmnist_files_in(folder: Path) -> dict[str, Path] | None:
+    """The four idx files (plain or .gz) in ``folder`` if all are there and readable, else None."""
+    found, missing, problems = _fmnist_scan(folder)
+    return None if missing or problems else found
 
 
 def _torchvision_download_fmnist(root: Path) -> None:
@@ -256,30 +439,47 @@ def _fmnist_howto() -> str:
     )
 
 
-def locate_fmnist(
-    data_dir: str | os.PathLike | None = None, download: bool = True
-) -> tuple[Path, str]:
-    """Find the Fashion-MNIST idx files; return (folder, one-line description of the source).
+def _fmnist_explicit_fix(src: _Source) -> str:
+    return (
+        f'put the four idx files there (for example: python -c "import torchvision; '
+        f"torchvision.datasets.FashionMNIST('{src.root}', download=True)\" writes them to "
+        f"{src.root / 'FashionMNIST' / 'raw'}), or {src.drop} to use the default sources "
+        "(Debian's package: apt-get install dataset-fashion-mnist; then a torchvision download)"
+    )
 
-    Order: ``data_dir`` (or $TINYPROTO_DATA) and its ``fashion-mnist/`` and
-    ``FashionMNIST/raw/`` subfolders; Debian's ``dataset-fashion-mnist``; a previous or new
-    torchvision download into ``data_dir`` (or ``~/.cache/tinyproto``).
-    """
-    env = os.environ.get(ENV_VAR)
-    user = Path(data_dir).expanduser() if data_dir is not None else None
-    if user is None and env:
-        user = Path(env).expanduser()
-    if user is not None:
-        label = f"data_dir={user}" if data_dir is not None else f"{ENV_VAR}={user}"
-        for folder in _fmnist_candidates(user):
-            if _fmnist_files_in(folder) is not None:
-                return folder, f"{label} ({folder})"
-    if _fmnist_files_in(DEBIAN_FMNIST_DIR) is not None:
-        return DEBIAN_FMNIST_DIR, f"Debian package dataset-fashion-mnist ({DEBIAN_FMNIST_DIR})"
-    root = Path(data_dir).expanduser() if data_dir is not None else DEFAULT_CACHE.expanduser()
+
+def _fmnist_explicit(src: _Source) -> tuple[Path, dict[str, Path]]:
+    """Check an explicit Fashion-MNIST source (nothing decoded); never falls back elsewhere."""
+    _require_root(src, "Fashion-MNIST", f"create it and {_fmnist_explicit_fix(src)}")
+    candidates = _fmnist_candidates(src.root)
+    hit = _fmnist_pick(candidates, f", or {src.drop} to use the default sources")
+    if hit is None:
+        names = ", ".join(f"{n}[.gz]" for n in FMNIST_FILES.values())
+        others = ", ".join(str(c) for c in candidates[1:])
+        raise DataError(
+            f"Fashion-MNIST: no idx files in {src.label} (nor in {others}); expected {names}; "
+            f"{_fmnist_explicit_fix(src)}"
+        )
+    return hit
+
+
+def _fmnist_resolve(
+    data_dir: str | os.PathLike | None, download: bool
+) -> tuple[Path, dict[str, Path], str]:
+    """(folder, name -> file, description) of the Fashion-MNIST source to read."""
+    src = _explicit_source(data_dir)
+    if src is not None:
+        folder, files = _fmnist_explicit(src)
+        return folder, files, f"{src.label} ({folder})"
+    hit = _fmnist_pick([DEBIAN_FMNIST_DIR], "; reinstall Debian's package dataset-fashion-mnist")
+    if hit is not None:
+        return *hit, f"Debian package dataset-fashion-mnist ({DEBIAN_FMNIST_DIR})"
+    root = DEFAULT_CACHE.expanduser()
     raw = root / "FashionMNIST" / "raw"
-    if _fmnist_files_in(raw) is not None:
-        return raw, f"torchvision download into {root} ({raw})"
+    tail = f"; delete {raw} and run again to download a fresh copy"
+    hit = _fmnist_pick([raw], tail)
+    if hit is not None:
+        return *hit, f"torchvision download into {root} ({raw})"
     if not download:
         raise DataError(f"Fashion-MNIST not found; {_fmnist_howto()}")
     try:
@@ -290,21 +490,35 @@ def locate_fmnist(
             f"Fashion-MNIST not found and the torchvision download into {root} failed ({msg}); "
             f"{_fmnist_howto()}"
         ) from None
-    if _fmnist_files_in(raw) is None:
+    hit = _fmnist_pick([raw], tail)
+    if hit is None:
         raise DataError(f"torchvision download left no idx files in {raw}; {_fmnist_howto()}")
-    return raw, f"torchvision download into {root} ({raw})"
+    return *hit, f"torchvision download into {root} ({raw})"
 
 
-def _load_fmnist(data_dir: str | None, verify: bool) -> Dataset:
-    folder, description = locate_fmnist(data_dir)
-    files = _fmnist_files_in(folder)
-    assert files is not None
-    arrays = {}
+def locate_fmnist(
+    data_dir: str | os.PathLike | None = None, download: bool = True
+) -> tuple[Path, str]:
+    """Find the Fashion-MNIST idx files; return (folder, one-line description of the source).
+
+    An explicit source (``data_dir``, else $TINYPROTO_DATA) is authoritative: the files must be
+    in it, its ``fashion-mnist/`` or its ``FashionMNIST/raw/`` subfolder, else DataError (no
+    fallback, no download). Without one: Debian's ``dataset-fashion-mnist``, then a previous
+    torchvision download into ``~/.cache/tinyproto``, then (``download``) a new one. A source
+    holding some of the files must hold all four, readable; where both ``name`` and
+    ``name.gz`` exist, the plain file is read.
+    """
+    folder, _, description = _fmnist_resolve(data_dir, download)
+    return folder, description
+
+
+def _load_fmnist(data_dir: str | os.PathLike | None, verify: bool) -> Dataset:
+    folder, files, description = _fmnist_resolve(data_dir, download=True)
+    arrays, paths = {}, {}
     for key, name in FMNIST_FILES.items():
-        path = files[name]
+        path = paths[key] = files[name]
         data = _read_bytes(path)
-        ndim = 3 if key.endswith("images") else 1
-        arrays[key] = _parse_idx(data, path, ndim)
+        arrays[key] = _parse_idx(data, path, 3 if key.endswith("images") else 1)
         if verify:
             got = hashlib.sha256(data).hexdigest()
             want = FMNIST_SHA256[name]
@@ -315,15 +529,25 @@ def _load_fmnist(data_dir: str | None, verify: bool) -> Dataset:
                 )
     for split in ("train", "test"):
         imgs, labs = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        path = files[FMNIST_FILES[f"{split}_labels"]]
-        if imgs.shape[0] != labs.shape[0] or imgs.shape[1:] != (28, 28):
+        ipath, lpath = paths[f"{split}_images"], paths[f"{split}_labels"]
+        if imgs.shape[1:] != (28, 28):
             raise DataError(
-                f"{path}: {labs.shape[0]} labels for images of shape {imgs.shape}; "
-                "expected matching counts of 28x28 images"
+                f"{ipath} holds {imgs.shape[1]}x{imgs.shape[2]} images, expected 28x28; "
+                "the file is not Fashion-MNIST"
             )
-        if labs.size and (labs.min() < 0 or labs.max() > 9):
-            raise DataError(f"{path}: labels outside 0..9; the file is not Fashion-MNIST")
-    x = np.concatenate([arrays["train_images"], arrays["test_images"]]).astype(np.uint8)
+        if imgs.shape[0] == 0:
+            raise DataError(f"{ipath} holds no images; the file is truncated or not Fashion-MNIST")
+        if labs.shape[0] != imgs.shape[0]:
+            raise DataError(
+                f"{lpath} holds {labs.shape[0]} labels but {ipath} holds {imgs.shape[0]} images; "
+                "the two files do not belong together, fetch both again"
+            )
+        if labs.max() > 9:
+            raise DataError(
+                f"{lpath} holds label {int(labs.max())}, outside 0..9; "
+                "the file is not Fashion-MNIST"
+            )
+    x = np.concatenate([arrays["train_images"], arrays["test_images"]])
     y = np.concatenate([arrays["train_labels"], arrays["test_labels"]]).astype(np.int64)
     return Dataset(
         name="fmnist",
@@ -358,16 +582,22 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle hook
         if (module, name) in _PICKLE_ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
 
 
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = _CifarUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+            blob = f.read()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {_os_problem(e)}") from None
+    if not blob:
+        raise DataError(f"{path} is empty; the file is truncated, delete it and fetch it again")
+    try:
+        obj = _CifarUnpickler(io.BytesIO(blob), encoding="bytes").load()
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a corrupt file
         raise DataError(
-            f"cannot read {path} ({type(e).__name__}: {str(e)[:80]}); the file is truncated or "
+            f"cannot read {path} ({type(e).__name__}: {str(e)[:120]}); the file is truncated or "
             "corrupted, delete it and fetch it again"
         ) from None
     if not isinstance(obj, dict):
@@ -383,61 +613,119 @@ def _torchvision_download_cifar(name: str, root: Path) -> None:
     cls(str(root), train=True, download=True)
 
 
-def _load_cifar(name: str, data_dir: str | None, verify: bool) -> Dataset:
-    root = _roots(data_dir)
-    folder_name, md5s, label_key, k = (
-        (CIFAR10_FOLDER, CIFAR10_MD5, "labels", 10)
-        if name == "cifar10"
-        else (CIFAR100_FOLDER, CIFAR100_MD5, "fine_labels", 100)
+def _cifar_spec(name: str) -> tuple[str, dict[str, str], str, int, str]:
+    """(folder name, file -> md5, label key, classes, pretty name) of CIFAR-10 or CIFAR-100."""
+    if name == "cifar10":
+        return CIFAR10_FOLDER, CIFAR10_MD5, "labels", 10, "CIFAR-10"
+    return CIFAR100_FOLDER, CIFAR100_MD5, "fine_labels", 100, "CIFAR-100"
+
+
+def _cifar_fix(name: str, src: _Source) -> str:
+    folder_name, *_, pretty = _cifar_spec(name)
+    cls = "CIFAR10" if name == "cifar10" else "CIFAR100"
+    fix = (
+        f"unpack the python version of {pretty} ({folder_name}/) into {src.root} (for example: "
+        f"python -c \"import torchvision; torchvision.datasets.{cls}('{src.root}', "
+        'download=True)")'
     )
-    folder = root / folder_name
-    pretty = "CIFAR-10" if name == "cifar10" else "CIFAR-100"
-    if not folder.is_dir():
+    if src.explicit:
+        return f"{fix}, or {src.drop} to use the default folder {DEFAULT_CACHE}"
+    return f"{fix}, or pass data_dir / set {ENV_VAR} to the folder that contains {folder_name}/"
+
+
+def _cifar_files(name: str, src: _Source) -> list[Path]:
+    """Check the CIFAR folder of ``src`` (nothing decoded); return its batch files in order."""
+    folder_name, md5s, *_, pretty = _cifar_spec(name)
+    folder = src.root / folder_name
+    problem = _folder_problem(folder)
+    if problem is not None:
+        raise DataError(f"{pretty}: {folder} {problem} (from {src.label}); {_cifar_fix(name, src)}")
+    paths = [folder / f for f in md5s]
+    problems = [f"{p} {why}" for p in paths if (why := _file_problem(p)) is not None]
+    if problems:
+        raise DataError(
+            f"{pretty}: {'; '.join(problems)}; unpack the full {folder_name}/ into {src.root} again"
+        )
+    return paths
+
+
+def _cifar_batch(path: Path, label_key: str, k: int, pretty: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one batch file: uint8 images [n, 3, 32, 32] and int64 labels [n]."""
+    batch = _unpickle(path)
+    for key in ("data", label_key):
+        if key not in batch:
+            keys = ", ".join(repr(k_)[:30] for k_ in list(batch)[:8])
+            raise DataError(f"{path} is not a {pretty} batch: no {key!r} entry (has {keys})")
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        got = f"{data.dtype} array" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(
+            f"{path}: 'data' is a {got}, expected a uint8 array (N, 3072); not a {pretty} batch"
+        )
+    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] == 0:
+        raise DataError(
+            f"{path}: 'data' has shape {data.shape}, expected (N, 3072) with N >= 1; "
+            f"not a {pretty} batch"
+        )
+    try:
+        labels = np.asarray(batch[label_key])
+    except (ValueError, TypeError) as e:
+        raise DataError(f"{path}: {label_key!r} is not a list of integers ({e})") from None
+    if labels.ndim != 1 or labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(
+            f"{path}: {label_key!r} is not a list of integers (got {labels.dtype}, shape "
+            f"{labels.shape}); not a {pretty} batch"
+        )
+    if labels.shape[0] != data.shape[0]:
+        raise DataError(
+            f"{path}: {labels.shape[0]} labels for {data.shape[0]} images; the file is corrupted"
+        )
+    if labels.min() < 0 or labels.max() >= k:
+        raise DataError(f"{path}: labels outside 0..{k - 1}; not a {pretty} batch")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def _load_cifar(name: str, data_dir: str | os.PathLike | None, verify: bool) -> Dataset:
+    folder_name, md5s, label_key, k, pretty = _cifar_spec(name)
+    src = _source(data_dir)
+    if src.explicit:
+        _require_root(src, pretty, _cifar_fix(name, src))
+    elif not os.path.lexists(src.root / folder_name):  # only the default folder downloads
         try:
-            _torchvision_download_cifar(name, root)
+            _torchvision_download_cifar(name, src.root)
         except Exception as e:  # noqa: BLE001 - any network/IO failure means "not available"
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise DataError(
-                f"{pretty} not found at {folder} and the torchvision download failed ({msg}); "
-                f"unpack the python version ({folder_name}/) into {root}, or pass data_dir / set "
-                f"{ENV_VAR} to the folder that contains {folder_name}/"
+                f"{pretty} not found at {src.root / folder_name} and the torchvision download "
+                f"failed ({msg}); unpack the python version ({folder_name}/) into {src.root}, "
+                f"or pass data_dir / set {ENV_VAR} to the folder that contains {folder_name}/"
             ) from None
     xs, ys = [], []
-    for fname, md5 in md5s.items():
-        path = folder / fname
-        if not path.is_file():
-            raise DataError(f"{pretty} file {path} is missing; unpack the full {folder_name}/")
+    for path in _cifar_files(name, src):
         if verify:
-            got = _file_md5(path)
-            if got != md5:
+            got, want = _file_md5(path), md5s[path.name]
+            if got != want:
                 raise DataError(
-                    f"checksum mismatch for {path}: expected md5 {md5}, got {got}; the file is "
+                    f"checksum mismatch for {path}: expected md5 {want}, got {got}; the file is "
                     f"corrupted or not {pretty} (pass verify=False only for test data)"
                 )
-        batch = _unpickle(path)
-        try:
-            data = np.asarray(batch["data"], dtype=np.uint8)
-            labels = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
-            if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
-                raise ValueError(f"data {data.shape}, {labels.shape[0]} labels")
-            if labels.size and (labels.min() < 0 or labels.max() >= k):
-                raise ValueError(f"labels outside 0..{k - 1}")
-        except (KeyError, ValueError, TypeError) as e:
-            raise DataError(f"{path} is not a {pretty} batch ({type(e).__name__}: {e})") from None
-        xs.append(data.reshape(-1, 3, 32, 32))
-        ys.append(labels)
+        x, y = _cifar_batch(path, label_key, k, pretty)
+        xs.append(x)
+        ys.append(y)
     return Dataset(
         name=name,
         x=torch.from_numpy(np.concatenate(xs)),
         y=torch.from_numpy(np.concatenate(ys)),
         num_classes=k,
-        source=str(folder),
+        source=str(src.root / folder_name),
     )
 
 
 # --------------------------------------------------------------------------------------------
 # TinyImageNet
 # --------------------------------------------------------------------------------------------
+
+_WNID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 def _decode_jpegs(paths: Sequence[Path], size: int = 64) -> np.ndarray:
@@ -454,70 +742,175 @@ def _decode_jpegs(paths: Sequence[Path], size: int = 64) -> np.ndarray:
                     im = im.resize((size, size), Image.BILINEAR)
                 out[i] = np.asarray(im, dtype=np.uint8)
         except Exception as e:  # noqa: BLE001 - any decoding failure names the file
-            raise DataError(f"cannot decode image {paths[i]} ({type(e).__name__}: {e})") from None
+            raise DataError(
+                f"cannot decode image {paths[i]} ({type(e).__name__}: {str(e)[:120]}); the file is "
+                "corrupted, re-unzip the set"
+            ) from None
 
-    with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1))
+    try:
         for _ in pool.map(work, range(len(paths))):
             pass
+    finally:  # on the first bad image, drop the queued ones instead of decoding them all
+        pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 
-def _load_tinyimagenet(data_dir: str | None) -> Dataset:
-    root = _roots(data_dir)
-    base = root / TINYIMAGENET_FOLDER
-    wnids_path = base / "wnids.txt"
-    if not wnids_path.is_file():
+def _tinyimagenet_fix(src: _Source) -> str:
+    fix = (
+        f"download {TINYIMAGENET_URL} and unzip it into {src.root} (giving {TINYIMAGENET_FOLDER}/)"
+    )
+    if src.explicit:
+        return f"{fix}, or {src.drop}"
+    return f"{fix}, or pass data_dir / set {ENV_VAR} to the folder that contains it"
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file of the TinyImageNet tree; errors name the file."""
+    try:
+        blob = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {_os_problem(e)}") from None
+    try:
+        return blob.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise DataError(
-            f"TinyImageNet not found: {wnids_path} is missing; download {TINYIMAGENET_URL}, unzip "
-            f"it into {root} (giving {TINYIMAGENET_FOLDER}/), or pass data_dir / set {ENV_VAR}"
-        )
-    wnids = sorted(w.strip() for w in wnids_path.read_text().split() if w.strip())
+            f"{path} is not UTF-8 text (invalid byte at offset {e.start}); the file is "
+            "corrupted, re-unzip the set"
+        ) from None
+
+
+def _tinyimagenet_layout(src: _Source) -> tuple[Path, list[str]]:
+    """Check the ``tiny-imagenet-200`` tree under ``src`` (no image decoded).
+
+    Returns the tree's folder and its sorted class ids (read from ``wnids.txt``).
+    """
+    base = src.root / TINYIMAGENET_FOLDER
+    fix = _tinyimagenet_fix(src)
+    problem = _folder_problem(base)
+    if problem is not None:
+        raise DataError(f"TinyImageNet: {base} {problem} (from {src.label}); {fix}")
+    for folder in (base / "train", base / "val", base / "val" / "images"):
+        if (problem := _folder_problem(folder)) is not None:
+            raise DataError(f"TinyImageNet folder {folder} {problem}; {fix}")
+    for path in (base / "wnids.txt", base / "val" / "val_annotations.txt"):
+        if (problem := _file_problem(path)) is not None:
+            raise DataError(f"TinyImageNet file {path} {problem}; {fix}")
+    wnids_path = base / "wnids.txt"
+    wnids = _read_text(wnids_path).split()
+    if not wnids:
+        raise DataError(f"{wnids_path} lists no class ids; the file is truncated, {fix}")
+    seen: set[str] = set()
+    for w in wnids:
+        if not _WNID.match(w):
+            raise DataError(
+                f"{wnids_path} holds an invalid class id {w[:40]!r} (expected names like "
+                f"n01443537); the file is corrupted, {fix}"
+            )
+        if w in seen:
+            raise DataError(f"{wnids_path} lists class id {w!r} twice; the file is corrupted")
+        seen.add(w)
+    for w in wnids:
+        folder = base / "train" / w / "images"
+        if (problem := _folder_problem(folder)) is not None:
+            raise DataError(f"TinyImageNet training folder {folder} {problem}; {fix}")
+    return base, sorted(wnids)
+
+
+def _tinyimagenet_cache(base: Path, wnids: list[str]) -> Dataset | None:
+    """The decoded set from the cache, if it is newer than the tree and consistent; else None.
+
+    The cache is tinyproto's own file: a damaged or stale one is rebuilt, never trusted.
+    """
     cache = base / TINYIMAGENET_CACHE
-    if cache.is_file() and cache.stat().st_mtime > wnids_path.stat().st_mtime:
-        try:
-            with np.load(cache, allow_pickle=False) as z:
-                if list(z["wnids"]) == wnids:
-                    return Dataset(
-                        name="tinyimagenet",
-                        x=torch.from_numpy(np.ascontiguousarray(z["x"])),
-                        y=torch.from_numpy(z["y"].astype(np.int64)),
-                        num_classes=len(wnids),
-                        source=f"{base} (cache {cache.name})",
-                    )
-        except Exception:  # noqa: BLE001 - a bad cache is simply rebuilt
-            pass
+    stamps = [base / "wnids.txt", base / "val" / "val_annotations.txt", base / "val" / "images"]
+    stamps += [base / "train" / w / "images" for w in wnids]
+    try:
+        st = cache.stat()
+        if not stat.S_ISREG(st.st_mode) or any(p.stat().st_mtime > st.st_mtime for p in stamps):
+            return None
+        with np.load(cache, allow_pickle=False) as z:
+            if [str(w) for w in z["wnids"]] != wnids:
+                return None
+            y = z["y"]
+            if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.integer):
+                return None
+            if y.min() < 0 or y.max() >= len(wnids):
+                return None
+            x = z["x"]
+            if x.dtype != np.uint8 or x.shape != (y.shape[0], 3, 64, 64):
+                return None
+    except Exception:  # noqa: BLE001 - a bad cache is simply rebuilt
+        return None
+    return Dataset(
+        name="tinyimagenet",
+        x=torch.from_numpy(np.ascontiguousarray(x)),
+        y=torch.from_numpy(y.astype(np.int64)),
+        num_classes=len(wnids),
+        source=f"{base} (cache {cache.name})",
+    )
+
+
+def _load_tinyimagenet(data_dir: str | os.PathLike | None) -> Dataset:
+    src = _source(data_dir)
+    if src.explicit:
+        _require_root(src, "TinyImageNet", _tinyimagenet_fix(src))
+    base, wnids = _tinyimagenet_layout(src)
+    cached = _tinyimagenet_cache(base, wnids)
+    if cached is not None:
+        return cached
     index = {w: i for i, w in enumerate(wnids)}
     paths: list[Path] = []
     labels: list[int] = []
     for w in wnids:
         folder = base / "train" / w / "images"
-        if not folder.is_dir():
-            raise DataError(f"TinyImageNet training folder {folder} is missing; re-unzip the set")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
+        try:
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
+        except OSError as e:
+            raise DataError(f"cannot list {folder}: {_os_problem(e)}") from None
+        if not files:
+            raise DataError(f"TinyImageNet training folder {folder} holds no JPEG images; re-unzip")
         paths.extend(files)
         labels.extend([index[w]] * len(files))
     ann = base / "val" / "val_annotations.txt"
-    if not ann.is_file():
-        raise DataError(f"TinyImageNet file {ann} is missing; re-unzip the set")
-    for lineno, line in enumerate(ann.read_text().splitlines(), 1):
+    n_val = 0
+    for lineno, line in enumerate(_read_text(ann).splitlines(), 1):
         if not line.strip():
             continue
-        parts = line.split("\t")
-        if len(parts) < 2 or parts[1] not in index:
+        parts = [p.strip() for p in line.split("\t")]
+        if len(parts) < 2 or not parts[0]:
             raise DataError(f"{ann} line {lineno}: expected 'file<TAB>wnid...', got {line[:60]!r}")
-        img = base / "val" / "images" / parts[0]
-        if not img.is_file():
-            raise DataError(f"TinyImageNet validation image {img} (listed in {ann}) is missing")
+        name, wnid = parts[0], parts[1]
+        if wnid not in index:
+            raise DataError(
+                f"{ann} line {lineno}: class id {wnid[:40]!r} is not in wnids.txt; the file is "
+                "corrupted, re-unzip the set"
+            )
+        if name.startswith(".") or "\\" in name or Path(name).name != name:
+            raise DataError(
+                f"{ann} line {lineno}: {name[:60]!r} is not a plain image file name; the file "
+                "is corrupted, re-unzip the set"
+            )
+        img = base / "val" / "images" / name
+        if (problem := _file_problem(img)) is not None:
+            raise DataError(
+                f"TinyImageNet validation image {img} (listed in {ann} line {lineno}) {problem}; "
+                "re-unzip the set"
+            )
         paths.append(img)
-        labels.append(index[parts[1]])
+        labels.append(index[wnid])
+        n_val += 1
+    if n_val == 0:
+        raise DataError(f"{ann} lists no images; the file is truncated, re-unzip the set")
     x = _decode_jpegs(paths).transpose(0, 3, 1, 2).copy()
     y = np.asarray(labels, dtype=np.int64)
+    tmp = base / f".{TINYIMAGENET_CACHE}.tmp.npz"
     try:  # cache atomically; a read-only folder just means no cache
-        tmp = base / f".{TINYIMAGENET_CACHE}.tmp.npz"
         np.savez(tmp, x=x, y=y, wnids=np.asarray(wnids))
-        os.replace(tmp, cache)
+        os.replace(tmp, base / TINYIMAGENET_CACHE)
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return Dataset(
         name="tinyimagenet",
         x=torch.from_numpy(x),
@@ -600,6 +993,34 @@ def stratified_subset(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarra
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+def check_data_source(dataset: str, data_dir: str | os.PathLike | None) -> None:
+    """Check an explicit data source without decoding anything; raise DataError if unusable.
+
+    The source is ``data_dir``, else $TINYPROTO_DATA. It must be an existing, readable folder
+    holding the dataset's files (Fashion-MNIST: the four idx files, plain or .gz, in it or its
+    ``fashion-mnist/`` or ``FashionMNIST/raw/`` subfolder; CIFAR: the batch files of
+    ``cifar-10-batches-py/`` or ``cifar-100-python/``; TinyImageNet: the ``tiny-imagenet-200/``
+    tree, its ``wnids.txt`` read and each class's training folder present). ``synthetic`` and
+    implicit sources (Debian's package, the cache, a download) are not checked here: loading
+    reports their problems.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
+    if dataset == "synthetic":
+        return
+    src = _explicit_source(data_dir)
+    if src is None:
+        return
+    if dataset == "fmnist":
+        _fmnist_explicit(src)
+    elif dataset in ("cifar10", "cifar100"):
+        _require_root(src, _cifar_spec(dataset)[-1], _cifar_fix(dataset, src))
+        _cifar_files(dataset, src)
+    else:
+        _require_root(src, "TinyImageNet", _tinyimagenet_fix(src))
+        _tinyimagenet_layout(src)
+
+
 def load_dataset(
     name: str,
     data_dir: str | None = None,
@@ -618,12 +1039,23 @@ def load_dataset(
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-    if name == "fmnist":
-        ds = _load_fmnist(data_dir, verify)
-    elif name in ("cifar10", "cifar100"):
-        ds = _load_cifar(name, data_dir, verify)
-    elif name == "tinyimagenet":
-        ds = _load_tinyimagenet(data_dir)
+    if name != "synthetic":
+        try:
+            if name == "fmnist":
+                ds = _load_fmnist(data_dir, verify)
+            elif name in ("cifar10", "cifar100"):
+                ds = _load_cifar(name, data_dir, verify)
+            else:
+                ds = _load_tinyimagenet(data_dir)
+        except DataError:
+            raise
+        except (OSError, EOFError, zlib.error, pickle.UnpicklingError, UnicodeDecodeError) as e:
+            # a last net: every known file check above raises DataError itself
+            where = getattr(e, "filename", None) or _source(data_dir).root
+            raise DataError(
+                f"cannot load {name} from {where}: {type(e).__name__}: {str(e)[:160]}; check "
+                "the file and its permissions, or fetch the data again"
+            ) from None
     else:
         ds = make_synthetic(
             num_classes, synthetic_samples, 1, 28 if image_size is None else image_size, seed
@@ -790,7 +1222,9 @@ def make_federated(
     device = dataset.x.device
     clients = []
     for i, part in enumerate(parts):
-        train, test = split_train_test(part, train_fraction, seed=split_seed * 100003 + i)
+        # mod 2**32: RandomState's range; the same seeds as before for split_seed < 42949
+        seed_i = (split_seed * 100003 + i) % 2**32
+        train, test = split_train_test(part, train_fraction, seed=seed_i)
         clients.append(
             ClientSplit(
                 train_idx=torch.from_numpy(train).to(device),
