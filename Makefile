@@ -1,7 +1,8 @@
 # tinyproto: one target per thing a person does.
 #   make setup      virtual environment at .venv (idempotent; fast when nothing changed)
 #   make data       locate or install the embedded Fashion-MNIST, say which source was used
-#   make test       lint + unit tests + notebooks under nbval (smoke profile)
+#   make test       lint + unit tests + every notebook executed by nbval (smoke profile, fresh
+#                   runs in the git-ignored results/smoke/; any other profile fails)
 #   make reproduce  run the notebooks with papermill (PROFILE=quick|paper), refresh figures/ results/
 #   make lab        JupyterLab on notebooks/
 
@@ -17,11 +18,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP)
 
+# torch and torchvision are resolved together from PyPI (never a local CPU-only torch file).
+# setuptools' notice that the install is editable is information, not a problem to fix: hidden.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch and torchvision are resolved together from PyPI (never a local CPU-only torch file)
-	$(PY) -m pip install --quiet -e '.[notebooks,dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[notebooks,dev]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
@@ -34,11 +36,15 @@ data: $(STAMP)
 	@$(PY) -m tinyproto data
 
 lint: $(STAMP)
-	$(PY) -m ruff check tinyproto tests
+	$(PY) -m ruff check tinyproto tests notebooks/conftest.py
 
-# unit tests + every notebook under nbval (smoke profile: seconds per notebook)
+# unit tests + every notebook under nbval (smoke profile: seconds per notebook). Each notebook
+# reads TINYPROTO_PROFILE in its parameters cell and require_profile() stops it when the profile
+# differs from TINYPROTO_REQUIRE_PROFILE; notebooks/conftest.py deletes the smoke outputs first
+# and checks that every notebook printed "profile: smoke". Nothing tracked by git is written.
 test: data lint
-	TINYPROTO_PROFILE=smoke $(PY) -m pytest -q tests notebooks --nbval-lax
+	TINYPROTO_PROFILE=smoke TINYPROTO_REQUIRE_PROFILE=smoke \
+	  $(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env
 
 test-slow: data
 	$(PY) -m pytest -q -m slow

@@ -42,3 +42,27 @@ def test_readme_maps_every_notebook():
     readme = (ROOT / "README.md").read_text()
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         assert nb.stem in readme, f"{nb.name} missing from the README's artefact table"
+
+
+def test_license_is_an_spdx_string():
+    """A license table makes setuptools >= 77 print a deprecation warning on every install."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(data["project"]["license"], str)
+    req = next(r for r in data["build-system"]["requires"] if r.startswith("setuptools"))
+    assert tuple(map(int, req.split(">=")[1].split("."))) >= (77,)
+
+
+def test_make_test_runs_every_notebook_under_smoke_and_ci_checks_git_status():
+    make = (ROOT / "Makefile").read_text()
+    rule = make[make.index("\ntest:"):].split("\n\n")[0]
+    assert "TINYPROTO_PROFILE=smoke" in rule and "TINYPROTO_REQUIRE_PROFILE=smoke" in rule
+    assert "tests notebooks --nbval-lax" in rule
+    assert (ROOT / "notebooks" / "conftest.py").exists()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "git status --porcelain" in ci
+
+
+def test_generated_outputs_are_ignored():
+    ignored = (ROOT / ".gitignore").read_text().split()
+    for path in ("results/smoke/", "figures/smoke/", "notebooks/_runs/"):
+        assert path in ignored

@@ -1,15 +1,23 @@
 """``make reproduce``: the communication table, then every notebook executed with papermill.
 
-Quick profile: notebooks are executed in place (the committed notebooks carry the quick
-profile's outputs). Other profiles write executed copies to notebooks/_runs/<profile>/ so the
-committed notebooks stay as they are; their tables and figures go to results/<profile>/ and
-figures/<profile>/ (see tinyproto.sweep.outputs).
+Quick profile: the committed notebooks carry the quick profile's outputs, so each notebook is
+executed into notebooks/_runs/quick/ (git-ignored), cleaned (tinyproto.nbtools.clean_notebook)
+and only then copied over the committed one: a failed execution leaves the committed notebook
+untouched, and rerunning on unchanged runs leaves it byte-identical. Other profiles keep their
+executed, cleaned copies in notebooks/_runs/<profile>/; their tables and figures go where
+tinyproto.sweep.outputs(profile) says (results/<profile>/, figures/<profile>/).
+
+The profile reaches the notebooks through ``$TINYPROTO_PROFILE`` (read by each notebook's
+parameters cell), not through a papermill injected-parameters cell, and
+``$TINYPROTO_REQUIRE_PROFILE`` makes a notebook that would run another profile fail.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from contextlib import contextmanager
 
 from tinyproto.config import PROFILES, ConfigError
 from tinyproto.sweep import project_root
@@ -26,6 +34,21 @@ NOTEBOOKS = (
 )
 
 
+@contextmanager
+def _environ(**values: str):
+    """Set environment variables (inherited by the kernels papermill starts) for a block."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def reproduce(
     profile: str = "quick", notebooks: list[str] | None = None
 ) -> list[tuple[str, float]]:
@@ -33,6 +56,12 @@ def reproduce(
     import papermill
 
     from tinyproto import comm_table
+    from tinyproto.nbtools import (
+        PROFILE_ENV,
+        REQUIRE_ENV,
+        clean_notebook,
+        kernel_manager_config,
+    )
     from tinyproto.sweep import outputs
 
     if profile not in PROFILES:
@@ -50,23 +79,32 @@ def reproduce(
     comm_table.write_comm_table(out.results / "table1_comm.csv")
     timings.append(("table1_comm (comm-table)", time.perf_counter() - t0))
     print(f"[reproduce] {out.rel(out.results / 'table1_comm.csv')}", flush=True)
-    dest_dir = nb_dir if profile == "quick" else nb_dir / "_runs" / profile
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = nb_dir / "_runs" / profile
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {PROFILE_ENV: profile, REQUIRE_ENV: profile, "TQDM_DISABLE": "1"}
     for name in names:
         src = nb_dir / f"{name}.ipynb"
-        dest = dest_dir / f"{name}.ipynb"
+        executed = run_dir / f"{name}.ipynb"
         t = time.perf_counter()
         print(f"[reproduce] {name} ({profile}) ...", flush=True)
-        papermill.execute_notebook(
-            str(src.relative_to(root)),
-            str(dest.relative_to(root)),
-            parameters={"profile": profile},
-            cwd=str(nb_dir.relative_to(root)),
-            kernel_name="python3",
-            progress_bar=False,
-        )
+        with _environ(**env):
+            papermill.execute_notebook(
+                str(src.relative_to(root)),
+                str(executed.relative_to(root)),
+                cwd=str(nb_dir.relative_to(root)),
+                kernel_name="python3",
+                progress_bar=False,
+                config=kernel_manager_config(),
+            )
+        clean_notebook(executed, root=root)
+        if profile == "quick" and executed.read_bytes() != src.read_bytes():
+            shutil.copyfile(executed, src)
         timings.append((name, time.perf_counter() - t))
-        print(f"[reproduce] {name} done in {timings[-1][1]:.0f} s", flush=True)
+        where = src if profile == "quick" else executed
+        print(
+            f"[reproduce] {name} done in {timings[-1][1]:.0f} s -> {where.relative_to(root)}",
+            flush=True,
+        )
     total = time.perf_counter() - t0
     print(f"[reproduce] all done in {total / 60:.1f} min ({profile} profile)")
     return timings

@@ -1,0 +1,211 @@
+"""Notebook helpers: the profile guard every notebook calls, and the cleaning that makes an
+executed notebook byte-identical when it is executed again on unchanged runs.
+
+    from tinyproto.nbtools import require_profile
+    profile = require_profile(profile)   # first line of every notebook's setup cell
+
+``make test`` sets ``TINYPROTO_REQUIRE_PROFILE=smoke``: a notebook that would run any other
+profile (a stale papermill ``injected-parameters`` cell, an edited parameters cell) stops with
+an error instead of quietly reading or rewriting another profile's results. ``reproduce`` sets
+it to the profile it executes.
+
+``clean_notebook(path)`` removes what changes from one execution to the next and carries no
+result: papermill's injected-parameters cell and its timestamps and durations, nbclient's
+execution timings, progress bars (their rates and elapsed times), memory addresses, this
+machine's absolute paths; cell ids are kept (or made deterministic) and execution counts are
+renumbered 1, 2, ... in cell order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+REQUIRE_ENV = "TINYPROTO_REQUIRE_PROFILE"
+PROFILE_ENV = "TINYPROTO_PROFILE"
+INJECTED_TAG = "injected-parameters"
+PARAMETERS_TAG = "parameters"
+VOLATILE_NOTEBOOK_METADATA = ("papermill",)
+VOLATILE_CELL_METADATA = ("papermill", "execution", "ExecuteTime", "collapsed", "scrolled")
+_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+_ADDRESS_RE = re.compile(r" at 0x[0-9a-fA-F]{6,16}\b")
+# a tqdm frame: "desc:  40%|████      | 2/5 [00:01<00:02, 1.23it/s, ...]"
+_PROGRESS_RE = re.compile(r"\d+%\|.*\|\s*\d+/\d*\s*\[")
+
+
+class ProfileMismatch(RuntimeError):
+    """A notebook was about to run a profile other than the one required."""
+
+
+def require_profile(profile: str) -> str:
+    """Check the notebook's ``profile`` and return it.
+
+    Raises ``ProfileMismatch`` when ``$TINYPROTO_REQUIRE_PROFILE`` is set and differs from
+    ``profile`` (``make test`` requires smoke, ``tinyproto reproduce`` the profile it runs), and
+    ``ValueError`` for an unknown profile.
+    """
+    from tinyproto.config import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"invalid profile={profile!r}: one of {', '.join(PROFILES)}")
+    want = os.environ.get(REQUIRE_ENV, "").strip()
+    if want and profile != want:
+        raise ProfileMismatch(
+            f"this notebook runs profile={profile!r} but {REQUIRE_ENV}={want!r}: a parameter "
+            f"(e.g. a papermill injected-parameters cell) overrides ${PROFILE_ENV}="
+            f"{os.environ.get(PROFILE_ENV)!r}; remove it or run the profile that is required"
+        )
+    return profile
+
+
+def kernel_manager_config():
+    """traitlets config for the kernels papermill starts: encrypted or local transport.
+
+    ipykernel >= 7 warns "Kernel is running over TCP without encryption" for every kernel a
+    bare KernelManager starts. With jupyter_client >= 8.8 and a pyzmq built with CurveZMQ the
+    manager provisions Curve keys (the kernelspec that ``ipykernel install`` writes declares
+    support); otherwise, on POSIX, the kernel talks over IPC sockets instead of TCP.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" in KernelManager.class_traits() and zmq.has("curve"):
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    if os.name == "posix":
+        return Config({"KernelManager": {"transport": "ipc"}})
+    return Config()
+
+
+# -- cleaning ------------------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _tags(cell) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []) or [])
+
+
+def _strip_progress(text: str, stream: str) -> str:
+    """Terminal semantics for carriage returns, then drop progress-bar lines on stderr."""
+    lines = []
+    for line in text.split("\n"):
+        if "\r" in line:
+            line = line.rstrip("\r").rsplit("\r", 1)[-1]
+            if stream == "stderr" and _PROGRESS_RE.search(line):
+                continue
+        elif stream == "stderr" and _PROGRESS_RE.search(line):
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _scrub(text: str, roots: list[str]) -> str:
+    text = _ADDRESS_RE.sub(" at 0x...", text)
+    for root in roots:
+        text = text.replace(root + os.sep, "").replace(root, ".")
+    return text
+
+
+def _merge_streams(outputs: list) -> list:
+    """One stream output per run of same-name chunks, however the kernel happened to flush."""
+    merged: list = []
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            out = {**out, "text": _text(out.get("text", ""))}
+            last = merged[-1] if merged else {}
+            if last.get("output_type") == "stream" and last.get("name") == out.get("name"):
+                last["text"] += out["text"]
+                continue
+        merged.append(out)
+    return merged
+
+
+def _clean_outputs(outputs: list, roots: list[str]) -> list:
+    cleaned = []
+    for out in _merge_streams([dict(o) for o in outputs]):
+        kind = out.get("output_type")
+        if kind == "stream":
+            text = _scrub(_strip_progress(out["text"], out["name"]), roots)
+            if not text.strip():
+                continue
+            out["text"] = text
+        elif kind in ("execute_result", "display_data"):
+            data = dict(out.get("data", {}))
+            if "text/plain" in data:
+                data["text/plain"] = _scrub(_text(data["text/plain"]), roots)
+            out["data"] = data
+        elif kind == "error":
+            out["traceback"] = [_scrub(t, roots) for t in out.get("traceback", [])]
+        cleaned.append(out)
+    return _merge_streams(cleaned)
+
+
+def clean_nb(nb, root: str | Path | None = None):
+    """Clean a notebook (nbformat NotebookNode, version 4) in place and return it; see module doc.
+
+    ``root``: an absolute path (the project folder) to remove from outputs.
+    """
+    import nbformat
+
+    roots = [str(Path(root).resolve())] if root else []
+    for key in VOLATILE_NOTEBOOK_METADATA:
+        nb.metadata.pop(key, None)
+    cells = [c for c in nb.cells if INJECTED_TAG not in _tags(c)]
+    seen: set[str] = set()
+    count = 0
+    for i, cell in enumerate(cells):
+        meta = cell.setdefault("metadata", nbformat.NotebookNode())
+        for key in VOLATILE_CELL_METADATA:
+            meta.pop(key, None)
+        if "tags" in meta and not meta["tags"]:
+            del meta["tags"]
+        cid = cell.get("id")
+        if not (isinstance(cid, str) and _ID_RE.match(cid)) or cid in seen:
+            cid = f"cell-{i:02d}"
+            while cid in seen:
+                cid += "x"
+            cell["id"] = cid
+        seen.add(cid)
+        if cell.get("cell_type") == "code":
+            if cell.get("execution_count") is not None:
+                count += 1
+                cell["execution_count"] = count
+            outs = _clean_outputs(cell.get("outputs", []), roots)
+            for out in outs:
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = cell.get("execution_count")
+            cell["outputs"] = [nbformat.from_dict(o) for o in outs]
+    nb.cells = cells
+    nb.nbformat, nb.nbformat_minor = 4, max(int(nb.get("nbformat_minor", 5)), 5)
+    return nb
+
+
+def clean_notebook(path: str | Path, root: str | Path | None = None) -> bool:
+    """Clean the notebook file at ``path`` in place; True when the file changed.
+
+    ``root`` defaults to the project folder holding the notebook. Writes only when the cleaned
+    text differs, so a clean notebook keeps its modification time.
+    """
+    import nbformat
+
+    path = Path(path)
+    if root is None:
+        from tinyproto.sweep import project_root
+
+        root = project_root(path.resolve().parent)
+    before = path.read_text(encoding="utf-8")
+    nb = clean_nb(nbformat.reads(before, as_version=4), root=root)
+    nbformat.validate(nb)
+    after = nbformat.writes(nb)
+    if not after.endswith("\n"):
+        after += "\n"
+    if after == before:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(after, encoding="utf-8")
+    os.replace(tmp, path)
+    return True
