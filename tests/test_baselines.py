@@ -368,8 +368,7 @@ def test_resume_gives_the_uninterrupted_numbers(algorithm, tmp_path):
         max_samples=120,
         feature_dim=12,
         save_prototypes=False,
-        fedkd_t_start=0.6,
-        fedkd_t_end=0.7,
+        **(dict(fedkd_t_start=0.6, fedkd_t_end=0.7) if algorithm == "fedkd" else {}),
     )
     full = run(cfg, root=tmp_path / "a", progress=False)
     run(cfg, root=tmp_path / "b", progress=False, stop_after=1)

@@ -259,7 +259,7 @@ def test_one_place_decides_where_runs_go(tmp_path, monkeypatch):
     res = run(_cfg(rounds=1), progress=False)  # API, no root: the profile's folder
     assert res.run_dir.parent == tmp_path / "smoke" / "runs"
     assert not (tmp_path / "runs").exists()  # never among the quick runs
-    argv = ["run", "--profile", "smoke", "--dataset", "synthetic", "--rounds", "1"]
+    argv = ["run", "--profile", "smoke", "--dataset", "synthetic", "--rounds", "1", "--seed", "1"]
     assert main([*argv, "--max-samples", "400", "--feature-dim", "20", "--no-progress"]) == 0
     assert not (tmp_path / "runs").exists()
     from tinyproto.sweep import outputs

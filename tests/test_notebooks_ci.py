@@ -74,7 +74,7 @@ def test_profile_comes_from_the_environment_and_is_guarded(path):
     assert "from tinyproto.nbtools import require_profile" in setup.source
     # ... and the same cell prints "profile: <name>" before any other cell can run a profile
     assert re.search(r'print\(\s*f"profile: \{profile\}', setup.source), path.name
-    assert not any("require_profile" in c.source for c in code[:p + 1])
+    assert not any("require_profile" in c.source for c in code[: p + 1])
     # the committed outputs say which profile made them: quick, the committed profile
     printed = "".join(o.get("text", "") for o in setup.outputs if o.output_type == "stream")
     assert re.search(r"^profile: quick\b", printed, re.M), f"{path.name}: committed setup output"
@@ -105,8 +105,10 @@ def _synthetic():
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "papermill": {"start_time": "2026-01-01T00:00:00", "duration": 1.5, "parameters": {}},
     }
-    stamp = {"papermill": {"duration": 0.1, "status": "completed"},
-             "execution": {"iopub.status.busy": "2026-01-01T00:00:00Z"}}
+    stamp = {
+        "papermill": {"duration": 0.1, "status": "completed"},
+        "execution": {"iopub.status.busy": "2026-01-01T00:00:00Z"},
+    }
     params = nbformat.v4.new_code_cell('profile = "quick"', execution_count=1)
     params.metadata = {"tags": ["parameters"], **copy.deepcopy(stamp)}
     injected = nbformat.v4.new_code_cell('# Parameters\nprofile = "paper"\n', execution_count=2)
@@ -116,16 +118,23 @@ def _synthetic():
     body.id = "not a valid id!"
     root = os.path.join(os.sep, "home", "someone", "proj")
     body.outputs = [
-        nbformat.v4.new_output("stream", name="stderr", text="\rgrid:   0%|          | 0/2 [00:00<?, ?it/s]"),
+        nbformat.v4.new_output(
+            "stream", name="stderr", text="\rgrid:   0%|          | 0/2 [00:00<?, ?it/s]"
+        ),
         nbformat.v4.new_output("stream", name="stdout", text="profile: quick\n"),
         nbformat.v4.new_output(
-            "stream", name="stderr",
-            text="\rgrid: 100%|##########| 2/2 [00:01<00:00, 1.93it/s, fedproto seed 0]\n"),
+            "stream",
+            name="stderr",
+            text="\rgrid: 100%|##########| 2/2 [00:01<00:00, 1.93it/s, fedproto seed 0]\n",
+        ),
         nbformat.v4.new_output("stream", name="stdout", text=f"wrote {root}/results/t.csv\n"),
         nbformat.v4.new_output("stream", name="stdout", text="done\n"),
-        nbformat.v4.new_output("stream", name="stderr", text=f"{root}/tinyproto/x.py:3: UserWarning: w\n"),
-        nbformat.v4.new_output("execute_result", data={"text/plain": "<Figure at 0x7f3a2b1c9d10>"},
-                               execution_count=3),
+        nbformat.v4.new_output(
+            "stream", name="stderr", text=f"{root}/tinyproto/x.py:3: UserWarning: w\n"
+        ),
+        nbformat.v4.new_output(
+            "execute_result", data={"text/plain": "<Figure at 0x7f3a2b1c9d10>"}, execution_count=3
+        ),
     ]
     md = nbformat.v4.new_markdown_cell("# title")
     md.metadata = copy.deepcopy(stamp)
@@ -145,7 +154,10 @@ def test_clean_nb_strips_what_varies():
     body = clean.cells[2]
     assert body.id == "cell-02"
     assert [(o.output_type, o.get("name")) for o in body.outputs] == [
-        ("stream", "stdout"), ("stream", "stderr"), ("execute_result", None)]
+        ("stream", "stdout"),
+        ("stream", "stderr"),
+        ("execute_result", None),
+    ]
     assert body.outputs[0].text == "profile: quick\nwrote results/t.csv\ndone\n"
     assert body.outputs[1].text == "tinyproto/x.py:3: UserWarning: w\n"
     assert body.outputs[2].data["text/plain"] == "<Figure at 0x...>"

@@ -54,7 +54,7 @@ def test_license_is_an_spdx_string():
 
 def test_make_test_runs_every_notebook_under_smoke_and_ci_checks_git_status():
     make = (ROOT / "Makefile").read_text()
-    rule = make[make.index("\ntest:"):].split("\n\n")[0]
+    rule = make[make.index("\ntest:") :].split("\n\n")[0]
     assert "TINYPROTO_PROFILE=smoke" in rule and "TINYPROTO_REQUIRE_PROFILE=smoke" in rule
     assert "tests notebooks --nbval-lax" in rule
     assert (ROOT / "notebooks" / "conftest.py").exists()

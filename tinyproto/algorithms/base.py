@@ -9,17 +9,35 @@ An algorithm is a class with a client side and a server side that talk only thro
     predictions  = algo.predict(state, x)                  # inference (Eq. 12 for prototypes)
 
 The engine runs these in process; a distributed runtime can serialise the same messages.
+
+Trust: ``server_round`` is the same for every algorithm: it refuses the round's container and
+sender ids (``comm.collect_uploads``), then every upload (``check_upload``: exact dtypes and
+shapes, no undeclared field, finite values within the algorithm's magnitude ``bound``), all
+before any server state is touched; then ``aggregate`` runs on a snapshot-protected state and
+its downloads must be finite (``comm.check_downloads``), else the state is rolled back. Clients
+check their download the same way in ``receive``. Every refusal is a one-line MessageError.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from tinyproto.comm import Message, MessageError, expect
+from tinyproto.comm import (
+    Bound,
+    Message,
+    MessageError,
+    check_downloads,
+    check_message,
+    collect_uploads,
+    expect,
+    sender_name,
+    sum_bound,
+)
 from tinyproto.config import Config
 from tinyproto.data import ClientSplit, Dataset
 
@@ -111,14 +129,23 @@ class ClientState:
 
 
 class Algorithm:
-    """Defaults shared by all algorithms; subclasses override what differs."""
+    """Defaults shared by all algorithms; subclasses override what differs.
+
+    A subclass's server side is ``check_upload`` (validate one message, return what
+    ``aggregate`` needs) and ``aggregate`` (the checked uploads -> {client id: download}); its
+    only mutable server state is what ``server_state_dict`` returns.
+    """
 
     name = "base"
     prototype_based = False
+    upload_meta: frozenset[str] = frozenset()  # metadata entries an upload may carry (uncounted)
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.cfg = ctx.config
+        self.device = ctx.device
+        # the largest |value| an upload may carry: N of them must sum to a finite float32
+        self.bound: Bound = sum_bound(ctx.num_clients)
 
     # -- client side ----------------------------------------------------------------------------
     def init_client(self, cid: int, model: torch.nn.Module) -> ClientState:
@@ -129,7 +156,7 @@ class Algorithm:
         raise NotImplementedError
 
     def receive(self, state: ClientState, download: Message) -> None:
-        pass
+        expect(download, "server", {}, device=self.device)
 
     @torch.no_grad()
     def predict(self, state: ClientState, x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +165,36 @@ class Algorithm:
         return logits.argmax(1)
 
     # -- server side ----------------------------------------------------------------------------
-    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
+    def server_round(self, uploads, rnd: int) -> dict[int, Message]:
+        """One round on the server: ``uploads`` is {client id: Message} or a sequence of
+        (client id, Message) pairs (as a network runtime delivers them); returns
+        {client id: download} for the clients that uploaded.
+
+        Raises MessageError (one line, naming the sender and the field) on an empty round, a
+        bad or repeated sender id or a malformed upload, all checked before any server state
+        changes; and on a NaN or inf the server itself produced, after rolling its state back.
+        """
+        messages = collect_uploads(uploads, self.ctx.num_clients, rnd)
+        checked = {}
+        for cid, msg in messages.items():
+            check_message(msg, sender_name(cid), meta=self.upload_meta)
+            checked[cid] = self.check_upload(msg, sender_name(cid))
+        snapshot = copy.deepcopy(self.server_state_dict())
+        try:
+            downloads = self.aggregate(checked, rnd)
+            check_downloads(downloads, self.name, rnd)
+        except BaseException:
+            self.load_server_state_dict(snapshot)
+            raise
+        return downloads
+
+    def check_upload(self, msg: Message, sender: str) -> Any:
+        """Validate one upload (MessageError if malformed); return what ``aggregate`` needs."""
+        expect(msg, sender, {}, device=self.device)  # nothing crosses the network
+        return None
+
+    def aggregate(self, uploads: dict[int, Any], rnd: int) -> dict[int, Message]:
+        """The server's step on checked uploads: {client id: download}."""
         return {cid: Message() for cid in uploads}
 
     def server_state_dict(self) -> dict:
@@ -213,19 +269,42 @@ def local_prototypes(model: torch.nn.Module, data: ClientData, num_classes: int)
 
 
 def check_class_vectors(
-    msg: Message, sender: str, key: str, width: int, num_classes: int
+    msg: Message,
+    sender: str,
+    key: str,
+    width: int,
+    num_classes: int,
+    *,
+    bound: Bound | None = None,
+    device=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a (classes [k], <key> [k, width]) message; returns (classes, vectors)."""
-    expect(msg, sender, {"classes": ("int", (None,)), key: ("float", (None, width))})
-    classes, v = msg["classes"], msg[key]
+    """Validate a (classes [k] int64, <key> [k, width] float32) message and nothing else;
+    class ids distinct and in [0, num_classes). Returns (classes, vectors) on ``device``."""
+    t = expect(
+        msg,
+        sender,
+        {"classes": ("int", (None,)), key: ("float", (None, width))},
+        bound=bound,
+        device=device,
+    )
+    classes, v = t["classes"], t[key]
     if classes.numel() != v.shape[0]:
         raise MessageError(
-            f"message from {sender}: {classes.numel()} class ids for {v.shape[0]} {key}"
+            f"message from {sender}: field 'classes' has {classes.numel()} class ids for "
+            f"{v.shape[0]} rows of {key!r}"
         )
-    if classes.numel() and (int(classes.min()) < 0 or int(classes.max()) >= num_classes):
-        raise MessageError(f"message from {sender}: class id outside [0, {num_classes})")
-    if classes.unique().numel() != classes.numel():
-        raise MessageError(f"message from {sender}: repeated class ids")
+    if classes.numel():
+        s = classes.sort().values
+        lo, hi, dup = torch.stack([s[0], s[-1], (s[1:] == s[:-1]).any().long()]).tolist()
+        if lo < 0 or hi >= num_classes:
+            bad = lo if lo < 0 else hi
+            raise MessageError(
+                f"message from {sender}: field 'classes' holds class id {bad} outside "
+                f"[0, {num_classes})"
+            )
+        if dup:
+            rep = int(s[1:][s[1:] == s[:-1]][0])
+            raise MessageError(f"message from {sender}: field 'classes' repeats class id {rep}")
     return classes, v
 
 

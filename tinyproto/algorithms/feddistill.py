@@ -31,7 +31,7 @@ from tinyproto.algorithms.base import (
     class_table,
     train_local,
 )
-from tinyproto.comm import Message, MessageError
+from tinyproto.comm import Message
 
 
 def soft_target_loss(
@@ -86,14 +86,16 @@ class FedDistill(Algorithm):
         )
 
     # -- server ---------------------------------------------------------------------------------
-    def check_logits(self, msg: Message, sender: str):
-        return check_class_vectors(msg, sender, "logits", self.K, self.K)
+    def check_logits(self, msg: Message, sender: str, bound=None):
+        return check_class_vectors(
+            msg, sender, "logits", self.K, self.K, bound=bound, device=self.device
+        )
 
-    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
-        if not uploads:
-            raise MessageError("server: no uploads to aggregate")
-        pairs = [self.check_logits(m, f"client {cid}") for cid, m in uploads.items()]
-        mean, holders = aps.sum_by_class(pairs, self.K, mean=True)  # over holders only
+    def check_upload(self, msg: Message, sender: str):
+        return self.check_logits(msg, sender, self.bound)
+
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
+        mean, holders = aps.sum_by_class(list(uploads.values()), self.K, mean=True)  # holders only
         classes = torch.nonzero(holders).squeeze(1)
         msg = Message({"classes": classes, "logits": mean[classes].contiguous()})
         return {cid: msg for cid in uploads}

@@ -40,6 +40,7 @@ as a batch of [kh, kw] matrices (not [out, in*kh*kw]) and averages the clients u
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -53,8 +54,17 @@ from tinyproto.algorithms.fml import (
     load_params,
     param_spec,
 )
-from tinyproto.algorithms.lg_fedavg import count_tensor, read_count, weighted_mean
-from tinyproto.comm import Message, MessageError, expect
+from tinyproto.algorithms.lg_fedavg import COUNT_KEY, count_tensor, read_count, weighted_mean
+from tinyproto.comm import (
+    F32_MAX,
+    Bound,
+    Message,
+    MessageError,
+    check_field,
+    check_message,
+    check_values,
+    tighter,
+)
 from tinyproto.models import count_params
 
 FACTORS = ("U", "S", "V")
@@ -62,6 +72,16 @@ FACTORS = ("U", "S", "V")
 
 def factor_key(name: str, factor: str) -> str:
     return f"{name}#{factor}"
+
+
+def frobenius_bound(numel: int) -> Bound:
+    """|value| <= sqrt(float32 max / (4 numel)): the squared Frobenius norm of a matrix of such
+    values, and so its singular values, stay finite."""
+    n = max(int(numel), 1)
+    return Bound(
+        math.sqrt(F32_MAX / (4 * n)),
+        f"sqrt(float32 max / (4 x {n} entries)), so the SVD of the average stays finite",
+    )
 
 
 def threshold(rnd: int, rounds: int, t_start: float, t_end: float) -> float:
@@ -125,49 +145,58 @@ def compress(params: dict[str, torch.Tensor], T: float) -> Compressed:
 
 
 def decompress(
-    msg: Message, shapes: dict[str, tuple], sender: str
+    msg: Message,
+    shapes: dict[str, tuple],
+    sender: str,
+    *,
+    bounds: dict[str, Bound] | None = None,
+    device=None,
 ) -> tuple[dict[str, torch.Tensor], int]:
     """Rebuild every parameter from ``msg``; returns (params, floats the factors/dense hold).
 
-    Raises MessageError (one line, naming the sender and the field) on a malformed message.
+    Every field exactly float32 and finite; with ``bounds`` (by parameter name) each dense or
+    rebuilt parameter within its bound. Fields outside ``shapes`` are not looked at (callers
+    refuse them with ``check_message``). Raises MessageError (one line, naming the sender and
+    the field) on a malformed message.
     """
-    params, kept = {}, 0
+    check_message(msg, sender)
+    fields, factored, kept = {}, {}, 0
     for name, shape in shapes.items():
         keys = [factor_key(name, f) for f in FACTORS]
         has_factors = [k in msg for k in keys]
         if name in msg:
             if any(has_factors):
                 raise MessageError(f"message from {sender}: field {name!r} sent dense and factored")
-            expect(msg, sender, {name: ("float", shape)})
-            params[name] = msg[name]
-            kept += msg[name].numel()
+            fields[name] = check_field(msg, sender, name, "float", shape, device)
+            kept += fields[name].numel()
             continue
         if len(shape) < 2 or not any(has_factors):
             raise MessageError(f"message from {sender}: missing field {name!r}")
         m = shape[0]
-        n = 1
-        for s in shape[1:]:
-            n *= s
+        n = math.prod(shape[1:])
         kU, kS, kV = keys
-        expect(
-            msg,
-            sender,
-            {kU: ("float", (m, None)), kS: ("float", (None,)), kV: ("float", (None, n))},
-        )
-        k = msg[kU].shape[1]
-        if msg[kS].shape[0] != k or msg[kV].shape[0] != k or not 1 <= k <= min(m, n):
+        U = fields[kU] = check_field(msg, sender, kU, "float", (m, None), device)
+        S = fields[kS] = check_field(msg, sender, kS, "float", (None,), device)
+        V = fields[kV] = check_field(msg, sender, kV, "float", (None, n), device)
+        k = U.shape[1]
+        if S.shape[0] != k or V.shape[0] != k or not 1 <= k <= min(m, n):
             raise MessageError(
                 f"message from {sender}: field {name!r} has inconsistent SVD factors "
-                f"U{list(msg[kU].shape)} S{list(msg[kS].shape)} V{list(msg[kV].shape)}"
+                f"U{list(U.shape)} S{list(S.shape)} V{list(V.shape)}"
             )
-        params[name] = ((msg[kU] * msg[kS]) @ msg[kV]).reshape(shape)
+        factored[name] = (U, S, V)
         kept += k * (m + n + 1)
+    check_values(fields, sender, bounds)  # factors: finite; dense parameters: bounded too
+    rebuilt = {name: ((U * S) @ V).reshape(shapes[name]) for name, (U, S, V) in factored.items()}
+    check_values(rebuilt, sender, bounds, label=" rebuilt from its SVD factors")
+    params = {name: fields[name] if name in fields else rebuilt[name] for name in shapes}
     return params, kept
 
 
 class FedKD(Algorithm):
     name = "fedkd"
     aux_name = "mentee"
+    upload_meta = frozenset(Compressed().meta(0.0))  # threshold, ranks, energy, kept_floats
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -175,6 +204,16 @@ class FedKD(Algorithm):
         self.shared_params = count_params(self.initial)  # dense size (no-compression bound)
         self.shapes = {name: s for name, (_, s) in param_spec(self.initial).items()}
         self.kept_floats_per_round: dict[int, int] = {}  # round -> floats the SVD kept, up+down
+        # what a message may carry: each parameter dense or (>= 2-D) as its three factors
+        self.download_fields = set(self.shapes) | {
+            factor_key(n, f) for n, s in self.shapes.items() if len(s) >= 2 for f in FACTORS
+        }
+        self.upload_fields = self.download_fields | {COUNT_KEY}
+        # an average of such parameters sums to a finite float32 and has finite singular values
+        self.bounds = {
+            n: tighter(self.bound, frobenius_bound(math.prod(s))) if len(s) >= 2 else self.bound
+            for n, s in self.shapes.items()
+        }
 
     def threshold(self, rnd: int) -> float:
         c = self.cfg
@@ -216,23 +255,29 @@ class FedKD(Algorithm):
         return Message(tensors, meta=c.meta(T)), loss
 
     def receive(self, state: ClientState, download: Message) -> None:
-        params, _ = decompress(download, self.shapes, "server")
+        check_message(download, "server", self.download_fields)
+        params, _ = decompress(download, self.shapes, "server", device=self.device)
         load_params(state.aux[self.aux_name], params)
 
     # -- server ---------------------------------------------------------------------------------
-    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
-        if not uploads:
-            raise MessageError("server: no uploads to aggregate")
-        models, weights, up_kept = [], [], 0
-        for cid, msg in uploads.items():
-            sender = f"client {cid}"
-            params, kept = decompress(msg, self.shapes, sender)
-            weights.append(read_count(msg, sender))
-            models.append(params)
-            up_kept += kept
+    def check_upload(self, msg: Message, sender: str):
+        check_message(msg, sender, self.upload_fields)
+        params, kept = decompress(msg, self.shapes, sender, bounds=self.bounds, device=self.device)
+        return params, kept, read_count(msg, sender)
+
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
+        models = [params for params, _, _ in uploads.values()]
+        weights = [n for _, _, n in uploads.values()]
+        up_kept = sum(kept for _, kept, _ in uploads.values())
         avg = {name: weighted_mean([p[name] for p in models], weights) for name in self.shapes}
         T = self.threshold(rnd)
-        c = compress(avg, T)
+        try:
+            c = compress(avg, T)
+        except torch.linalg.LinAlgError as e:  # an SVD that does not converge: no download
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise MessageError(
+                f"server: round {rnd}: fedkd could not factor the averaged mentee: {reason}"
+            ) from e
         msg = Message(c.tensors, meta=c.meta(T))
         self.kept_floats_per_round[rnd] = up_kept + len(uploads) * c.kept_floats
         return {cid: msg for cid in uploads}

@@ -76,11 +76,16 @@ class FedProto(Algorithm):
         return nearest_prototype(z, state.memory["target"], state.memory["has_target"])
 
     # -- server ---------------------------------------------------------------------------------
-    def check_vectors(self, msg: Message, sender: str):
-        return check_class_vectors(msg, sender, "protos", self.width, self.K)
+    def check_vectors(self, msg: Message, sender: str, bound=None):
+        return check_class_vectors(
+            msg, sender, "protos", self.width, self.K, bound=bound, device=self.device
+        )
 
-    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
-        pairs = [self.check_vectors(m, f"client {cid}") for cid, m in uploads.items()]
+    def check_upload(self, msg: Message, sender: str):
+        return self.check_vectors(msg, sender, self.bound)
+
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
+        pairs = list(uploads.values())
         if self.mu is not None:
             P, holders = aps.aggregate(pairs, self.K, divide=self.cfg.aps_divide)
         else:

@@ -10,6 +10,11 @@ smallest distance to another class's averaged upload; then it sends every client
 
 Under APS the server multiplies the reconstructed uploads n_ij p_ij by mu before training
 (server-side normalisation); clients then use the received prototypes as they are.
+
+Trust: the server computes squared distances between d-dim prototypes, so uploads are bounded
+by sqrt(float32 max / (8 d)) (divided by mu under APS) besides the sum bound; the training runs
+on the live TGP, and a NaN or inf in its output rolls the TGP and its optimiser back
+(``Algorithm.server_round``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import torch.nn.functional as F
 
 from tinyproto import aps, cps
 from tinyproto.algorithms.fedproto import FedProto
-from tinyproto.comm import Message
+from tinyproto.comm import Message, square_bound, tighter
 
 
 class TrainablePrototypes(nn.Module):
@@ -66,11 +71,12 @@ class FedTGP(FedProto):
             self.tgp = TrainablePrototypes(self.K, self.d).to(ctx.device)
         self.tgp_opt = torch.optim.SGD(self.tgp.parameters(), lr=self.cfg.server_lr)
         self.last_margin = float("nan")
+        # squared distances of mu-scaled uploads must stay finite, not only their sum
+        self.bound = tighter(self.bound, square_bound(self.d, self.mu or 1.0))
 
-    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
-        pairs = [self.check_vectors(m, f"client {cid}") for cid, m in uploads.items()]
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
         protos, labels = [], []
-        for classes, v in pairs:
+        for classes, v in uploads.values():
             full = cps.reconstruct(v, self.masks[classes]) if self.masks is not None else v
             if self.mu is not None:
                 full = aps.scale_global(full, self.mu)  # server-side normalisation (App. C)
@@ -102,8 +108,13 @@ class FedTGP(FedProto):
         return {cid: msg for cid in uploads}
 
     def server_state_dict(self) -> dict:
-        return {"tgp": self.tgp.state_dict(), "opt": self.tgp_opt.state_dict()}
+        return {
+            "tgp": self.tgp.state_dict(),
+            "opt": self.tgp_opt.state_dict(),
+            "last_margin": self.last_margin,
+        }
 
     def load_server_state_dict(self, sd: dict) -> None:
         self.tgp.load_state_dict(sd["tgp"])
         self.tgp_opt.load_state_dict(sd["opt"])
+        self.last_margin = float(sd.get("last_margin", float("nan")))

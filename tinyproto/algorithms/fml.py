@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context, train_local
-from tinyproto.algorithms.lg_fedavg import count_tensor, read_count, weighted_mean
-from tinyproto.comm import Message, MessageError, expect
+from tinyproto.algorithms.lg_fedavg import COUNT_SPEC, count_tensor, read_count, weighted_mean
+from tinyproto.comm import Message, expect
 from tinyproto.config import ConfigError
 from tinyproto.models import ARCHS, FAMILIES, ClientModel, build_model, count_params
 
@@ -110,19 +110,16 @@ class FML(Algorithm):
         return Message(tensors), loss
 
     def receive(self, state: ClientState, download: Message) -> None:
-        expect(download, "server", self.spec)
-        load_params(state.aux[self.aux_name], download.tensors)
+        params = expect(download, "server", self.spec, device=self.device)
+        load_params(state.aux[self.aux_name], params)
 
     # -- server ---------------------------------------------------------------------------------
-    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
-        if not uploads:
-            raise MessageError("server: no uploads to aggregate")
-        weights = []
-        for cid, msg in uploads.items():
-            expect(msg, f"client {cid}", self.spec)
-            weights.append(read_count(msg, f"client {cid}"))
-        avg = {
-            name: weighted_mean([m[name] for m in uploads.values()], weights) for name in self.spec
-        }
+    def check_upload(self, msg: Message, sender: str):
+        t = expect(msg, sender, {**self.spec, **COUNT_SPEC}, bound=self.bound, device=self.device)
+        return t, read_count(msg, sender)
+
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
+        weights = [n for _, n in uploads.values()]
+        avg = {k: weighted_mean([t[k] for t, _ in uploads.values()], weights) for k in self.spec}
         msg = Message(avg)
         return {cid: msg for cid in uploads}

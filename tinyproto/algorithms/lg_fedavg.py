@@ -27,9 +27,12 @@ def count_tensor(n: int, device) -> torch.Tensor:
     return torch.tensor([int(n)], dtype=torch.long, device=device)
 
 
+COUNT_SPEC = {COUNT_KEY: ("int", (1,))}
+
+
 def read_count(msg: Message, sender: str) -> int:
-    """The sender's training-sample count n_i (>= 1) from its upload."""
-    expect(msg, sender, {COUNT_KEY: ("int", (1,))})
+    """The sender's training-sample count n_i (>= 1) from its upload (an int64 [1] tensor)."""
+    expect(msg, sender, COUNT_SPEC, partial=True)
     n = int(msg[COUNT_KEY].item())
     if n < 1:
         raise MessageError(f"message from {sender}: field {COUNT_KEY!r} = {n}, expected >= 1")
@@ -72,21 +75,18 @@ class LGFedAvg(Algorithm):
         return msg, loss
 
     def receive(self, state: ClientState, download: Message) -> None:
-        expect(download, "server", self.spec)
+        head = expect(download, "server", self.spec, device=self.device)
         with torch.no_grad():
-            state.model.head.weight.copy_(download["weight"])
-            state.model.head.bias.copy_(download["bias"])
+            state.model.head.weight.copy_(head["weight"])
+            state.model.head.bias.copy_(head["bias"])
 
     # -- server ---------------------------------------------------------------------------------
-    def server_round(self, uploads: dict[int, Message], rnd: int) -> dict[int, Message]:
-        if not uploads:
-            raise MessageError("server: no uploads to aggregate")
-        weights, ws, bs = [], [], []
-        for cid, msg in uploads.items():
-            sender = f"client {cid}"
-            expect(msg, sender, self.spec)
-            weights.append(read_count(msg, sender))
-            ws.append(msg["weight"])
-            bs.append(msg["bias"])
-        msg = Message({"weight": weighted_mean(ws, weights), "bias": weighted_mean(bs, weights)})
+    def check_upload(self, msg: Message, sender: str):
+        t = expect(msg, sender, {**self.spec, **COUNT_SPEC}, bound=self.bound, device=self.device)
+        return t, read_count(msg, sender)
+
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
+        weights = [n for _, n in uploads.values()]
+        avg = {k: weighted_mean([t[k] for t, _ in uploads.values()], weights) for k in self.spec}
+        msg = Message(avg)
         return {cid: msg for cid in uploads}
