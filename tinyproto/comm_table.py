@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tinyproto import store
+from tinyproto import paper, store
 from tinyproto.comm import expected_cost
 from tinyproto.config import ConfigError
 from tinyproto.data import Dataset, make_federated
@@ -34,20 +34,11 @@ CLASS_COUNTS: dict[str, tuple[int, int]] = {
     "tinyimagenet": (200, 550),
     "fmnist": (10, 7000),
 }
-PAPER_DATASETS = ("cifar10", "cifar100", "tinyimagenet")
+PAPER_DATASETS = paper.DATASETS
 PAPER_SETTING = dict(num_clients=20, alpha=0.1, seed=1, dim=500)
 
-# Paper Table 1, Comm column, millions of floats per round (METHOD.md).
-PAPER_M: dict[str, tuple[float, float, float]] = {
-    "FedProto": (0.15, 1.46, 2.93),
-    "FedTGP": (0.15, 1.46, 2.93),
-    "TinyProto(50)": (0.02, 0.15, 0.29),
-    "FedDistill": (0.01, 0.29, 1.17),
-    "LG-FedAvg (weights only)": (0.20, 2.00, 4.00),
-    "LG-FedAvg (with bias)": (0.20, 2.00, 4.00),
-    "FML": (34.32, 36.12, 38.12),
-    "FedKD": (30.66, 32.26, 34.05),
-}
+# Paper Table 1, Comm column, millions of floats per round (tinyproto.paper: typed once).
+PAPER_M: dict[str, tuple[float, float, float]] = {row: paper.comm_m(row) for row in paper.COMM_ROWS}
 SHARED_ARCH = "resnet8"  # FAMILIES["ht0"][0]: what the authors' code shares for FML / FedKD
 
 

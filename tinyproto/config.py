@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from tinyproto import paper
+
 ALGORITHMS = (
     "local",
     "fedproto",
@@ -54,14 +56,7 @@ DATASET_CLASSES = {"fmnist": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet":
 SYNTHETIC_DEFAULT_SAMPLES = 2000
 
 # The paper's scaling constants (Sec. 5.1, METHOD.md "APS"), for the paper's full data sets.
-PAPER_MU = {
-    ("tinyproto-fp", "cifar10"): 1.5e-4,
-    ("tinyproto-fp", "cifar100"): 1.5e-3,
-    ("tinyproto-fp", "tinyimagenet"): 1.5e-3,
-    ("tinyproto-ft", "cifar10"): 1e-3,
-    ("tinyproto-ft", "cifar100"): 1e-2,
-    ("tinyproto-ft", "tinyimagenet"): 1e-2,
-}
+PAPER_MU = paper.MU
 # Elsewhere (another data set, or a subset of one: max_samples) mu is chosen so that
 # mu * (training samples per class) equals these targets (the paper's constants give ~0.68 for
 # FP and ~4.5 for FT on all three of its data sets).
