@@ -87,7 +87,7 @@ def test_config_errors_name_the_parameter(kwargs, name):
 )
 def test_cli_errors_exit_2_with_one_line(args, needle, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("TINYPROTO_DATA", str(tmp_path))
-    import tinyproto.data as data
+    import tinyproto.data.cifar as data
 
     def offline(*a, **k):
         raise OSError("offline")

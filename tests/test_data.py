@@ -25,6 +25,9 @@ from tinyproto.data import (
     make_synthetic,
     split_train_test,
 )
+from tinyproto.data import base as data_base
+from tinyproto.data import cifar as data_cifar
+from tinyproto.data import fmnist as data_fmnist
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 HAVE_DEBIAN = all((DEBIAN / f"{n}.gz").is_file() for n in D.FMNIST_FILES.values())
@@ -38,8 +41,8 @@ def _no_env(monkeypatch):
     def offline(*args, **kwargs):
         raise RuntimeError("offline (test)")
 
-    monkeypatch.setattr(D, "_torchvision_download_fmnist", offline)
-    monkeypatch.setattr(D, "_torchvision_download_cifar", offline)
+    monkeypatch.setattr(data_fmnist, "_torchvision_download_fmnist", offline)
+    monkeypatch.setattr(data_cifar, "_torchvision_download_cifar", offline)
 
 
 # ------------------------------------------------------------------------------------------
@@ -330,8 +333,8 @@ def test_fmnist_bad_magic_and_truncation(tmp_path):
 
 
 def test_fmnist_nothing_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "DEBIAN_FMNIST_DIR", tmp_path / "nope")
-    monkeypatch.setattr(D, "DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr(data_fmnist, "DEBIAN_FMNIST_DIR", tmp_path / "nope")
+    monkeypatch.setattr(data_base, "DEFAULT_CACHE", tmp_path / "cache")
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist") as e:
         locate_fmnist(tmp_path / "empty")
     assert "download" in str(e.value) and "\n" not in str(e.value)

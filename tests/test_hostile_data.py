@@ -22,6 +22,9 @@ import pytest
 
 from tinyproto import data as D
 from tinyproto.data import DataError, load_dataset
+from tinyproto.data import base as data_base
+from tinyproto.data import cifar as data_cifar
+from tinyproto.data import fmnist as data_fmnist
 
 FM_NAMES = list(D.FMNIST_FILES.values())
 NOBODY = 65534
@@ -119,11 +122,11 @@ def _hermetic(monkeypatch, tmp_path_factory):
         calls.append(args)
         raise RuntimeError("offline (test)")
 
-    monkeypatch.setattr(D, "_torchvision_download_fmnist", offline)
-    monkeypatch.setattr(D, "_torchvision_download_cifar", offline)
+    monkeypatch.setattr(data_fmnist, "_torchvision_download_fmnist", offline)
+    monkeypatch.setattr(data_cifar, "_torchvision_download_cifar", offline)
     decoy = tmp_path_factory.mktemp("decoy")
-    monkeypatch.setattr(D, "DEBIAN_FMNIST_DIR", fake_fmnist(decoy / "debian"))
-    monkeypatch.setattr(D, "DEFAULT_CACHE", decoy / "cache")
+    monkeypatch.setattr(data_fmnist, "DEBIAN_FMNIST_DIR", fake_fmnist(decoy / "debian"))
+    monkeypatch.setattr(data_base, "DEFAULT_CACHE", decoy / "cache")
     fake_fmnist(decoy / "cache" / "FashionMNIST" / "raw")
     fake_cifar10(decoy / "cache")
     yield calls
@@ -259,10 +262,10 @@ def test_env_var_missing_folder(tmp_path, monkeypatch):
 def test_explicit_folder_without_files_never_falls_back(tmp_path):
     empty = tmp_path / "mine"
     empty.mkdir()
-    # D.DEBIAN_FMNIST_DIR and D.DEFAULT_CACHE hold valid files (fixture): must not be used.
-    assert D._fmnist_files_in(D.DEBIAN_FMNIST_DIR) is not None
+    # DEBIAN_FMNIST_DIR and DEFAULT_CACHE hold valid files (fixture): must not be used.
+    assert data_fmnist._fmnist_files_in(data_fmnist.DEBIAN_FMNIST_DIR) is not None
     msg = refused(lambda: D.locate_fmnist(empty), empty, *FM_NAMES)
-    assert str(D.DEBIAN_FMNIST_DIR) not in msg.split(";")[0]
+    assert str(data_fmnist.DEBIAN_FMNIST_DIR) not in msg.split(";")[0]
     refused(lambda: load_fm(empty), empty)
     refused(lambda: D.check_data_source("fmnist", str(empty)), empty, *FM_NAMES)
     refused(lambda: load_dataset("cifar10", str(empty), verify=False), empty, D.CIFAR10_FOLDER)
@@ -486,7 +489,7 @@ def test_fmnist_implicit_debian_corrupt_is_refused_not_skipped(tmp_path, monkeyp
     debian = fake_fmnist(tmp_path / "debian", gz=True)
     target = debian / "train-labels-idx1-ubyte.gz"
     target.write_bytes(gzip.compress(b"junk" * 10))
-    monkeypatch.setattr(D, "DEBIAN_FMNIST_DIR", debian)
+    monkeypatch.setattr(data_fmnist, "DEBIAN_FMNIST_DIR", debian)
     refused(lambda: load_dataset("fmnist", verify=False), target)
 
 
