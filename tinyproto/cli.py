@@ -12,12 +12,22 @@ exits with status 2 and one line naming the parameter or path, the value and wha
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import re
 import sys
 
-from tinyproto.config import AUTO, PARAMS, PROFILE_DEFAULTS, PROFILES, Config, ConfigError, Param
+from tinyproto.config import (
+    AUTO,
+    GROUP_OF,
+    GROUPS,
+    PARAMS,
+    PROFILE_DEFAULTS,
+    PROFILES,
+    TOP_LEVEL,
+    Config,
+    ConfigError,
+    Param,
+)
 
 EXIT_USAGE = 2
 
@@ -109,7 +119,11 @@ def _default_text(name: str) -> str:
         return (
             "from --profile (" + ", ".join(f"{p} {_show(v)}" for p, v in by_profile.items()) + ")"
         )
-    default = {f.name: f.default for f in dataclasses.fields(Config)}[name]
+    if name in GROUP_OF:
+        group, attr = GROUP_OF[name]
+        default = getattr(GROUPS[group][0](), attr)
+    else:
+        default = TOP_LEVEL[name]
     if name == "cps_dim":
         return "auto (TinyProto), none (others)"
     if name == "mu":
@@ -188,11 +202,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
             raise UserError(
                 f"{switch_flag} contradicts {field_flag} {_show(ns[field])}: give one of them"
             )
-    given = {f.name: ns[f.name] for f in dataclasses.fields(Config) if f.name in ns}
+    given = {name: ns[name] for name in PARAMS if name in ns}
     if ns.get("no_cps"):
-        given["cps_dim"] = None
+        given["cps"] = False
     if ns.get("no_scaling"):
-        given["mu"] = None
+        given["aps"] = False
     return Config(**given)
 
 

@@ -1,0 +1,381 @@
+"""``Config``: the frozen, validated, hashable description of one run.
+
+Run-wide fields sit at the top level; each algorithm's knobs sit in its own option group
+(``cfg.tinyproto.cps_dim``, ``cfg.fml.alpha``; see ``tinyproto.config.options``). Keyword
+construction also takes the flat names the command line and ``config.json`` use
+(``Config(algorithm="fml", fml_alpha=0.3)``), and ``to_dict()`` / the run id use them too, so
+run ids are stable across this layout. A profile (smoke | quick | paper) fills the fields left
+unset; CPS's s defaults to d // 10 and is resolved at construction, so a Config says exactly what
+runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+from tinyproto.config.options import (
+    GROUP_OF,
+    GROUPS,
+    FedDistillOptions,
+    FedKDOptions,
+    FedTGPOptions,
+    FMLOptions,
+    PrototypeOptions,
+    SharedModelOptions,
+    TinyProtoOptions,
+)
+from tinyproto.config.params import PARAMS, _fail, _is_int, _normalise, check_value
+from tinyproto.config.profiles import (
+    AUTO,
+    DATASET_SIZES,
+    MU_TARGET,
+    PAPER_MU,
+    PROFILE_DEFAULTS,
+    SYNTHETIC_DEFAULT_SAMPLES,
+    TINYPROTO_ALGORITHMS,
+    ConfigError,
+)
+
+# Run-wide fields and their defaults (None: the profile decides).
+TOP_LEVEL = dict(
+    algorithm="tinyproto-fp",
+    dataset=None,
+    profile="quick",
+    family=None,
+    num_clients=None,
+    alpha=None,
+    rounds=None,
+    local_epochs=1,
+    batch_size=32,
+    lr=0.01,
+    feature_dim=None,
+    seed=0,
+    partition_seed=1,
+    least_samples=1,  # Dirichlet redraw rule (METHOD.md: 1; HtFLlib's scripts use 40)
+    train_fraction=0.75,
+    max_samples=None,  # stratified subset (0 = all samples)
+    num_classes=10,  # only for dataset=synthetic; real datasets know their own
+    device=AUTO,
+    eval_every=None,
+    checkpoint_every=None,
+    data_dir=None,
+    save_prototypes=True,
+    extra=(),  # (key, value) pairs for extension algorithms; in the run id
+)
+SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
+
+
+@dataclass(frozen=True, init=False)
+class Config:
+    """Everything that decides a run's numbers (plus a few operational knobs).
+
+    Construction validates every field against :data:`tinyproto.config.PARAMS` and the rules
+    tying fields together, and raises :class:`ConfigError` with one line naming the parameter,
+    the value and what is allowed. An option group an algorithm does not read must stay at its
+    defaults (a change there would alter the run id and nothing else).
+    """
+
+    algorithm: str
+    dataset: str
+    profile: str
+    family: str
+    num_clients: int
+    alpha: float
+    rounds: int
+    local_epochs: int
+    batch_size: int
+    lr: float
+    feature_dim: int
+    seed: int
+    partition_seed: int
+    least_samples: int
+    train_fraction: float
+    max_samples: int | None
+    num_classes: int
+    device: str
+    eval_every: int
+    checkpoint_every: int
+    data_dir: str | None
+    save_prototypes: bool
+    extra: tuple
+    proto: PrototypeOptions = field(default_factory=PrototypeOptions)
+    tinyproto: TinyProtoOptions = field(default_factory=TinyProtoOptions)
+    fedtgp: FedTGPOptions = field(default_factory=FedTGPOptions)
+    feddistill: FedDistillOptions = field(default_factory=FedDistillOptions)
+    fml: FMLOptions = field(default_factory=FMLOptions)
+    fedkd: FedKDOptions = field(default_factory=FedKDOptions)
+    shared: SharedModelOptions = field(default_factory=SharedModelOptions)
+
+    def __init__(self, algorithm: str = "tinyproto-fp", **kwargs):
+        """Top-level fields, option groups (``fml=FMLOptions(...)``) or flat option names."""
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        top = dict(TOP_LEVEL, algorithm=algorithm)
+        groups = {g: None for g in GROUPS}
+        flat = {}
+        for key, value in kwargs.items():
+            if key in top:
+                top[key] = value
+            elif key in groups:
+                cls = GROUPS[key][0]
+                if not isinstance(value, cls):
+                    _fail(key, value, f"a tinyproto.config.{cls.__name__}")
+                groups[key] = value
+            elif key in GROUP_OF or key in SWITCHES:
+                flat[key] = value
+            else:
+                raise ConfigError(f"unknown config field {key!r}; see tinyproto run --help")
+        for key, value in top.items():
+            set_(key, _normalise(value))
+        check_value("profile", self.profile)
+        check_value("algorithm", self.algorithm)
+        values = {g: dataclasses.asdict(groups[g] or GROUPS[g][0]()) for g in GROUPS}
+        self._apply_flat(values, flat)
+        for key, value in PROFILE_DEFAULTS[self.profile].items():
+            where = values[GROUP_OF[key][0]] if key in GROUP_OF else None
+            if where is not None and where[GROUP_OF[key][1]] is None:
+                where[GROUP_OF[key][1]] = value
+            elif where is None and getattr(self, key) is None and value is not None:
+                set_(key, value)
+        if self.max_samples == 0:  # explicit "use every sample"
+            set_("max_samples", None)
+        if isinstance(self.data_dir, os.PathLike):
+            set_("data_dir", os.fspath(self.data_dir))
+        if isinstance(self.extra, list):
+            set_("extra", tuple(tuple(x) if isinstance(x, list) else x for x in self.extra))
+        tiny = values["tinyproto"]
+        if self.algorithm in TINYPROTO_ALGORITHMS and tiny["cps"] and tiny["cps_dim"] is None:
+            if _is_int(self.feature_dim):
+                tiny["cps_dim"] = max(1, self.feature_dim // 10)
+        for g, (cls, _) in GROUPS.items():
+            set_(g, cls(**{k: _normalise(v) for k, v in values[g].items()}))
+        self.validate()
+
+    def _apply_flat(self, values: dict, flat: dict) -> None:
+        """Flat names into their groups; legacy spellings of the TinyProto switches accepted.
+
+        ``cps_dim=None`` / ``mu=None`` switch CPS / APS off, ``"auto"`` keeps the default
+        (config.json and the CLI write these); for other algorithms they mean "not used".
+        """
+        tiny_algo = self.algorithm in TINYPROTO_ALGORITHMS
+        tiny = values["tinyproto"]
+        for key in SWITCHES:
+            if key in flat:
+                tiny[key] = flat.pop(key)
+        for key, switch in (("cps_dim", "cps"), ("mu", "aps")):
+            if key not in flat:
+                continue
+            value = flat.pop(key)
+            if value is None or value == AUTO:
+                if tiny_algo and value is None:
+                    tiny[switch] = False
+                continue
+            if tiny[switch] is False:
+                _fail(key, value, f"{switch} is off: give one of them")
+            tiny[key] = value
+        for key, value in flat.items():
+            group, name = GROUP_OF[key]
+            values[group][name] = value
+
+    # -- the flat view: CLI flags, config.json, run id ----------------------------------------
+    def flat(self, name: str):
+        """A field by its flat name (``fml_alpha``, ``cps_dim``...), as config.json holds it."""
+        if name in GROUP_OF:
+            group, attr = GROUP_OF[name]
+            value = getattr(getattr(self, group), attr)
+            tiny = self.algorithm in TINYPROTO_ALGORITHMS
+            if name == "cps_dim":
+                return value if tiny and self.tinyproto.cps else None
+            if name == "mu":
+                return (AUTO if value is None else value) if tiny and self.tinyproto.aps else None
+            return value
+        return getattr(self, name)
+
+    def __getattr__(self, name: str):
+        """Read-only flat names (``cfg.fml_alpha`` is ``cfg.fml.alpha``), as in config.json."""
+        if name in GROUP_OF:
+            return self.flat(name)
+        raise AttributeError(f"'Config' object has no attribute {name!r}")
+
+    @property
+    def cps_dim(self) -> int | None:
+        """s when CPS is on for this run, else None."""
+        return self.flat("cps_dim")
+
+    @property
+    def mu(self) -> float | str | None:
+        """APS's constant as config.json writes it: a number, 'auto', or None (APS off)."""
+        return self.flat("mu")
+
+    @property
+    def uses_cps(self) -> bool:
+        return self.cps_dim is not None
+
+    @property
+    def uses_aps(self) -> bool:
+        return self.mu is not None
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Every field against PARAMS, then the rules that tie fields together."""
+        for name in PARAMS:
+            if name != "extra":
+                check_value(name, self.flat(name))
+        tiny = self.tinyproto
+        for key in SWITCHES:
+            if not isinstance(getattr(tiny, key), bool):
+                _fail(key, getattr(tiny, key), "true or false")
+        for key in ("cps_dim", "mu"):  # also when switched off: no garbage kept in a group
+            if getattr(tiny, key) is not None:
+                check_value(key, getattr(tiny, key))
+        self._check_extra()
+        self._check_applies()
+        self._check_consistency()
+
+    def _check_extra(self) -> None:
+        if not isinstance(self.extra, tuple):
+            _fail("extra", self.extra, "a tuple of (key, value) pairs")
+        keys = []
+        for item in self.extra:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                _fail("extra", item, "(key, value) pairs with string keys")
+            v = item[1]
+            ok = v is None or isinstance(v, (str, bool)) or _is_int(v)
+            ok = ok or (isinstance(v, float) and math.isfinite(v))
+            if not ok:
+                _fail(f"extra[{item[0]!r}]", v, "a string, bool, integer, finite float or none")
+            keys.append(item[0])
+        if len(set(keys)) != len(keys):
+            _fail("extra", self.extra, "each key at most once")
+
+    def _check_applies(self) -> None:
+        """An option group the algorithm never reads must stay at its defaults: refuse."""
+        profile_filled = PROFILE_DEFAULTS[self.profile]
+        for group, (cls, users) in GROUPS.items():
+            if self.algorithm in users:
+                continue
+            neutral = dataclasses.asdict(cls())
+            for key, (g, attr) in GROUP_OF.items():
+                if g == group and key in profile_filled:
+                    neutral[attr] = profile_filled[key]
+            for attr, value in dataclasses.asdict(getattr(self, group)).items():
+                if value != neutral[attr]:
+                    name = next((k for k, v in GROUP_OF.items() if v == (group, attr)), attr)
+                    _fail(
+                        name,
+                        value,
+                        f"only {', '.join(users)} use it; algorithm {self.algorithm} does not",
+                    )
+        if self.dataset != "synthetic" and self.num_classes != TOP_LEVEL["num_classes"]:
+            _fail(
+                "num_classes",
+                self.num_classes,
+                f"only dataset=synthetic takes it; {self.dataset} has its own classes",
+            )
+
+    def _check_consistency(self) -> None:
+        if self.cps_dim is not None and self.cps_dim > self.feature_dim:
+            _fail("cps_dim", self.cps_dim, f"an integer in [1, feature_dim={self.feature_dim}]")
+        if self.tinyproto.aps_divide and self.mu is None:
+            _fail("aps_divide", True, "divides APS's sum; APS is off (mu=None)")
+        if self.fedkd.t_start > self.fedkd.t_end:
+            _fail("fedkd_t_start", self.fedkd.t_start, "0 < fedkd_t_start <= fedkd_t_end <= 1")
+        n = self.num_samples()
+        if self.max_samples is not None and self.max_samples < 2 * self.num_clients:
+            _fail(
+                "max_samples",
+                self.max_samples,
+                f"an integer >= 2 * num_clients = {2 * self.num_clients}, or none",
+            )
+        if n < 2 * self.num_clients:
+            _fail(
+                "num_clients",
+                self.num_clients,
+                f"at most {n // 2} ({self.dataset} has {n} samples; each client needs 2)",
+            )
+        if self.least_samples * self.num_clients > n:
+            _fail(
+                "least_samples",
+                self.least_samples,
+                f"at most {n // self.num_clients} ({n} samples over {self.num_clients} clients)",
+            )
+        dev = self.device
+        ok = dev in (AUTO, "cpu", "cuda", "mps") or (
+            dev.startswith("cuda:") and dev[5:].isdigit() and len(dev) <= 10
+        )
+        if not ok:
+            _fail("device", dev, "auto, cpu, cuda, cuda:N or mps")
+
+    def num_samples(self) -> int:
+        """Samples the run partitions (the whole data set, or max_samples of it)."""
+        if self.dataset == "synthetic":
+            return self.max_samples or SYNTHETIC_DEFAULT_SAMPLES
+        full = DATASET_SIZES[self.dataset]
+        return full if self.max_samples is None else min(self.max_samples, full)
+
+    # -- identity -----------------------------------------------------------------------------
+    # Fields that do not change the numbers a run produces: left out of the run id.
+    OPERATIONAL = ("device", "checkpoint_every", "data_dir", "save_prototypes")
+
+    def to_dict(self) -> dict:
+        """Flat: every top-level field and every option by its flat name (config.json)."""
+        d = {k: getattr(self, k) for k in TOP_LEVEL}
+        d.update({k: self.flat(k) for k in GROUP_OF})
+        return d
+
+    def run_id(self) -> str:
+        payload = {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL}
+        digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.algorithm}-{self.dataset}-{digest}"
+
+    def replace(self, **changes) -> Config:
+        """A copy with ``changes`` (top-level, group or flat names)."""
+        base = self.to_dict()
+        for group in set(changes) & set(GROUPS):  # a whole group replaces its flat fields
+            base = {n: v for n, v in base.items() if GROUP_OF.get(n, ("",))[0] != group}
+        for switch, key in (("cps", "cps_dim"), ("aps", "mu")):
+            if switch in changes:
+                base.pop(key, None)
+        return Config(**{**base, **changes})
+
+    def resolve_mu(self, train_samples_per_class: float) -> float | None:
+        """The scaling constant this run uses: explicit, the paper's, or by the 0.68 / 4.5 rule.
+
+        The paper's constants belong to its full data sets; on a subset (``max_samples``) or on
+        another data set mu follows the product rule mu x (training samples per class) = 0.68
+        (FP) or 4.5 (FT), so that the scaled target keeps the paper's magnitude.
+        """
+        if not self.uses_aps:
+            return None
+        if self.tinyproto.mu is not None:
+            return float(self.tinyproto.mu)
+        full_data = self.max_samples is None or self.max_samples >= DATASET_SIZES.get(
+            self.dataset, math.inf
+        )
+        if (self.algorithm, self.dataset) in PAPER_MU and full_data:
+            return PAPER_MU[(self.algorithm, self.dataset)]
+        if not train_samples_per_class > 0:
+            raise ConfigError(
+                f"invalid mu='auto': the product rule needs training samples per class > 0, "
+                f"got {train_samples_per_class}"
+            )
+        target = MU_TARGET.get(self.algorithm, MU_TARGET["tinyproto-fp"])
+        return float(f"{target / train_samples_per_class:.2g}")
+
+
+def config_from_dict(d: dict) -> Config:
+    """A Config from its ``to_dict()`` (e.g. a run's config.json); ConfigError on bad content."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"invalid config: expected a JSON object, got {type(d).__name__}")
+    known = set(TOP_LEVEL) | set(GROUP_OF) | set(SWITCHES)
+    unknown = sorted(set(map(str, d)) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+    d = dict(d)
+    if isinstance(d.get("extra"), list):
+        d["extra"] = tuple(tuple(x) if isinstance(x, list) else x for x in d["extra"])
+    return Config(**d)

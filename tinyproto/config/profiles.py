@@ -1,0 +1,100 @@
+"""Names, data-set facts and profile presets shared by the whole configuration."""
+
+from __future__ import annotations
+
+from tinyproto import paper
+
+ALGORITHMS = (
+    "local",
+    "fedproto",
+    "fedtgp",
+    "tinyproto-fp",
+    "tinyproto-ft",
+    "feddistill",
+    "lg-fedavg",
+    "fml",
+    "fedkd",
+)
+PROTOTYPE_ALGORITHMS = ("fedproto", "fedtgp", "tinyproto-fp", "tinyproto-ft")
+TINYPROTO_ALGORITHMS = ("tinyproto-fp", "tinyproto-ft")
+SERVER_TRAINING_ALGORITHMS = ("fedtgp", "tinyproto-ft")
+SHARED_MODEL_ALGORITHMS = ("fml", "fedkd")
+DATASETS = ("fmnist", "cifar10", "cifar100", "tinyimagenet", "synthetic")
+PROFILES = ("smoke", "quick", "paper")
+
+# Samples per dataset (train and test merged, as HtFLlib does) and image shape (C, H, W).
+DATASET_SIZES = {"fmnist": 70_000, "cifar10": 60_000, "cifar100": 60_000, "tinyimagenet": 110_000}
+DATASET_SHAPES = {
+    "fmnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "tinyimagenet": (3, 64, 64),
+    "synthetic": (1, 28, 28),
+}
+DATASET_CLASSES = {"fmnist": 10, "cifar10": 10, "cifar100": 100, "tinyimagenet": 200}
+SYNTHETIC_DEFAULT_SAMPLES = 2000
+
+# The paper's scaling constants (Sec. 5.1, METHOD.md "APS"), for the paper's full data sets.
+PAPER_MU = paper.MU
+# Elsewhere (another data set, or a subset of one: max_samples) mu is chosen so that
+# mu * (training samples per class) equals these targets (the paper's constants give ~0.68 for
+# FP and ~4.5 for FT on all three of its data sets).
+MU_TARGET = {"tinyproto-fp": 0.68, "tinyproto-ft": 4.5}
+
+AUTO = "auto"
+SEED_MAX = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
+COUNT_MAX = 2**31 - 1  # int32: what torch sizes and numpy index arrays hold safely
+FLOAT_MAX = 1e30  # far beyond any sensible hyperparameter, far below float32 overflow
+
+# Profile presets: the fields a profile decides when the user leaves them unset.
+PROFILE_DEFAULTS: dict[str, dict] = {
+    "smoke": dict(
+        dataset="fmnist",
+        family="cnn4",
+        num_clients=4,
+        alpha=0.5,
+        rounds=3,
+        feature_dim=40,
+        max_samples=600,
+        server_epochs=5,
+        eval_every=1,
+        checkpoint_every=0,
+    ),
+    "quick": dict(
+        dataset="fmnist",
+        family="cnn4",
+        num_clients=20,
+        alpha=0.1,
+        rounds=15,
+        feature_dim=500,
+        max_samples=24000,
+        server_epochs=100,
+        eval_every=1,
+        checkpoint_every=5,
+    ),
+    "paper": dict(
+        dataset="cifar10",
+        family="ht0",
+        num_clients=20,
+        alpha=0.1,
+        rounds=300,
+        feature_dim=500,
+        max_samples=None,
+        server_epochs=100,
+        eval_every=1,
+        checkpoint_every=10,
+    ),
+}
+
+
+class ConfigError(ValueError):
+    """Invalid user input; ``str(e)`` is one line naming the parameter, value and what is allowed."""
+
+
+def _fail(name: str, value, allowed: str):
+    raise ConfigError(f"invalid {name}={_show(value)}: {allowed}")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 300 else text[:297] + "..."
