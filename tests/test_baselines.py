@@ -11,16 +11,17 @@ import torch.nn.functional as F
 
 from tinyproto import Config
 from tinyproto.algorithms import REGISTRY
+from tinyproto.algorithms.common import kl_htfllib
 from tinyproto.algorithms.feddistill import FedDistill, soft_target_loss
-from tinyproto.algorithms.fedkd import (
+from tinyproto.algorithms.svd import (
     Compressed,
     compress,
     decompress,
     energy_rank,
     factor_key,
+    ranks,
     threshold,
 )
-from tinyproto.algorithms.fml import kl_htfllib
 from tinyproto.comm import Message, MessageError
 from tinyproto.config import ConfigError
 from tinyproto.engine import seed_for, setup
@@ -81,9 +82,9 @@ def test_lg_fedavg_heads_are_the_weighted_mean_and_bodies_stay_local():
     assert len(set(n.values())) > 1  # unequal counts: weighting matters
     uploads = client_uploads(S)
     for cid, m in uploads.items():
-        assert set(m.tensors) == {"weight", "bias", "num_train"}
-        assert int(m["num_train"]) == n[cid] and not m["num_train"].is_floating_point()
-        assert m.floats() == 16 * 6 + 6
+        assert set(m.arrays) == {"weight", "bias"}  # n_i is metadata: an int config entry
+        assert m.config == {"num_train": n[cid]} and type(m.config["num_train"]) is int
+        assert m.floats() == 16 * 6 + 6 and m.nbytes() == 4 * (16 * 6 + 6)
     bodies = {st.cid: [p.detach().clone() for p in st.model.base.parameters()] for st in S.states}
     downloads = S.algo.server_round(uploads, 0)
     for st in S.states:
@@ -123,7 +124,7 @@ def test_feddistill_server_averages_each_class_over_its_holders_only():
     torch.testing.assert_close(L[5], (b[2] + 4.0) / 2)
     assert msg.floats() == 4 * K
     algo.receive(S.states[0], msg)
-    assert S.states[0].memory["has_logit"].tolist() == [True, False, True, True, False, True]
+    assert S.states[0].has_logit.tolist() == [True, False, True, True, False, True]
 
 
 def test_feddistill_upload_is_eval_mode_class_mean_logits():
@@ -162,17 +163,17 @@ def test_fml_memes_identical_after_aggregation_and_weighted():
     S = make("fml")
     assert S.algo.shared_params == sum(p.numel() for p in S.algo.initial.parameters())
     # all memes start equal; local models are heterogeneous
-    p0 = [p.clone() for p in S.states[0].aux["meme"].parameters()]
+    p0 = [p.clone() for p in S.states[0].meme.parameters()]
     for st in S.states[1:]:
-        assert all(torch.equal(p, q) for p, q in zip(st.aux["meme"].parameters(), p0))
+        assert all(torch.equal(p, q) for p, q in zip(st.meme.parameters(), p0))
     n = {st.cid: d.num_train for st, d in zip(S.states, S.data)}
     uploads, _ = one_round(S)
     # training moved the memes apart before aggregation
     assert not torch.equal(uploads[0]["head.weight"], uploads[1]["head.weight"])
-    for name, p in S.states[0].aux["meme"].named_parameters():
+    for name, p in S.states[0].meme.named_parameters():
         torch.testing.assert_close(p, weighted(uploads, name, n))
         for st in S.states[1:]:
-            assert torch.equal(dict(st.aux["meme"].named_parameters())[name], p)
+            assert torch.equal(dict(st.meme.named_parameters())[name], p)
     assert uploads[0].floats() == S.algo.shared_params
 
 
@@ -188,14 +189,14 @@ def test_fml_kl_is_htfllib_elementwise_mean():
 
 def test_fml_sends_parameters_only_bn_statistics_stay_local():
     S = make("fml", shared_model="resnet8", num_clients=2)
-    meme = S.states[0].aux["meme"]
+    meme = S.states[0].meme
     assert meme.arch == "resnet8"
     bn = meme.base.bn1
     bn.running_mean.fill_(7.0)
     down = Message({k: p.detach().clone() for k, p in S.algo.initial.named_parameters()})
     S.algo.receive(S.states[0], down)
     assert torch.all(bn.running_mean == 7.0)
-    assert not any("running" in k for k in down.tensors)
+    assert not any("running" in k for k in down.arrays)
 
 
 def test_fml_rejects_unknown_shared_model():
@@ -258,17 +259,17 @@ def test_fedkd_threshold_schedule():
 def test_fedkd_mentees_identical_after_aggregation_and_w_h_stays_local():
     S = make("fedkd", fedkd_t_start=0.6, fedkd_t_end=0.7)
     uploads, downloads = one_round(S)
-    assert all(isinstance(m.meta["kept_floats"], int) for m in uploads.values())
+    assert all(isinstance(m.metrics["kept_floats"], int) for m in uploads.values())
     for m in uploads.values():
-        assert not any(k.startswith("w_h") for k in m.tensors)
-    assert any(k is not None for k in downloads[0].meta["ranks"].values())
+        assert not any(k.startswith("w_h") for k in m.arrays)
+    assert any(k is not None for k in ranks(downloads[0]).values())
     params, _ = decompress(downloads[0], S.algo.shapes, "server")
     for st in S.states:
-        for name, p in st.aux["mentee"].named_parameters():
+        for name, p in st.mentee.named_parameters():
             torch.testing.assert_close(p, params[name].to(p.dtype))
-    w = [st.aux["w_h"].weight for st in S.states]
+    w = [st.w_h.weight for st in S.states]
     assert not torch.equal(w[0], w[1])  # private projections, never averaged
-    assert S.algo.server_state_dict()["kept_floats_per_round"][0] == sum(
+    assert S.algo.server.kept_floats_per_round[0] == sum(
         m.floats() for m in [*uploads.values(), *downloads.values()]
     )
 
@@ -291,14 +292,19 @@ def test_fedkd_server_averages_reconstructed_mentees_weighted():
 
 def corruptions(msg: Message, key: str):
     """(label, corrupted copy) for one field: wrong shape, missing, NaN, wrong dtype."""
-    t = dict(msg.tensors)
+    t = dict(msg.arrays)
     bad_shape = dict(t)
     bad_shape[key] = torch.cat([t[key], t[key]]) if t[key].dim() else t[key].reshape(1, -1)
     missing = {k: v for k, v in t.items() if k != key}
     nan = dict(t)
     nan[key] = t[key].clone().float()
     nan[key].view(-1)[0] = float("nan")
-    return [("shape", Message(bad_shape)), ("missing", Message(missing)), ("nan", Message(nan))]
+    cfg = dict(msg.config)
+    return [
+        ("shape", Message(bad_shape, cfg)),
+        ("missing", Message(missing, cfg)),
+        ("nan", Message(nan, cfg)),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -328,29 +334,34 @@ def test_malformed_uploads_raise_one_line_message_error(algorithm, key):
 def test_bad_sample_counts_are_rejected(algorithm):
     S = make(algorithm)
     uploads = client_uploads(S)
-    for value in (torch.tensor([0]), torch.tensor([3.0]), None):
-        t = dict(uploads[2].tensors)
+    for value in (0, -3, 3.0, True, "3", [3], torch.tensor([3]), None):
+        config = dict(uploads[2].config)
         if value is None:
-            del t["num_train"]
+            del config["num_train"]
         else:
-            t["num_train"] = value
-        broken = {**uploads, 2: Message(t)}
+            config["num_train"] = value
+        broken = {**uploads, 2: Message(uploads[2].arrays, config, uploads[2].metrics)}
         with pytest.raises(MessageError, match="client 2.*num_train"):
             S.algo.server_round(broken, 0)
+    t = {**uploads[2].arrays, "num_train": torch.tensor([3])}  # a count as payload: refused
+    broken = {**uploads, 2: Message(t, uploads[2].config, uploads[2].metrics)}
+    with pytest.raises(MessageError, match="client 2.*unexpected field 'num_train'"):
+        S.algo.server_round(broken, 0)
 
 
 def test_fedkd_rejects_inconsistent_factors():
     S = make("fedkd", fedkd_t_start=0.6, fedkd_t_end=0.7)
     uploads = client_uploads(S)
-    name = next(n for n, k in uploads[0].meta["ranks"].items() if k is not None)
-    t = dict(uploads[0].tensors)
+    name = next(n for n, k in ranks(uploads[0]).items() if k is not None)
+    cfg = uploads[0].config
+    t = dict(uploads[0].arrays)
     t[factor_key(name, "S")] = torch.cat([t[factor_key(name, "S")], torch.ones(1)])
     with pytest.raises(MessageError, match=f"client 0.*{name}.*inconsistent"):
-        S.algo.server_round({**uploads, 0: Message(t)}, 0)
-    t = dict(uploads[0].tensors)
+        S.algo.server_round({**uploads, 0: Message(t, cfg)}, 0)
+    t = dict(uploads[0].arrays)
     t[name] = torch.zeros(S.algo.shapes[name])  # dense and factored at once
     with pytest.raises(MessageError, match="dense and factored"):
-        S.algo.server_round({**uploads, 0: Message(t)}, 0)
+        S.algo.server_round({**uploads, 0: Message(t, cfg)}, 0)
     assert isinstance(Compressed().meta(0.9), dict)
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tinyproto import Config, comm, run
-from tinyproto.algorithms.fedkd import FACTORS, factor_key
+from tinyproto.algorithms.svd import FACTORS, factor_key, ranks
 from tinyproto.comm_table import PAPER_M, add_parser, build_comm_table, class_presence, cmd
 from tinyproto.config import ALGORITHMS, ConfigError
 from tinyproto.engine import seed_for, setup
@@ -49,12 +49,12 @@ def tiny_config(algorithm: str, K: int, N: int, alpha: float, pseed: int, rounds
     return Config(**base)
 
 
-def svd_floats(meta: dict, shapes: dict[str, tuple]) -> int:
+def svd_floats(msg: comm.Message, shapes: dict[str, tuple]) -> int:
     """Floats of a FedKD message from its ranks alone: k*(m+n+1) per factored matrix, else dense."""
     total = 0
     for name, shape in shapes.items():
         m, n = shape[0], int(np.prod(shape[1:])) if len(shape) > 1 else 1
-        k = meta["ranks"][name]
+        k = ranks(msg)[name]
         total += int(np.prod(shape)) if k is None else k * (m + n + 1)
     return total
 
@@ -90,7 +90,7 @@ def test_measured_equals_expected(algorithm, partition, tmp_path):
         shared = build_model(FAMILIES[cfg.family][0], num_classes=K, feature_dim=d, in_channels=1)
         kw["model_params"] = count_params(shared)
     if algorithm == "fedkd":  # data-dependent: the floats its SVD kept, from a replay
-        kept = [algo.kept_floats_per_round[rnd] for rnd, algo, _, _ in replay(cfg)]
+        kept = [algo.server.kept_floats_per_round[rnd] for rnd, algo, _, _ in replay(cfg)]
         expected = [comm.expected_cost(algorithm, **kw, kept_floats=k) for k in kept]
         assert all(e <= comm.expected_cost(algorithm, **kw) for e in expected)  # dense bound
     else:
@@ -115,20 +115,20 @@ def test_fedkd_measured_equals_kept_floats(partition):
         shapes = algo.shapes
         measured = sum(m.floats() for m in uploads.values())
         measured += sum(m.floats() for m in downloads.values())
-        from_ranks = sum(svd_floats(m.meta, shapes) for m in uploads.values())
-        from_ranks += sum(svd_floats(m.meta, shapes) for m in downloads.values())
-        kept = algo.kept_floats_per_round[rnd]
+        from_ranks = sum(svd_floats(m, shapes) for m in uploads.values())
+        from_ranks += sum(svd_floats(m, shapes) for m in downloads.values())
+        kept = algo.server.kept_floats_per_round[rnd]
         assert measured == from_ranks == kept
         assert measured == comm.expected_cost(
             "fedkd", num_classes=K, dim=48, num_clients=N, classes_present=0, kept_floats=kept
         )
         T = algo.threshold(rnd)
         for m in [*uploads.values(), downloads[0]]:
-            assert m.meta["threshold"] == pytest.approx(T)
-            for name, k in m.meta["ranks"].items():
+            assert m.metrics["threshold"] == pytest.approx(T)
+            for name, k in ranks(m).items():
                 if k is not None:
                     any_factored = True
-                    assert m.meta["energy"][name] >= T - 1e-9
+                    assert m.metrics[f"energy/{name}"] >= T - 1e-9
                     assert all(factor_key(name, f) in m for f in FACTORS)
                     assert name not in m
                 else:
@@ -163,7 +163,7 @@ def test_tinyproto_fp_upload_holds_only_compressed_vectors():
         st, d = S.states[cid], S.data[cid]
         up, _ = S.algo.client_round(st, d, 0, torch.Generator().manual_seed(0))
         k_i = int((d.split.train_counts > 0).sum())
-        assert set(up.tensors) == {"classes", "protos"}
+        assert set(up.arrays) == {"classes", "protos"}
         assert tuple(up["protos"].shape) == (k_i, 10)
         assert not up["classes"].is_floating_point()
         assert up.floats() == k_i * 10
@@ -178,6 +178,113 @@ def test_expected_cost_fedkd_forms():
     assert comm.expected_cost("fml", **kw, model_params=100, kept_floats=123) == 600
     with pytest.raises(ValueError, match="model_params"):
         comm.expected_cost("fedkd", **kw)
+
+
+# -- the message itself: arrays apart from metadata, and its bytes --------------------------------
+
+
+def sample_message() -> comm.Message:
+    g = torch.Generator().manual_seed(0)
+    arrays = {
+        "protos": torch.randn(3, 5, generator=g),
+        "classes": torch.tensor([0, 4, 7]),
+        "half": torch.randn(4, generator=g).half(),
+        "bf16": torch.randn(2, 2, generator=g).bfloat16(),
+        "double": torch.randn(2, generator=g).double(),
+        "flags": torch.tensor([True, False]),
+        "scalar": torch.tensor(2.5),
+        "empty": torch.zeros(0, 3),
+        "strided": torch.randn(4, 6, generator=g)[:, ::2],  # not contiguous
+        "nan": torch.tensor([float("nan"), float("inf"), -0.0]),
+    }
+    config = {"num_train": 17, "lr": 0.1, "name": "x", "flag": True, "ids": [1, 2]}
+    metrics = {"kept_floats": 12, "threshold": 0.95, "energy": [0.5, 1.0]}
+    return comm.Message(arrays, config, metrics)
+
+
+def test_message_round_trips_through_bytes_bit_for_bit():
+    m = sample_message()
+    data = m.to_bytes()
+    back = comm.Message.from_bytes(data)
+    assert list(back.arrays) == list(m.arrays)
+    for k, t in m.arrays.items():
+        u = back[k]
+        assert u.dtype == t.dtype and u.shape == t.shape, k
+        assert torch.equal(
+            u.reshape(-1).view(torch.uint8), t.contiguous().reshape(-1).view(torch.uint8)
+        )
+    assert back.config == m.config and back.metrics == m.metrics
+    for rec, rec2 in ((m.config, back.config), (m.metrics, back.metrics)):
+        assert [type(v) for v in rec.values()] == [type(v) for v in rec2.values()]  # bool stays
+    assert back.floats() == m.floats() and back.nbytes() == m.nbytes()
+    # on the wire: magic, header length, header, then exactly the arrays' bytes
+    header = int.from_bytes(data[7:15], "little")
+    assert len(data) - 15 - header == m.nbytes()
+    assert back.to_bytes() == data
+
+
+def test_counts_and_reports_are_metadata_not_payload():
+    m = sample_message()
+    bare = comm.Message(m.arrays)
+    assert m.floats() == bare.floats() and m.nbytes() == bare.nbytes()
+    assert comm.Message({}, {"num_train": 10**6}).nbytes() == 0
+
+
+@pytest.mark.parametrize(
+    "corrupt,needle",
+    [
+        (lambda b: b"XXXXXX\n" + b[7:], "bad magic"),
+        (lambda b: b[:10], "truncated"),
+        (lambda b: b[:7] + (10**9).to_bytes(8, "little") + b[15:], "header"),
+        (lambda b: b[:-1], "truncated"),
+        (lambda b: b + b"\0", "after the last field"),
+        (lambda b: b.replace(b'"float32"', b'"float99"', 1), "malformed array entry"),
+        (lambda b: b.replace(b'"arrays":[[', b'"arrays":[[[', 1), "header"),
+        (lambda b: b.replace(b'"config":{', b'"config":[{', 1), "header"),
+        (lambda b: b.replace(b'"classes"', b'"protos" ', 1), "twice"),  # same header length
+        (lambda b: "not bytes", "expected bytes"),
+    ],
+)
+def test_malformed_bytes_are_a_one_line_message_error(corrupt, needle):
+    data = comm.Message({"protos": torch.ones(2, 3), "classes": torch.tensor([1, 2])}).to_bytes()
+    with pytest.raises(comm.MessageError) as e:
+        comm.Message.from_bytes(corrupt(data), "client 3")
+    text = str(e.value)
+    assert "\n" not in text and "client 3" in text and needle in text, text
+
+
+@pytest.mark.parametrize(
+    "config,metrics,needle",
+    [
+        ({"n": torch.tensor([3])}, {}, "Tensor"),
+        ({"n": np.int64(3)}, {}, "int64"),
+        ({"n": {"a": 1}}, {}, "dict"),
+        ({"n": [1, "a"]}, {}, "mixed"),
+        ({}, {"ok": True}, "bool"),
+        ({}, {"s": "text"}, "str"),
+        ({1: 2}, {}, "str key"),
+    ],
+)
+def test_only_flower_record_values_go_on_the_wire(config, metrics, needle):
+    with pytest.raises(comm.MessageError, match=needle):
+        comm.Message({}, config, metrics).to_bytes()
+
+
+def test_declared_metadata_is_checked_for_key_and_exact_type():
+    spec = {"num_train": int}
+    comm.check_message(comm.Message({}, {"num_train": 3}), "client 0", config=spec)
+    comm.check_message(comm.Message(), "client 0", config=spec)  # absent: its reader decides
+    for config, needle in [
+        ({"num_train": True}, "has type bool, expected int"),
+        ({"num_train": 3.0}, "has type float, expected int"),
+        ({"other": 3}, "unexpected config entry 'other'"),
+    ]:
+        with pytest.raises(comm.MessageError, match=needle):
+            comm.check_message(comm.Message({}, config), "client 0", config=spec)
+    with pytest.raises(comm.MessageError, match="unexpected metrics entry 'x'.*declares none"):
+        comm.check_message(comm.Message({}, {}, {"x": 1}), "client 0", metrics={})
+    with pytest.raises(comm.MessageError, match="client 0: missing config entry 'num_train'"):
+        comm.read_config(comm.Message(), "client 0", "num_train", int)
 
 
 # -- the Comm column (comm_table.py) ------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tinyproto import Config, run
-from tinyproto.algorithms.base import nearest_prototype, prototype_loss
+from tinyproto.algorithms.fedproto import nearest_prototype, prototype_loss
 from tinyproto.config import SERVER_TRAINING_ALGORITHMS
 from tinyproto.engine import setup
 from tinyproto.store import load_prototypes, load_runs
@@ -99,14 +99,14 @@ def test_aps_upload_hides_class_counts_and_server_sums(tmp_path):
     algo, st, data = S.algo, S.states[0], S.data[0]
     gen = torch.Generator().manual_seed(0)
     up, _ = algo.client_round(st, data, 0, gen)
-    assert set(up.tensors) == {"classes", "protos"}  # no counts travel
-    classes, p = st.memory["local_prototypes"]
+    assert set(up.arrays) == {"classes", "protos"} and not up.config  # no counts travel
+    classes, p = st.classes, st.local
     n = torch.as_tensor(data.split.train_counts)[classes.cpu()].to(p.dtype)
     assert torch.allclose(up["protos"], p * n.unsqueeze(1))
     down = algo.server_round({0: up, 1: up}, 0)
     assert torch.allclose(down[0]["protos"], 2 * up["protos"])  # sum, no division
     algo.receive(st, down[0])
-    assert torch.allclose(st.memory["target"][classes], 0.01 * 2 * up["protos"])
+    assert torch.allclose(st.target[classes], 0.01 * 2 * up["protos"])
 
 
 def test_tinyproto_clients_regularise_towards_sparse_targets(tmp_path):
@@ -114,14 +114,14 @@ def test_tinyproto_clients_regularise_towards_sparse_targets(tmp_path):
     algo, st = S.algo, S.states[0]
     up, _ = algo.client_round(st, S.data[0], 0, torch.Generator().manual_seed(0))
     algo.receive(st, algo.server_round({0: up}, 0)[0])
-    target, masks = st.memory["target"], S.ctx.masks
+    target, masks = st.target, S.ctx.masks
     assert (target[~masks] == 0).all()  # R(P~_j; m_j): zeros off the class's mask
     from tinyproto.cps import reconstruct
 
     classes = up["classes"]
     expected = S.ctx.mu * reconstruct(up["protos"], masks[classes])  # mu * R(P~_j; m_j)
     assert torch.allclose(target[classes], expected)
-    assert st.memory["has_target"].sum() == classes.numel()
+    assert st.has_target.sum() == classes.numel()
 
 
 def test_run_writes_config_metrics_summary_prototypes(tmp_path):

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from tinyproto import Config
 from tinyproto.algorithms import fedtgp as fedtgp_module
+from tinyproto.algorithms.svd import ranks
 from tinyproto.comm import Message, MessageError
 from tinyproto.engine import seed_for, setup
 
@@ -78,13 +81,13 @@ def prepared(algorithm: str, **kw):
 
 def edited(msg: Message, changes: dict) -> Message:
     """A copy of ``msg`` with fields replaced (value None: field dropped)."""
-    t = dict(msg.tensors)
+    t = dict(msg.arrays)
     for k, v in changes.items():
         if v is None:
             t.pop(k, None)
         else:
             t[k] = v
-    return Message(t, dict(msg.meta))
+    return Message(t, dict(msg.config), dict(msg.metrics))
 
 
 def put(uploads: dict, cid: int, changes: dict) -> dict:
@@ -105,7 +108,7 @@ def with_value(t: torch.Tensor, index: int, value: float) -> torch.Tensor:
 
 def factored(uploads: dict, cid: int) -> str:
     """A parameter that client ``cid``'s FedKD upload sends as SVD factors."""
-    return next(n for n, k in uploads[cid].meta["ranks"].items() if k is not None)
+    return next(n for n, k in ranks(uploads[cid]).items() if k is not None)
 
 
 def fedkd_factor_overflow(u: dict) -> dict:
@@ -174,14 +177,14 @@ CASES = [
     (
         "uint8-count",
         "lg-fedavg",
-        lambda u: put(u, 2, {"num_train": u[2]["num_train"].byte()}),
-        ["client 2", "'num_train'", "torch.uint8", "torch.int64"],
+        lambda u: {**u, 2: replace(u[2], config={"num_train": np.uint8(u[2].config["num_train"])})},
+        ["client 2", "'num_train'", "uint8", "expected int"],
     ),
     (
         "int32-count",
         "fml",
-        lambda u: put(u, 1, {"num_train": u[1]["num_train"].int()}),
-        ["client 1", "'num_train'", "torch.int32", "torch.int64"],
+        lambda u: {**u, 1: replace(u[1], config={"num_train": np.int32(u[1].config["num_train"])})},
+        ["client 1", "'num_train'", "int32", "expected int"],
     ),
     (
         "float64-weight",
@@ -224,7 +227,7 @@ CASES = [
     (
         "extra-meta",
         "fedproto",
-        lambda u: {**u, 1: Message(dict(u[1].tensors), {"payload": torch.zeros(1000)})},
+        lambda u: {**u, 1: Message(dict(u[1].arrays), {"payload": torch.zeros(1000)})},
         ["client 1", "'payload'", "meta"],
     ),
     (
@@ -399,7 +402,7 @@ CASES = [
     (
         "unnamed-field",
         "fedproto",
-        lambda u: {**u, 0: Message({**u[0].tensors, 7: torch.zeros(1)})},
+        lambda u: {**u, 0: Message({**u[0].arrays, 7: torch.zeros(1)})},
         ["client 0", "field 7", "not named by a string"],
     ),
     (
@@ -414,7 +417,7 @@ CASES = [
         lambda u: [(0, u[0], "x"), (1, u[1])],
         ["upload #0", "(sender id, message)"],
     ),
-    ("non-message", "fml", lambda u: {**u, 1: dict(u[1].tensors)}, ["client 1", "Message", "dict"]),
+    ("non-message", "fml", lambda u: {**u, 1: dict(u[1].arrays)}, ["client 1", "Message", "dict"]),
     ("non-message-local", "local", lambda u: {**u, 2: None}, ["client 2", "Message"]),
     ("uploads-not-a-collection", "feddistill", lambda u: u[0], ["uploads", "Message"]),
 ]
@@ -439,7 +442,7 @@ def same(a, b) -> bool:
 
 
 def same_downloads(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(same(a[c].tensors, b[c].tensors) for c in a)
+    return a.keys() == b.keys() and all(same(a[c].arrays, b[c].arrays) for c in a)
 
 
 def assert_refused(algo, bad, rnd: int, needles, valid: dict) -> str:
@@ -483,7 +486,7 @@ def test_stateful_servers_resume_exactly_after_several_refusals(algorithm):
     """Three refusals in a row, then two valid rounds: same as two valid rounds alone."""
     S, uploads = prepared(algorithm)
     algo, twin = copy.deepcopy(S.algo), copy.deepcopy(S.algo)
-    key = next(k for k, t in uploads[0].tensors.items() if t.is_floating_point())
+    key = next(k for k, t in uploads[0].arrays.items() if t.is_floating_point())
     for bad in (
         {},
         put(uploads, 2, {key: with_value(uploads[2][key], 0, math.nan)}),
@@ -520,7 +523,7 @@ def test_server_training_that_turns_nan_is_refused_and_rolled_back(algorithm, mo
     for needle in (f"server: round 0: {algorithm}", "'protos'", "class 0", "NaN or inf"):
         assert needle in text, (needle, text)
     assert same(algo.server_state_dict(), before)
-    assert all(torch.isfinite(p).all() for p in algo.tgp.parameters())
+    assert all(torch.isfinite(p).all() for p in algo.server.tgp.parameters())
     monkeypatch.setattr(fedtgp_module, "margin_contrastive_loss", real)
     assert same_downloads(algo.server_round(uploads, 0), twin.server_round(uploads, 0))
 
@@ -567,7 +570,7 @@ def test_fedtgp_training_stays_finite_just_below_its_bound(algorithm, signs):
 
     down = algo.server_round(put_all(uploads, "protos", big), 0)
     assert torch.isfinite(down[0]["protos"]).all()
-    assert all(torch.isfinite(p).all() for p in algo.tgp.parameters())
+    assert all(torch.isfinite(p).all() for p in algo.server.tgp.parameters())
 
 
 # -- what the server accepts -----------------------------------------------------------------------
@@ -588,7 +591,7 @@ def test_pairs_and_partial_rounds_are_accepted(algorithm):
 
 def download_cases():
     def first_float(m):
-        return next(k for k, t in m.tensors.items() if t.is_floating_point())
+        return next(k for k, t in m.arrays.items() if t.is_floating_point())
 
     return [
         ("fedproto", lambda m: edited(m, {"protos": m["protos"].double()}), "'protos'"),

@@ -1,13 +1,15 @@
-"""Messages between clients and server, their measured sizes, and the closed-form costs.
+"""Checking messages, and the closed-form communication costs.
 
-Communication is always *measured* from what the messages carry (``Message.floats``); the
-closed forms of paper Table 2 (``expected_cost``) exist to check the measurement.
+Communication is always *measured* from what the messages carry (``Message.floats``,
+tinyproto.message); the closed forms of paper Table 2 (``expected_cost``) exist to check the
+measurement.
 
 Every message is validated before anything reads it (``collect_uploads`` for a round's
-container and sender ids, ``expect`` for each message): float payloads are exactly float32,
-ids and counts exactly int64, shapes exact, no field the algorithm does not declare, no NaN or
-inf, and on the server no value above the algorithm's magnitude ``Bound``. A refusal is a
-``MessageError`` whose text is one line naming the sender and the field.
+container and sender ids, ``check_message`` for its metadata, ``expect`` for its arrays): float
+arrays are exactly float32, ids exactly int64, shapes exact, no array or metadata entry the
+algorithm does not declare, metadata of the declared type, no NaN or inf, and on the server no
+value above the algorithm's magnitude ``Bound``. A refusal is a ``MessageError`` whose text is
+one line naming the sender and the field.
 """
 
 from __future__ import annotations
@@ -15,44 +17,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
+from tinyproto.message import Message, MessageError, show
 
-class MessageError(ValueError):
-    """A malformed message; ``str(e)`` is one line naming the sender, the field and the problem."""
-
+__all__ = ["Message", "MessageError", "show"]  # re-exported: most callers import them from here
 
 FLOAT = torch.float32  # every floating-point payload
-INT = torch.int64  # class ids and sample counts
+INT = torch.int64  # class ids
 KINDS = {"float": FLOAT, "int": INT}
 F32_MAX = float(torch.finfo(torch.float32).max)
-
-
-@dataclass
-class Message:
-    """A dict of tensors plus small metadata (not counted as payload).
-
-    Floats are the floating-point elements of the tensors: the unit of the paper's Comm column.
-    Bytes count every tensor element (class ids included) at its dtype's size. A server counts
-    only messages it has validated, so only the fields the algorithm declares are ever counted.
-    """
-
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-
-    def floats(self) -> int:
-        return sum(t.numel() for t in self.tensors.values() if t.is_floating_point())
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        return self.tensors[key]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.tensors
 
 
 @dataclass(frozen=True)
@@ -85,17 +61,6 @@ def square_bound(dim: int, scale: float = 1.0) -> Bound:
 
 def tighter(*bounds: Bound) -> Bound:
     return min(bounds, key=lambda b: b.value)
-
-
-def show(x) -> str:
-    """repr(x) for an error message: one line, short (else just its type)."""
-    if isinstance(x, str) and len(x) > 60:
-        return repr(x[:57]) + "..."
-    try:
-        r = repr(x)
-    except Exception:  # a hostile object's own __repr__ may fail
-        r = "\n"
-    return r if "\n" not in r and "\r" not in r and len(r) <= 60 else f"<a {type(x).__name__}>"
 
 
 def sender_name(sid) -> str:
@@ -149,33 +114,25 @@ def collect_uploads(uploads, num_clients: int, rnd: int) -> dict[int, Message]:
     return out
 
 
-def check_message(msg, sender: str, allowed=None, *, meta=None) -> None:
-    """``msg`` is a Message of named tensors; with ``allowed``, no field outside it; with
-    ``meta``, no metadata entry outside it (metadata is never counted, so only what the
-    algorithm declares may travel there)."""
+def check_message(msg, sender: str, allowed=None, *, config=None, metrics=None) -> None:
+    """``msg`` is a Message of named tensors; with ``allowed``, no array outside it; with
+    ``config`` / ``metrics`` ({key: type}), no metadata entry outside them and each of its
+    declared type (metadata is never counted, so only what the algorithm declares may travel
+    there). Declared entries may be absent: whoever reads one checks that it is there."""
     if not isinstance(msg, Message):
         raise MessageError(f"message from {sender}: got a {type(msg).__name__}, expected a Message")
-    if meta is not None:
-        if not isinstance(msg.meta, dict):
-            raise MessageError(
-                f"message from {sender}: meta is a {type(msg.meta).__name__}, expected a dict"
-            )
-        extra = [k for k in msg.meta if k not in meta]
-        if extra:
-            raise MessageError(
-                f"message from {sender}: unexpected meta entry {show(extra[0])} (metadata is not "
-                f"counted as communication; this algorithm declares "
-                f"{', '.join(map(repr, sorted(meta))) or 'none'})"
-            )
-    if not isinstance(msg.tensors, dict):
+    for record, spec, label in ((msg.config, config, "config"), (msg.metrics, metrics, "metrics")):
+        if spec is not None:
+            check_record(record, spec, sender, label)
+    if not isinstance(msg.arrays, dict):
         raise MessageError(
-            f"message from {sender}: fields are a {type(msg.tensors).__name__}, expected a dict"
+            f"message from {sender}: arrays are a {type(msg.arrays).__name__}, expected a dict"
         )
-    for key in msg.tensors:
+    for key in msg.arrays:
         if not isinstance(key, str):
             raise MessageError(f"message from {sender}: field {show(key)} is not named by a string")
     if allowed is not None:
-        extra = [k for k in msg.tensors if k not in allowed]
+        extra = [k for k in msg.arrays if k not in allowed]
         if extra:
             names = sorted(allowed)
             listed = ", ".join(repr(k) for k in names) if len(names) <= 4 else ""
@@ -183,6 +140,42 @@ def check_message(msg, sender: str, allowed=None, *, meta=None) -> None:
             if not names:
                 want = "expected no fields"
             raise MessageError(f"message from {sender}: unexpected field {show(extra[0])} ({want})")
+
+
+def check_record(record, spec: Mapping[str, type], sender: str, label: str) -> None:
+    """A config or metrics record: a dict whose entries are declared in ``spec`` and hold a value
+    of exactly the declared type (a bool is not an int)."""
+    if not isinstance(record, dict):
+        raise MessageError(
+            f"message from {sender}: {label} is a {type(record).__name__}, expected a dict"
+        )
+    for key, value in record.items():
+        if key not in spec:
+            declared = (
+                ", ".join(map(repr, sorted(spec))) if len(spec) <= 4 else f"{len(spec)} entries"
+            )
+            raise MessageError(
+                f"message from {sender}: unexpected {label} entry {show(key)} (metadata is not "
+                f"counted as communication; this algorithm declares {declared or 'none'})"
+            )
+        if type(value) is not spec[key]:
+            raise MessageError(
+                f"message from {sender}: {label} entry {key!r} has type {type(value).__name__}, "
+                f"expected {spec[key].__name__}"
+            )
+
+
+def read_config(msg: Message, sender: str, key: str, kind: type):
+    """A config entry the receiver needs: present and of exactly type ``kind``."""
+    if key not in msg.config:
+        raise MessageError(f"message from {sender}: missing config entry {key!r}")
+    value = msg.config[key]
+    if type(value) is not kind:
+        raise MessageError(
+            f"message from {sender}: config entry {key!r} has type {type(value).__name__}, "
+            f"expected {kind.__name__}"
+        )
+    return value
 
 
 def _on(dev: torch.device, want: torch.device) -> bool:
@@ -194,9 +187,9 @@ def check_field(
 ) -> torch.Tensor:
     """One field's structure: a dense, detached tensor of the exact dtype and shape, on the CPU
     or ``device``; returned on ``device`` (when given). Values are checked by ``check_values``."""
-    if key not in msg.tensors:
+    if key not in msg.arrays:
         raise MessageError(f"message from {sender}: missing field {key!r}")
-    t = msg.tensors[key]
+    t = msg.arrays[key]
     where = f"message from {sender}: field {key!r}"
     if not isinstance(t, torch.Tensor):
         raise MessageError(f"{where} is not a tensor (got {type(t).__name__})")
@@ -275,7 +268,7 @@ def check_downloads(downloads: dict[int, Message], algorithm: str, rnd: int) -> 
         if id(msg) in seen:
             continue
         seen.add(id(msg))
-        names = [k for k, t in msg.tensors.items() if t.is_floating_point() and t.numel()]
+        names = [k for k, t in msg.arrays.items() if t.is_floating_point() and t.numel()]
         if not names:
             continue
         ok = torch.stack([torch.isfinite(msg[k]).all().to(msg[names[0]].device) for k in names])
@@ -283,7 +276,7 @@ def check_downloads(downloads: dict[int, Message], algorithm: str, rnd: int) -> 
             if good:
                 continue
             t, where = msg[key], ""
-            classes = msg.tensors.get("classes")
+            classes = msg.arrays.get("classes")
             if classes is not None and t.dim() >= 1 and t.shape[0] == classes.numel():
                 bad = (~torch.isfinite(t)).reshape(t.shape[0], -1).any(1)
                 where = f" (class {int(classes[bad.nonzero()[0, 0]])})"

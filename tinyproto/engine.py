@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tinyproto import comm, store
-from tinyproto.algorithms import ClientData, Context, build_algorithm
+from tinyproto import store
+from tinyproto.algorithms import Algorithm, ClientData, ClientState, Context, build_algorithm
 from tinyproto.config import Config, ConfigError, check_device, check_environment
 from tinyproto.cps import hamming_stats, make_masks
 from tinyproto.data import FederatedData, load_dataset, make_federated
@@ -47,15 +47,20 @@ class RunResult:
 
 @dataclass
 class Setup:
-    """Everything built before round 0: data on the device, masks, models, the algorithm."""
+    """Everything built before round 0: data on the device, masks, models, the algorithm.
+
+    ``states[cid]`` is client cid's typed state; the engine hands it to the algorithm's client
+    methods and never reads inside it. ``archs`` maps each client architecture to its size.
+    """
 
     config: Config
     device: torch.device
     fed: FederatedData
     ctx: Context
-    algo: object
-    states: list
-    data: list
+    algo: Algorithm
+    states: list[ClientState]
+    data: list[ClientData]
+    archs: dict[str, int]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,7 +122,7 @@ def setup(config: Config) -> Setup:
         num_clients=cfg.num_clients,
     )
     algo = build_algorithm(ctx)
-    states, data = [], []
+    states, data, archs = [], [], {}
     for cid in range(cfg.num_clients):
         torch.manual_seed(cfg.seed * 7_919 + cid)
         model = client_model(
@@ -128,19 +133,15 @@ def setup(config: Config) -> Setup:
             in_channels=ds.channels,
             image_size=ds.image_size,
         ).to(device)
+        archs.setdefault(model.arch, count_params(model))
         states.append(algo.init_client(cid, model))
         data.append(ClientData(ds, fed.clients[cid]))
-    return Setup(cfg, device, fed, ctx, algo, states, data)
+    return Setup(cfg, device, fed, ctx, algo, states, data, archs)
 
 
-@torch.no_grad()
-def evaluate(algo, state, data: ClientData) -> int:
-    """Number of correct predictions on the client's test split (batched)."""
-    state.model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=data.dataset.y.device)
-    for x, y in data.batches("test"):
-        correct += (algo.predict(state, x) == y).sum()
-    return int(correct)
+def evaluate(algo: Algorithm, state: ClientState, data: ClientData) -> int:
+    """Number of correct predictions on the client's test split (the client's own step)."""
+    return algo.evaluate(state, data)
 
 
 def run(
@@ -224,16 +225,16 @@ def run(
     for rnd in bar:
         t0 = time.perf_counter()
         uploads, losses, weights = {}, [], []
-        for st, d in zip(states, data):
-            s = seed_for(cfg.seed, rnd, st.cid)
+        for cid, (st, d) in enumerate(zip(states, data)):
+            s = seed_for(cfg.seed, rnd, cid)
             torch.manual_seed(s)
             gen = torch.Generator().manual_seed(s)
-            uploads[st.cid], loss = algo.client_round(st, d, rnd, gen)
+            uploads[cid], loss = algo.client_round(st, d, rnd, gen)
             losses.append(loss)
             weights.append(d.num_train)
         downloads = algo.server_round(uploads, rnd)
-        for st in states:
-            algo.receive(st, downloads[st.cid])
+        for cid, st in enumerate(states):
+            algo.receive(st, downloads[cid])
         row = {
             "round": rnd + 1,
             "train_loss": float(np.average(losses, weights=weights)),
@@ -245,17 +246,17 @@ def run(
         }
         if (rnd + 1) % cfg.eval_every == 0 or rnd + 1 == cfg.rounds:
             correct_total, n_total = 0, 0
-            for st, d in zip(states, data):
+            for cid, (st, d) in enumerate(zip(states, data)):
                 c = evaluate(algo, st, d)
                 correct_total += c
                 n_total += d.num_test
                 client_rows.append(
                     {
                         "round": rnd + 1,
-                        "client": st.cid,
+                        "client": cid,
                         "test_acc": c / max(d.num_test, 1),
                         "test_samples": d.num_test,
-                        "train_loss": losses[st.cid],
+                        "train_loss": losses[cid],
                     }
                 )
             row["test_acc"] = correct_total / max(n_total, 1)
@@ -329,9 +330,6 @@ def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
     down = metrics["download_floats"].mean()
     U_train = int(sum((c.train_counts > 0).sum() for c in fed.clients))
     U_full = int(sum((c.full_counts > 0).sum() for c in fed.clients))
-    archs = {}
-    for st in S.states:
-        archs.setdefault(st.model.arch, count_params(st.model))
     summary = {
         "run_id": cfg.run_id(),
         "algorithm": cfg.algorithm,
@@ -355,7 +353,7 @@ def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
         "cps_dim": cfg.cps_dim,
         "feature_dim": cfg.feature_dim,
         "data_source": fed.dataset.source,
-        "archs": archs,
+        "archs": dict(S.archs),
         "wall_seconds": float(elapsed),
         "seconds_per_round": float(elapsed / max(len(metrics), 1)),
         "device": str(S.device),
@@ -363,21 +361,7 @@ def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    try:
-        summary["expected_floats_per_round"] = comm.expected_cost(
-            cfg.algorithm,
-            num_classes=fed.num_classes,
-            dim=cfg.feature_dim,
-            num_clients=cfg.num_clients,
-            classes_present=U_train,
-            cps_dim=cfg.cps_dim,
-            model_params=getattr(S.algo, "shared_params", None),
-        )
-    except ValueError:
-        summary["expected_floats_per_round"] = None
-    kept = getattr(S.algo, "kept_floats_per_round", None)
-    if kept:  # FedKD: the SVD keeps a data-dependent share; its expectation is what was kept
-        summary["expected_floats_per_round"] = float(np.mean(list(kept.values())))
+    summary["expected_floats_per_round"] = S.algo.expected_floats(U_train)
     if S.ctx.masks is not None:
         summary["masks"] = hamming_stats(S.ctx.masks.cpu())
     return summary
@@ -389,12 +373,13 @@ def _save_prototypes(out: Path, S: Setup) -> None:
     K, d, N = S.ctx.num_classes, S.ctx.feature_dim, len(S.states)
     local = np.zeros((N, K, d), dtype=np.float32)
     holds = np.zeros((N, K), dtype=bool)
-    for st in S.states:
-        classes, p = st.memory["local_prototypes"]
-        local[st.cid, classes.cpu().numpy()] = p.detach().cpu().numpy()
-        holds[st.cid, classes.cpu().numpy()] = True
-    glob = S.states[0].memory["target"].detach().cpu().numpy().astype(np.float32)
-    has = S.states[0].memory["has_target"].cpu().numpy()
+    for cid, st in enumerate(S.states):
+        p = S.algo.prototypes(st)
+        local[cid, p.classes.cpu().numpy()] = p.local.detach().cpu().numpy()
+        holds[cid, p.classes.cpu().numpy()] = True
+    first = S.algo.prototypes(S.states[0])
+    glob = first.target.detach().cpu().numpy().astype(np.float32)
+    has = first.has_target.cpu().numpy()
     arrays = {"local": local, "holds": holds, "global": glob, "has_global": has}
     if S.ctx.masks is not None:
         arrays["masks"] = S.ctx.masks.cpu().numpy()

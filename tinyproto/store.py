@@ -33,7 +33,7 @@ from tinyproto.config import PROFILES, Config, ConfigError, config_from_dict
 
 RESULTS_ENV = "TINYPROTO_RESULTS"
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 RUN_FILES = ("config.json", "metrics.csv", "clients.csv", "summary.json", "prototypes.npz")
 _UMASK = os.umask(0)
 os.umask(_UMASK)

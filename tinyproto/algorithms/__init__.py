@@ -1,8 +1,8 @@
-"""The algorithms: one module each, client and server steps over explicit messages."""
+"""The algorithms: one module each, typed client and server state, steps over messages."""
 
 from __future__ import annotations
 
-from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context
+from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context, ServerState
 from tinyproto.algorithms.feddistill import FedDistill
 from tinyproto.algorithms.fedkd import FedKD
 from tinyproto.algorithms.fedproto import FedProto
@@ -26,4 +26,12 @@ def build_algorithm(ctx: Context) -> Algorithm:
     return REGISTRY[name](ctx)
 
 
-__all__ = ["Algorithm", "ClientData", "ClientState", "Context", "REGISTRY", "build_algorithm"]
+__all__ = [
+    "Algorithm",
+    "ClientData",
+    "ClientState",
+    "Context",
+    "REGISTRY",
+    "ServerState",
+    "build_algorithm",
+]

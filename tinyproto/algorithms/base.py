@@ -1,43 +1,39 @@
-"""What every algorithm shares: client state, the local training loop, prototypes, evaluation.
+"""The algorithm protocol: typed client and server state, and steps that talk only in messages.
 
-An algorithm is a class with a client side and a server side that talk only through
-``Message`` objects (tinyproto.comm):
+An algorithm is a class with a client side and a server side that share nothing but
+``Message`` objects (tinyproto.message):
 
-    upload, loss = algo.client_round(state, data, rnd)    # local training, then the upload
-    downloads    = algo.server_round(uploads, rnd)         # {client id: Message}
-    algo.receive(state, downloads[cid])                    # the client stores what it got
-    predictions  = algo.predict(state, x)                  # inference (Eq. 12 for prototypes)
+    state        = algo.init_client(cid, model)              # a typed ClientState
+    upload, loss = algo.client_round(state, data, rnd, gen)  # local training, then the upload
+    downloads    = algo.server_round(uploads, rnd)           # {client id: Message}
+    algo.receive(state, downloads[cid])                      # the client stores what it got
+    correct      = algo.evaluate(state, data)                # Eq. 12 for prototype methods
 
-The engine runs these in process; a distributed runtime can serialise the same messages.
+Client methods read and write only the ClientState passed in; server methods only
+``algo.server`` (a typed ServerState) and the uploads. Both sides may read the run-wide
+constants the algorithm derives from its Context (K, d, masks, mu, bounds): a Flower ClientApp
+and ServerApp derive them from the same Config. The engine runs both sides in one process; a
+network runtime serialises the same messages (``Message.to_bytes``) and gets the same numbers.
 
 Trust: ``server_round`` is the same for every algorithm: it refuses the round's container and
-sender ids (``comm.collect_uploads``), then every upload (``check_upload``: exact dtypes and
-shapes, no undeclared field, finite values within the algorithm's magnitude ``bound``), all
-before any server state is touched; then ``aggregate`` runs on a snapshot-protected state and
-its downloads must be finite (``comm.check_downloads``), else the state is rolled back. Clients
-check their download the same way in ``receive``. Every refusal is a one-line MessageError.
+sender ids (``comm.collect_uploads``), then every upload (declared metadata only, then
+``check_upload``: exact dtypes and shapes, no undeclared field, finite values within the
+algorithm's magnitude ``bound``), all before any server state is touched; then ``aggregate``
+runs and its downloads must be finite (``comm.check_downloads``), else ``algo.server`` is
+restored. Clients check their download the same way in ``receive``. Every refusal is a one-line
+MessageError.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from tinyproto.comm import (
-    Bound,
-    Message,
-    MessageError,
-    check_downloads,
-    check_message,
-    collect_uploads,
-    expect,
-    sender_name,
-    sum_bound,
-)
+from tinyproto import comm
+from tinyproto.comm import Bound, Message, check_downloads, check_message, collect_uploads, expect
 from tinyproto.config import Config
 from tinyproto.data import ClientSplit, Dataset
 
@@ -46,7 +42,7 @@ EVAL_BATCH = 1024
 
 @dataclass
 class Context:
-    """Run-wide facts an algorithm needs (shared by server and clients before training)."""
+    """Run-wide facts an algorithm needs (known to server and clients before training)."""
 
     config: Config
     num_classes: int
@@ -98,34 +94,43 @@ class ClientData:
             yield self.dataset.images(b), self.dataset.y[b]
 
 
+class StateDict:
+    """``state_dict`` / ``load_state_dict`` over a dataclass's fields: modules and optimisers by
+    their own state dicts, everything else (tensors, numbers, None, dicts of them) as is."""
+
+    def state_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.state_dict() if hasattr(v, "load_state_dict") else v
+        return out
+
+    def load_state_dict(self, sd: dict) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if hasattr(v, "load_state_dict"):
+                v.load_state_dict(sd[f.name])
+            else:
+                setattr(self, f.name, sd[f.name])
+
+
 @dataclass
-class ClientState:
-    """Everything a client keeps between rounds; checkpointed as a whole."""
+class ClientState(StateDict):
+    """What every client keeps between rounds: its own model and optimiser. Algorithms that
+    keep more declare a subclass; the whole dataclass is checkpointed."""
 
     cid: int
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    memory: dict[str, Any] = field(default_factory=dict)  # tensors received / derived
-    aux: dict[str, torch.nn.Module] = field(default_factory=dict)  # e.g. FML's meme model
-    aux_optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
 
-    def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "memory": self.memory,
-            "aux": {k: m.state_dict() for k, m in self.aux.items()},
-            "aux_optimizers": {k: o.state_dict() for k, o in self.aux_optimizers.items()},
-        }
+    def trained(self) -> list[tuple[torch.nn.Module, torch.optim.Optimizer]]:
+        """The (module, optimiser) pairs local training steps together (FML adds its meme)."""
+        return [(self.model, self.optimizer)]
 
-    def load_state_dict(self, sd: dict) -> None:
-        self.model.load_state_dict(sd["model"])
-        self.optimizer.load_state_dict(sd["optimizer"])
-        self.memory = sd["memory"]
-        for k, m in self.aux.items():
-            m.load_state_dict(sd["aux"][k])
-        for k, o in self.aux_optimizers.items():
-            o.load_state_dict(sd["aux_optimizers"][k])
+
+@dataclass
+class ServerState(StateDict):
+    """What the server keeps between rounds (nothing, for most algorithms); checkpointed."""
 
 
 class Algorithm:
@@ -133,26 +138,33 @@ class Algorithm:
 
     A subclass's server side is ``check_upload`` (validate one message, return what
     ``aggregate`` needs) and ``aggregate`` (the checked uploads -> {client id: download}); its
-    only mutable server state is what ``server_state_dict`` returns.
+    only mutable server state is ``self.server``, created by ``init_server``.
     """
 
     name = "base"
     prototype_based = False
-    upload_meta: frozenset[str] = frozenset()  # metadata entries an upload may carry (uncounted)
+    client_state: type[ClientState] = ClientState  # what a client keeps between rounds
+    server_state: type[ServerState] = ServerState  # what the server keeps between rounds
+    # metadata an upload may carry, {key: type}: config the server reads, metrics it may ignore
+    upload_config: dict[str, type] = {}
+    upload_metrics: dict[str, type] = {}
+    shared_params: int | None = None  # the size of a model every client shares (FML, FedKD)
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.cfg = ctx.config
         self.device = ctx.device
         # the largest |value| an upload may carry: N of them must sum to a finite float32
-        self.bound: Bound = sum_bound(ctx.num_clients)
+        self.bound: Bound = comm.sum_bound(ctx.num_clients)
+        self.server = self.init_server()
 
     # -- client side ----------------------------------------------------------------------------
     def init_client(self, cid: int, model: torch.nn.Module) -> ClientState:
         opt = torch.optim.SGD(model.parameters(), lr=self.cfg.lr)
-        return ClientState(cid=cid, model=model, optimizer=opt)
+        return self.client_state(cid=cid, model=model, optimizer=opt)
 
     def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
+        """Local training, then the upload: returns (Message, mean training loss)."""
         raise NotImplementedError
 
     def receive(self, state: ClientState, download: Message) -> None:
@@ -164,7 +176,19 @@ class Algorithm:
         _, logits = state.model(x)
         return logits.argmax(1)
 
+    @torch.no_grad()
+    def evaluate(self, state: ClientState, data: ClientData) -> int:
+        """Number of correct predictions on the client's test split (batched, eval mode)."""
+        state.model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=data.dataset.y.device)
+        for x, y in data.batches("test"):
+            correct += (self.predict(state, x) == y).sum()
+        return int(correct)
+
     # -- server side ----------------------------------------------------------------------------
+    def init_server(self) -> ServerState:
+        return self.server_state()
+
     def server_round(self, uploads, rnd: int) -> dict[int, Message]:
         """One round on the server: ``uploads`` is {client id: Message} or a sequence of
         (client id, Message) pairs (as a network runtime delivers them); returns
@@ -172,19 +196,20 @@ class Algorithm:
 
         Raises MessageError (one line, naming the sender and the field) on an empty round, a
         bad or repeated sender id or a malformed upload, all checked before any server state
-        changes; and on a NaN or inf the server itself produced, after rolling its state back.
+        changes; and on a NaN or inf the server itself produced, after restoring its state.
         """
         messages = collect_uploads(uploads, self.ctx.num_clients, rnd)
         checked = {}
         for cid, msg in messages.items():
-            check_message(msg, sender_name(cid), meta=self.upload_meta)
-            checked[cid] = self.check_upload(msg, sender_name(cid))
-        snapshot = copy.deepcopy(self.server_state_dict())
+            sender = comm.sender_name(cid)
+            check_message(msg, sender, config=self.upload_config, metrics=self.upload_metrics)
+            checked[cid] = self.check_upload(msg, sender)
+        snapshot = copy.deepcopy(self.server)
         try:
             downloads = self.aggregate(checked, rnd)
             check_downloads(downloads, self.name, rnd)
         except BaseException:
-            self.load_server_state_dict(snapshot)
+            self.server = snapshot
             raise
         return downloads
 
@@ -198,152 +223,25 @@ class Algorithm:
         return {cid: Message() for cid in uploads}
 
     def server_state_dict(self) -> dict:
-        return {}
+        return self.server.state_dict()
 
     def load_server_state_dict(self, sd: dict) -> None:
-        pass
+        self.server.load_state_dict(sd)
 
-
-def train_local(
-    state: ClientState,
-    data: ClientData,
-    cfg: Config,
-    generator: torch.Generator,
-    loss_fn,
-    clip: float | None = None,
-) -> float:
-    """``cfg.local_epochs`` epochs of SGD over the client's shuffled training split.
-
-    Steps the client's model and every aux model (e.g. FML's meme) together. ``loss_fn(state,
-    x, y)`` returns the scalar to minimise, or a pair (to minimise, to report) when several
-    models train on separated losses. ``clip`` bounds each model's gradient norm (HtFLlib's
-    FML/FedKD). Returns the mean reported loss.
-    """
-    modules = [state.model, *state.aux.values()]
-    optimizers = [state.optimizer, *state.aux_optimizers.values()]
-    for m in modules:
-        m.train()
-    total, steps = 0.0, 0
-    for _ in range(cfg.local_epochs):
-        for x, y in data.train_batches(cfg.batch_size, generator):
-            out = loss_fn(state, x, y)
-            loss, reported = out if isinstance(out, tuple) else (out, out)
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip is not None:
-                for m in modules:
-                    torch.nn.utils.clip_grad_norm_(m.parameters(), clip)
-            for opt in optimizers:
-                opt.step()
-            total += reported.detach()
-            steps += 1
-    return float(total / max(steps, 1))
-
-
-@torch.no_grad()
-def class_means(
-    model: torch.nn.Module, data: ClientData, num_classes: int, output: str = "features"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-class means of the model's features (or logits) over the training split, eval mode.
-
-    Returns (classes [k], means [k, D], counts n_ij [k]) for the k classes the client holds.
-    """
-    model.eval()
-    sums, counts = None, None
-    for x, y in data.batches("train"):
-        z = model.features(x) if output == "features" else model(x)[1]
-        if sums is None:
-            sums = torch.zeros(num_classes, z.shape[1], device=z.device, dtype=z.dtype)
-            counts = torch.zeros(num_classes, device=z.device, dtype=torch.long)
-        sums.index_add_(0, y, z)
-        counts.index_add_(0, y, torch.ones_like(y))
-    classes = torch.nonzero(counts).squeeze(1)
-    n = counts[classes]
-    return classes, sums[classes] / n.unsqueeze(1).to(sums.dtype), n
-
-
-def local_prototypes(model: torch.nn.Module, data: ClientData, num_classes: int):
-    """Eq. 3: p_ij, the mean feature of class j over client i's training split (eval mode)."""
-    return class_means(model, data, num_classes, "features")
-
-
-def check_class_vectors(
-    msg: Message,
-    sender: str,
-    key: str,
-    width: int,
-    num_classes: int,
-    *,
-    bound: Bound | None = None,
-    device=None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate a (classes [k] int64, <key> [k, width] float32) message and nothing else;
-    class ids distinct and in [0, num_classes). Returns (classes, vectors) on ``device``."""
-    t = expect(
-        msg,
-        sender,
-        {"classes": ("int", (None,)), key: ("float", (None, width))},
-        bound=bound,
-        device=device,
-    )
-    classes, v = t["classes"], t[key]
-    if classes.numel() != v.shape[0]:
-        raise MessageError(
-            f"message from {sender}: field 'classes' has {classes.numel()} class ids for "
-            f"{v.shape[0]} rows of {key!r}"
-        )
-    if classes.numel():
-        s = classes.sort().values
-        lo, hi, dup = torch.stack([s[0], s[-1], (s[1:] == s[:-1]).any().long()]).tolist()
-        if lo < 0 or hi >= num_classes:
-            bad = lo if lo < 0 else hi
-            raise MessageError(
-                f"message from {sender}: field 'classes' holds class id {bad} outside "
-                f"[0, {num_classes})"
+    # -- what the engine reports ----------------------------------------------------------------
+    def expected_floats(self, classes_present: int) -> float | None:
+        """Paper Table 2's floats per round (both directions) for this run, to check the
+        measured ones against; ``classes_present`` is U, counted on the training splits."""
+        cfg = self.cfg
+        try:
+            return comm.expected_cost(
+                cfg.algorithm,
+                num_classes=self.ctx.num_classes,
+                dim=cfg.feature_dim,
+                num_clients=cfg.num_clients,
+                classes_present=classes_present,
+                cps_dim=cfg.cps_dim,
+                model_params=self.shared_params,
             )
-        if dup:
-            rep = int(s[1:][s[1:] == s[:-1]][0])
-            raise MessageError(f"message from {sender}: field 'classes' repeats class id {rep}")
-    return classes, v
-
-
-def class_table(
-    classes: torch.Tensor, vectors: torch.Tensor, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scatter per-class vectors into a [K, D] table and a [K] mask of the classes present."""
-    table = torch.zeros(num_classes, vectors.shape[1], device=vectors.device, dtype=vectors.dtype)
-    table[classes] = vectors
-    has = torch.zeros(num_classes, dtype=torch.bool, device=vectors.device)
-    has[classes] = True
-    return table, has
-
-
-def prototype_loss(
-    features: torch.Tensor,
-    logits: torch.Tensor,
-    y: torch.Tensor,
-    target: torch.Tensor | None,
-    has_target: torch.Tensor | None,
-    lam: float,
-) -> torch.Tensor:
-    """CE(h(f(x)), y) + lam * MSE(f(x), target_y) (Eq. 5/6/11).
-
-    Samples whose class has no global target contribute zero to the MSE (their target is their
-    own detached feature), as in FedProto's reference implementation; round 0 has no targets.
-    """
-    loss = F.cross_entropy(logits, y)
-    if target is not None and lam > 0:
-        tgt = target[y]
-        if has_target is not None and not bool(has_target.all()):
-            tgt = torch.where(has_target[y].unsqueeze(1), tgt, features.detach())
-        loss = loss + lam * F.mse_loss(features, tgt)
-    return loss
-
-
-@torch.no_grad()
-def nearest_prototype(features: torch.Tensor, target: torch.Tensor, has_target: torch.Tensor):
-    """Eq. 12: argmin_j ||f(x) - P_j||_2 over the classes that have a global prototype."""
-    classes = torch.nonzero(has_target).squeeze(1)
-    dist = torch.cdist(features, target[classes])
-    return classes[dist.argmin(1)]
+        except ValueError:
+            return None

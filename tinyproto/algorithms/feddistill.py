@@ -18,20 +18,23 @@ gradient as HtFLlib, without the constant entropy term in the reported loss).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from tinyproto import aps
-from tinyproto.algorithms.base import (
-    Algorithm,
-    ClientData,
-    ClientState,
-    check_class_vectors,
-    class_means,
-    class_table,
-    train_local,
-)
+from tinyproto.algorithms.base import ClientData, ClientState
+from tinyproto.algorithms.common import ClassVectorAlgorithm, class_means, class_table, train_local
 from tinyproto.comm import Message
+
+
+@dataclass
+class DistillClient(ClientState):
+    """A FedDistill client: the global per-class logits it last received."""
+
+    global_logits: torch.Tensor | None = None  # [K, K]; rows without a holder are zero
+    has_logit: torch.Tensor | None = None  # [K] bool: classes with a global logit
 
 
 def soft_target_loss(
@@ -59,18 +62,18 @@ def class_mean_logits(model: torch.nn.Module, data: ClientData, num_classes: int
     return classes, logits
 
 
-class FedDistill(Algorithm):
+class FedDistill(ClassVectorAlgorithm):
     name = "feddistill"
+    client_state = DistillClient
+    key = "logits"
 
     def __init__(self, ctx):
+        self.K = self.width = ctx.num_classes
         super().__init__(ctx)
-        self.K = ctx.num_classes
 
     # -- client ---------------------------------------------------------------------------------
-    def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
-        target = state.memory.get("global_logits")
-        has = state.memory.get("has_logit")
-        gamma = self.cfg.gamma
+    def client_round(self, state: DistillClient, data: ClientData, rnd: int, generator):
+        target, has, gamma = state.global_logits, state.has_logit, self.cfg.gamma
 
         def loss_fn(st, x, y):
             return soft_target_loss(st.model(x)[1], y, target, has, gamma)
@@ -79,23 +82,12 @@ class FedDistill(Algorithm):
         classes, logits = class_mean_logits(state.model, data, self.K)
         return Message({"classes": classes, "logits": logits.contiguous()}), loss
 
-    def receive(self, state: ClientState, download: Message) -> None:
-        classes, logits = self.check_logits(download, "server")
-        state.memory["global_logits"], state.memory["has_logit"] = class_table(
-            classes, logits, self.K
-        )
+    def receive(self, state: DistillClient, download: Message) -> None:
+        classes, logits = self.check_vectors(download, "server")
+        state.global_logits, state.has_logit = class_table(classes, logits, self.K)
 
     # -- server ---------------------------------------------------------------------------------
-    def check_logits(self, msg: Message, sender: str, bound=None):
-        return check_class_vectors(
-            msg, sender, "logits", self.K, self.K, bound=bound, device=self.device
-        )
-
-    def check_upload(self, msg: Message, sender: str):
-        return self.check_logits(msg, sender, self.bound)
-
     def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
         mean, holders = aps.sum_by_class(list(uploads.values()), self.K, mean=True)  # holders only
-        classes = torch.nonzero(holders).squeeze(1)
-        msg = Message({"classes": classes, "logits": mean[classes].contiguous()})
+        msg = self.class_message(mean, holders)
         return {cid: msg for cid in uploads}

@@ -19,20 +19,18 @@ Gradients are clipped to norm 10 per module, as in HtFLlib.
 
 Communication: the mentee's parameters (``parameters()`` only; BatchNorm statistics stay local)
 cross the network SVD-compressed, both directions (the FedKD paper factors the updates; HtFLlib,
-whose code produced the paper's numbers, factors the parameters, and so do we). Each parameter
-with >= 2 dims is reshaped to a matrix [out, -1] and replaced by its truncated SVD factors
-U_k [m, k], S_k [k], V_k [k, n], with the smallest k whose energy sum(S[:k]^2) / sum(S^2) >= T(r);
-where the factors, k * (m + n + 1) floats, would not be smaller than the dense m * n matrix (or
-the matrix is all zeros), it is sent dense; 1-D parameters go dense. The threshold grows
-linearly over the rounds, T(r) = T_start + (r + 1) / R * (T_end - T_start) for round
-r = 0..R-1 (0.95 -> 0.98; HtFLlib updates it after each round, one round later). Uploads carry
-n_i as an int tensor (bytes). The server reconstructs every client's mentee, averages them
-weighted by n_i, compresses the average with the same threshold and sends it to every client,
-which reconstructs and loads it.
+whose code produced the paper's numbers, factors the parameters, and so do we): each matrix as
+its truncated SVD factors with the smallest rank whose energy reaches T(r), or dense where the
+factors would not be smaller (svd.py). The threshold grows linearly over the rounds,
+T(r) = T_start + (r + 1) / R * (T_end - T_start) for round r = 0..R-1 (0.95 -> 0.98; HtFLlib
+updates it after each round, one round later). Uploads carry n_i as an int config entry. The
+server reconstructs every client's mentee, averages them weighted by n_i, compresses the
+average with the same threshold and sends it to every client, which reconstructs and loads it.
 
-Each message's ``meta`` records the threshold, the rank and kept energy of every matrix and the
-floats the SVD keeps; the server keeps the per-round totals in ``kept_floats_per_round``
-(``comm.expected_cost("fedkd", kept_floats=...)`` checks the measurement against them).
+Each message's metrics record the threshold, the rank and kept energy of every parameter and
+the floats the SVD keeps; the server state tallies the per-round totals
+(``kept_floats_per_round``; ``expected_floats`` reports their mean, which
+``comm.expected_cost("fedkd", kept_floats=...)`` checks the measurement against).
 HtFLlib's decomposition differs in two details we do not copy: it factors 4-D convolution kernels
 as a batch of [kh, kw] matrices (not [out, in*kh*kw]) and averages the clients uniformly.
 """
@@ -43,172 +41,89 @@ import copy
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, train_local
-from tinyproto.algorithms.fml import (
+from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, ServerState
+from tinyproto.algorithms.common import (
+    COUNT_KEY,
     GRAD_CLIP,
     build_shared,
     kl_htfllib,
     load_params,
     param_spec,
+    read_count,
+    train_local,
+    weighted_average,
 )
-from tinyproto.algorithms.lg_fedavg import COUNT_KEY, count_tensor, read_count, weighted_mean
-from tinyproto.comm import (
-    F32_MAX,
-    Bound,
-    Message,
-    MessageError,
-    check_field,
-    check_message,
-    check_values,
-    tighter,
+from tinyproto.algorithms.svd import (
+    FACTORS,
+    Compressed,
+    compress,
+    decompress,
+    energy_rank,
+    factor_key,
+    frobenius_bound,
+    metric_spec,
+    ranks,
+    threshold,
 )
+from tinyproto.comm import Message, MessageError, check_message, tighter
 from tinyproto.models import count_params
 
-FACTORS = ("U", "S", "V")
-
-
-def factor_key(name: str, factor: str) -> str:
-    return f"{name}#{factor}"
-
-
-def frobenius_bound(numel: int) -> Bound:
-    """|value| <= sqrt(float32 max / (4 numel)): the squared Frobenius norm of a matrix of such
-    values, and so its singular values, stay finite."""
-    n = max(int(numel), 1)
-    return Bound(
-        math.sqrt(F32_MAX / (4 * n)),
-        f"sqrt(float32 max / (4 x {n} entries)), so the SVD of the average stays finite",
-    )
-
-
-def threshold(rnd: int, rounds: int, t_start: float, t_end: float) -> float:
-    """T(r) = T_start + (r + 1) / R * (T_end - T_start), r = 0..R-1."""
-    return t_start + min(rnd + 1, rounds) / rounds * (t_end - t_start)
-
-
-def energy_rank(S: torch.Tensor, T: float) -> int:
-    """Smallest k with sum(S[:k]^2) / sum(S^2) >= T (S descending, not all zero)."""
-    cum = S.double().pow(2).cumsum(0)
-    k = int(torch.searchsorted(cum, T * cum[-1]).item()) + 1
-    return min(k, S.numel())
+__all__ = [  # the codec's names, importable from here too
+    "FACTORS",
+    "Compressed",
+    "FedKD",
+    "compress",
+    "decompress",
+    "energy_rank",
+    "factor_key",
+    "ranks",
+    "threshold",
+]
 
 
 @dataclass
-class Compressed:
-    """A compressed parameter set: the tensors to send and what the SVD kept."""
+class KDClient(ClientState):
+    """A FedKD client: its mentor (``model``), its mentee copy and its private projection W_h."""
 
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    ranks: dict[str, int | None] = field(default_factory=dict)  # None = sent dense
-    energy: dict[str, float] = field(default_factory=dict)  # kept energy (1.0 when dense)
-    kept_floats: int = 0
+    mentee: torch.nn.Module
+    mentee_optimizer: torch.optim.Optimizer
+    w_h: torch.nn.Module
+    w_h_optimizer: torch.optim.Optimizer
 
-    def meta(self, T: float) -> dict:
-        return {
-            "threshold": T,
-            "ranks": dict(self.ranks),
-            "energy": dict(self.energy),
-            "kept_floats": self.kept_floats,
-        }
-
-
-@torch.no_grad()
-def compress(params: dict[str, torch.Tensor], T: float) -> Compressed:
-    """Truncated SVD of every >= 2-D parameter (as [out, -1]) keeping energy >= T."""
-    out = Compressed()
-    for name, p in params.items():
-        p = p.detach()
-        if p.dim() < 2:
-            out.tensors[name] = p.clone()
-            out.ranks[name], out.energy[name] = None, 1.0
-            out.kept_floats += p.numel()
-            continue
-        M = p.reshape(p.shape[0], -1)
-        m, n = M.shape
-        U, S, Vh = torch.linalg.svd(M, full_matrices=False)
-        total = float(S.double().pow(2).sum())
-        k = energy_rank(S, T) if total > 0 else None
-        if k is None or k * (m + n + 1) >= m * n:  # factors not smaller: dense
-            out.tensors[name] = p.clone()
-            out.ranks[name], out.energy[name] = None, 1.0
-            out.kept_floats += m * n
-            continue
-        out.tensors[factor_key(name, "U")] = U[:, :k].contiguous()
-        out.tensors[factor_key(name, "S")] = S[:k].contiguous()
-        out.tensors[factor_key(name, "V")] = Vh[:k].contiguous()
-        out.ranks[name] = k
-        out.energy[name] = float(S[:k].double().pow(2).sum()) / total
-        out.kept_floats += k * (m + n + 1)
-    return out
+    def trained(self):
+        return [
+            (self.model, self.optimizer),
+            (self.mentee, self.mentee_optimizer),
+            (self.w_h, self.w_h_optimizer),
+        ]
 
 
-def decompress(
-    msg: Message,
-    shapes: dict[str, tuple],
-    sender: str,
-    *,
-    bounds: dict[str, Bound] | None = None,
-    device=None,
-) -> tuple[dict[str, torch.Tensor], int]:
-    """Rebuild every parameter from ``msg``; returns (params, floats the factors/dense hold).
+@dataclass
+class KDServer(ServerState):
+    """The server's tally: round -> floats the SVD kept in that round's messages, up + down."""
 
-    Every field exactly float32 and finite; with ``bounds`` (by parameter name) each dense or
-    rebuilt parameter within its bound. Fields outside ``shapes`` are not looked at (callers
-    refuse them with ``check_message``). Raises MessageError (one line, naming the sender and
-    the field) on a malformed message.
-    """
-    check_message(msg, sender)
-    fields, factored, kept = {}, {}, 0
-    for name, shape in shapes.items():
-        keys = [factor_key(name, f) for f in FACTORS]
-        has_factors = [k in msg for k in keys]
-        if name in msg:
-            if any(has_factors):
-                raise MessageError(f"message from {sender}: field {name!r} sent dense and factored")
-            fields[name] = check_field(msg, sender, name, "float", shape, device)
-            kept += fields[name].numel()
-            continue
-        if len(shape) < 2 or not any(has_factors):
-            raise MessageError(f"message from {sender}: missing field {name!r}")
-        m = shape[0]
-        n = math.prod(shape[1:])
-        kU, kS, kV = keys
-        U = fields[kU] = check_field(msg, sender, kU, "float", (m, None), device)
-        S = fields[kS] = check_field(msg, sender, kS, "float", (None,), device)
-        V = fields[kV] = check_field(msg, sender, kV, "float", (None, n), device)
-        k = U.shape[1]
-        if S.shape[0] != k or V.shape[0] != k or not 1 <= k <= min(m, n):
-            raise MessageError(
-                f"message from {sender}: field {name!r} has inconsistent SVD factors "
-                f"U{list(U.shape)} S{list(S.shape)} V{list(V.shape)}"
-            )
-        factored[name] = (U, S, V)
-        kept += k * (m + n + 1)
-    check_values(fields, sender, bounds)  # factors: finite; dense parameters: bounded too
-    rebuilt = {name: ((U * S) @ V).reshape(shapes[name]) for name, (U, S, V) in factored.items()}
-    check_values(rebuilt, sender, bounds, label=" rebuilt from its SVD factors")
-    params = {name: fields[name] if name in fields else rebuilt[name] for name in shapes}
-    return params, kept
+    kept_floats_per_round: dict[int, int] = field(default_factory=dict)
 
 
 class FedKD(Algorithm):
     name = "fedkd"
-    aux_name = "mentee"
-    upload_meta = frozenset(Compressed().meta(0.0))  # threshold, ranks, energy, kept_floats
+    server_state = KDServer
+    upload_config = {COUNT_KEY: int}
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.initial = build_shared(ctx)
+        self.initial = build_shared(ctx)  # every mentee starts from these weights
         self.shared_params = count_params(self.initial)  # dense size (no-compression bound)
         self.shapes = {name: s for name, (_, s) in param_spec(self.initial).items()}
-        self.kept_floats_per_round: dict[int, int] = {}  # round -> floats the SVD kept, up+down
+        self.upload_metrics = metric_spec(self.shapes)
         # what a message may carry: each parameter dense or (>= 2-D) as its three factors
-        self.download_fields = set(self.shapes) | {
+        self.fields = set(self.shapes) | {
             factor_key(n, f) for n, s in self.shapes.items() if len(s) >= 2 for f in FACTORS
         }
-        self.upload_fields = self.download_fields | {COUNT_KEY}
         # an average of such parameters sums to a finite float32 and has finite singular values
         self.bounds = {
             n: tighter(self.bound, frobenius_bound(math.prod(s))) if len(s) >= 2 else self.bound
@@ -219,24 +134,26 @@ class FedKD(Algorithm):
         c = self.cfg
         return threshold(rnd, c.rounds, c.fedkd_t_start, c.fedkd_t_end)
 
-    def init_client(self, cid: int, model: torch.nn.Module) -> ClientState:
-        state = super().init_client(cid, model)
-        mentee = copy.deepcopy(self.initial)
-        d = self.ctx.feature_dim
-        w_h = torch.nn.Linear(d, d, bias=False).to(self.ctx.device)
-        state.aux[self.aux_name] = mentee
-        state.aux["w_h"] = w_h
-        lr = self.cfg.lr
-        state.aux_optimizers[self.aux_name] = torch.optim.SGD(mentee.parameters(), lr=lr)
-        state.aux_optimizers["w_h"] = torch.optim.SGD(w_h.parameters(), lr=lr)
-        return state
-
     # -- client ---------------------------------------------------------------------------------
-    def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
+    def init_client(self, cid: int, model: torch.nn.Module) -> KDClient:
+        lr, d = self.cfg.lr, self.ctx.feature_dim
+        mentee = copy.deepcopy(self.initial)
+        w_h = torch.nn.Linear(d, d, bias=False).to(self.device)  # draws from the client's seed
+        return KDClient(
+            cid=cid,
+            model=model,
+            optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+            mentee=mentee,
+            mentee_optimizer=torch.optim.SGD(mentee.parameters(), lr=lr),
+            w_h=w_h,
+            w_h_optimizer=torch.optim.SGD(w_h.parameters(), lr=lr),
+        )
+
+    def client_round(self, state: KDClient, data: ClientData, rnd: int, generator):
         def loss_fn(st, x, y):
             z_l, out_l = st.model(x)
-            z_g, out_g = st.aux[self.aux_name](x)
-            proj = st.aux["w_h"](z_g)
+            z_g, out_g = st.mentee(x)
+            proj = st.w_h(z_g)
             ce_l = F.cross_entropy(out_l, y)
             ce_g = F.cross_entropy(out_g, y)
             D = (ce_l + ce_g).detach()
@@ -248,28 +165,22 @@ class FedKD(Algorithm):
 
         loss = train_local(state, data, self.cfg, generator, loss_fn, clip=GRAD_CLIP)
         T = self.threshold(rnd)
-        mentee = state.aux[self.aux_name]
-        c = compress(dict(mentee.named_parameters()), T)
-        tensors = dict(c.tensors)
-        tensors["num_train"] = count_tensor(data.num_train, next(mentee.parameters()).device)
-        return Message(tensors, meta=c.meta(T)), loss
+        c = compress(dict(state.mentee.named_parameters()), T)
+        return c.message(T, {COUNT_KEY: data.num_train}), loss
 
-    def receive(self, state: ClientState, download: Message) -> None:
-        check_message(download, "server", self.download_fields)
+    def receive(self, state: KDClient, download: Message) -> None:
+        check_message(download, "server", self.fields)
         params, _ = decompress(download, self.shapes, "server", device=self.device)
-        load_params(state.aux[self.aux_name], params)
+        load_params(state.mentee, params)
 
     # -- server ---------------------------------------------------------------------------------
     def check_upload(self, msg: Message, sender: str):
-        check_message(msg, sender, self.upload_fields)
+        check_message(msg, sender, self.fields)
         params, kept = decompress(msg, self.shapes, sender, bounds=self.bounds, device=self.device)
-        return params, kept, read_count(msg, sender)
+        return params, read_count(msg, sender), kept
 
     def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
-        models = [params for params, _, _ in uploads.values()]
-        weights = [n for _, _, n in uploads.values()]
-        up_kept = sum(kept for _, kept, _ in uploads.values())
-        avg = {name: weighted_mean([p[name] for p in models], weights) for name in self.shapes}
+        avg = weighted_average([(p, n) for p, n, _ in uploads.values()], self.shapes)
         T = self.threshold(rnd)
         try:
             c = compress(avg, T)
@@ -278,12 +189,16 @@ class FedKD(Algorithm):
             raise MessageError(
                 f"server: round {rnd}: fedkd could not factor the averaged mentee: {reason}"
             ) from e
-        msg = Message(c.tensors, meta=c.meta(T))
-        self.kept_floats_per_round[rnd] = up_kept + len(uploads) * c.kept_floats
+        up_kept = sum(kept for _, _, kept in uploads.values())
+        self.server.kept_floats_per_round[rnd] = up_kept + len(uploads) * c.kept_floats
+        msg = c.message(T)
         return {cid: msg for cid in uploads}
 
-    def server_state_dict(self) -> dict:
-        return {"kept_floats_per_round": dict(self.kept_floats_per_round)}
-
-    def load_server_state_dict(self, sd: dict) -> None:
-        self.kept_floats_per_round = dict(sd.get("kept_floats_per_round", {}))
+    # -- what the engine reports ----------------------------------------------------------------
+    def expected_floats(self, classes_present: int) -> float | None:
+        """The SVD keeps a data-dependent share: the expectation is the mean of what it kept
+        per round (the dense bound before any round)."""
+        kept = self.server.kept_floats_per_round
+        if kept:
+            return float(np.mean(list(kept.values())))
+        return super().expected_floats(classes_present)

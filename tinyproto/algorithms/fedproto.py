@@ -11,49 +11,93 @@ use mu * P~_j, Eq. 11). With both on this is TinyProto-FP (see tinyproto_fp.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 
 from tinyproto import aps, cps
-from tinyproto.algorithms.base import (
-    Algorithm,
-    ClientData,
-    ClientState,
-    check_class_vectors,
-    class_table,
-    local_prototypes,
-    nearest_prototype,
-    prototype_loss,
-    train_local,
-)
+from tinyproto.algorithms.base import ClientData, ClientState
+from tinyproto.algorithms.common import ClassVectorAlgorithm, class_means, class_table, train_local
 from tinyproto.comm import Message
 
 
-class FedProto(Algorithm):
+@dataclass
+class ProtoClient(ClientState):
+    """A prototype client: its global targets and, for the figures, its last local prototypes."""
+
+    target: torch.Tensor | None = None  # [K, d] what it regularises towards (Eq. 6/11), R^d
+    has_target: torch.Tensor | None = None  # [K] bool: classes with a global prototype
+    classes: torch.Tensor | None = None  # [k] the classes it holds
+    local: torch.Tensor | None = None  # [k, d] its local prototypes p_ij (never uploaded raw)
+
+
+@dataclass
+class Prototypes:
+    """A client's prototypes as the figures show them (prototypes.npz)."""
+
+    classes: torch.Tensor  # [k] the classes it holds
+    local: torch.Tensor  # [k, d] p_ij, Eq. 3
+    target: torch.Tensor  # [K, d] the global prototypes it uses (reconstructed, scaled)
+    has_target: torch.Tensor  # [K] bool
+
+
+def prototype_loss(
+    features: torch.Tensor,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    has_target: torch.Tensor | None,
+    lam: float,
+) -> torch.Tensor:
+    """CE(h(f(x)), y) + lam * MSE(f(x), target_y) (Eq. 5/6/11).
+
+    Samples whose class has no global target contribute zero to the MSE (their target is their
+    own detached feature), as in FedProto's reference implementation; round 0 has no targets.
+    """
+    loss = F.cross_entropy(logits, y)
+    if target is not None and lam > 0:
+        tgt = target[y]
+        if has_target is not None and not bool(has_target.all()):
+            tgt = torch.where(has_target[y].unsqueeze(1), tgt, features.detach())
+        loss = loss + lam * F.mse_loss(features, tgt)
+    return loss
+
+
+@torch.no_grad()
+def nearest_prototype(features: torch.Tensor, target: torch.Tensor, has_target: torch.Tensor):
+    """Eq. 12: argmin_j ||f(x) - P_j||_2 over the classes that have a global prototype."""
+    classes = torch.nonzero(has_target).squeeze(1)
+    dist = torch.cdist(features, target[classes])
+    return classes[dist.argmin(1)]
+
+
+class FedProto(ClassVectorAlgorithm):
     name = "fedproto"
     prototype_based = True
+    client_state = ProtoClient
     client_side_scaling = True  # FP: clients apply mu; FT applies it on the server (App. C)
+    key = "protos"
 
     def __init__(self, ctx):
-        super().__init__(ctx)
         self.K = ctx.num_classes
         self.d = ctx.feature_dim
         self.masks = ctx.masks
         self.mu = ctx.mu
         self.width = self.d if self.masks is None else int(self.masks[0].sum())
+        super().__init__(ctx)
 
     # -- client ---------------------------------------------------------------------------------
-    def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
-        target = state.memory.get("target")
-        has = state.memory.get("has_target")
-        lam = self.cfg.lam
+    def client_round(self, state: ProtoClient, data: ClientData, rnd: int, generator):
+        target, has, lam = state.target, state.has_target, self.cfg.lam
 
         def loss_fn(st, x, y):
             z, logits = st.model(x)
             return prototype_loss(z, logits, y, target, has, lam)
 
         loss = train_local(state, data, self.cfg, generator, loss_fn)
-        classes, p, n = local_prototypes(state.model, data, self.K)
-        state.memory["local_prototypes"] = (classes, p)  # kept for figures, never uploaded
+        classes, p, n = class_means(state.model, data, self.K)  # Eq. 3
+        state.classes, state.local = classes, p
         return self.make_upload(classes, p, n), loss
 
     def make_upload(self, classes: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> Message:
@@ -63,33 +107,27 @@ class FedProto(Algorithm):
             v = cps.compress(v, self.masks[classes])
         return Message({"classes": classes, "protos": v.contiguous()})
 
-    def receive(self, state: ClientState, download: Message) -> None:
+    def receive(self, state: ProtoClient, download: Message) -> None:
         classes, v = self.check_vectors(download, "server")
         full = cps.reconstruct(v, self.masks[classes]) if self.masks is not None else v
         if self.mu is not None and self.client_side_scaling:
             full = aps.scale_global(full, self.mu)
-        state.memory["target"], state.memory["has_target"] = class_table(classes, full, self.K)
+        state.target, state.has_target = class_table(classes, full, self.K)
 
     @torch.no_grad()
-    def predict(self, state: ClientState, x: torch.Tensor) -> torch.Tensor:
-        z = state.model.features(x)
-        return nearest_prototype(z, state.memory["target"], state.memory["has_target"])
+    def predict(self, state: ProtoClient, x: torch.Tensor) -> torch.Tensor:
+        return nearest_prototype(state.model.features(x), state.target, state.has_target)
+
+    def prototypes(self, state: ProtoClient) -> Prototypes:
+        """The client's last local prototypes and the global ones it uses (for the figures)."""
+        return Prototypes(state.classes, state.local, state.target, state.has_target)
 
     # -- server ---------------------------------------------------------------------------------
-    def check_vectors(self, msg: Message, sender: str, bound=None):
-        return check_class_vectors(
-            msg, sender, "protos", self.width, self.K, bound=bound, device=self.device
-        )
-
-    def check_upload(self, msg: Message, sender: str):
-        return self.check_vectors(msg, sender, self.bound)
-
     def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
         pairs = list(uploads.values())
         if self.mu is not None:
             P, holders = aps.aggregate(pairs, self.K, divide=self.cfg.aps_divide)
         else:
             P, holders = aps.sum_by_class(pairs, self.K, mean=True)  # Eq. 9
-        classes = torch.nonzero(holders).squeeze(1)
-        msg = Message({"classes": classes, "protos": P[classes].contiguous()})
+        msg = self.class_message(P, holders)
         return {cid: msg for cid in uploads}

@@ -13,17 +13,20 @@ Under APS the server multiplies the reconstructed uploads n_ij p_ij by mu before
 
 Trust: the server computes squared distances between d-dim prototypes, so uploads are bounded
 by sqrt(float32 max / (8 d)) (divided by mu under APS) besides the sum bound; the training runs
-on the live TGP, and a NaN or inf in its output rolls the TGP and its optimiser back
+on the server state's TGP, and a NaN or inf in its output restores the TGP and its optimiser
 (``Algorithm.server_round``).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from tinyproto import aps, cps
+from tinyproto.algorithms.base import ServerState
 from tinyproto.algorithms.fedproto import FedProto
 from tinyproto.comm import Message, square_bound, tighter
 
@@ -60,19 +63,29 @@ def margin_contrastive_loss(
     return F.cross_entropy(-dist, y)
 
 
+@dataclass
+class TGPServer(ServerState):
+    """The server's trainable global prototypes, their optimiser and the last round's margin."""
+
+    tgp: TrainablePrototypes
+    opt: torch.optim.Optimizer
+    last_margin: float = float("nan")
+
+
 class FedTGP(FedProto):
     name = "fedtgp"
     client_side_scaling = False
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.seed * 7919 + 104729)
-            self.tgp = TrainablePrototypes(self.K, self.d).to(ctx.device)
-        self.tgp_opt = torch.optim.SGD(self.tgp.parameters(), lr=self.cfg.server_lr)
-        self.last_margin = float("nan")
         # squared distances of mu-scaled uploads must stay finite, not only their sum
         self.bound = tighter(self.bound, square_bound(self.d, self.mu or 1.0))
+
+    def init_server(self) -> TGPServer:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.seed * 7919 + 104729)
+            tgp = TrainablePrototypes(self.K, self.d).to(self.device)
+        return TGPServer(tgp, torch.optim.SGD(tgp.parameters(), lr=self.cfg.server_lr))
 
     def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
         protos, labels = [], []
@@ -86,35 +99,24 @@ class FedTGP(FedProto):
         y = torch.cat(labels)
         avg, holders = aps.sum_by_class(list(zip(labels, protos)), self.K, mean=True)
         margin = class_margin(avg, holders > 0, self.cfg.margin_threshold)
-        self.last_margin = margin
+        server = self.server
+        server.last_margin = margin
 
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + rnd * 7 + 3)
         all_ids = torch.arange(self.K, device=P.device)
-        self.tgp.train()
+        server.tgp.train()
         bs = self.cfg.batch_size
         for _ in range(self.cfg.server_epochs):
             perm = torch.randperm(P.shape[0], generator=gen).to(P.device)
             for start in range(0, P.shape[0], bs):
                 b = perm[start : start + bs]
-                loss = margin_contrastive_loss(P[b], y[b], self.tgp(all_ids), margin)
-                self.tgp_opt.zero_grad(set_to_none=True)
+                loss = margin_contrastive_loss(P[b], y[b], server.tgp(all_ids), margin)
+                server.opt.zero_grad(set_to_none=True)
                 loss.backward()
-                self.tgp_opt.step()
-        self.tgp.eval()
+                server.opt.step()
+        server.tgp.eval()
         with torch.no_grad():
-            G = self.tgp(all_ids)
+            G = server.tgp(all_ids)
         v = cps.compress(G, self.masks) if self.masks is not None else G
         msg = Message({"classes": all_ids, "protos": v.contiguous()})
         return {cid: msg for cid in uploads}
-
-    def server_state_dict(self) -> dict:
-        return {
-            "tgp": self.tgp.state_dict(),
-            "opt": self.tgp_opt.state_dict(),
-            "last_margin": self.last_margin,
-        }
-
-    def load_server_state_dict(self, sd: dict) -> None:
-        self.tgp.load_state_dict(sd["tgp"])
-        self.tgp_opt.load_state_dict(sd["opt"])
-        self.last_margin = float(sd.get("last_margin", float("nan")))
