@@ -245,7 +245,8 @@ def test_load_runs_keeps_profiles_apart(tmp_path):
     b = run(_cfg(profile="quick", rounds=1), root=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="several profiles.*profile="):
         load_runs(tmp_path)
-    assert list(load_runs(tmp_path, profile="smoke")["run_id"]) == [a.run_dir.name]
+    with pytest.warns(SkippedRunWarning, match="profile quick, not smoke"):
+        assert list(load_runs(tmp_path, profile="smoke")["run_id"]) == [a.run_dir.name]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SkippedRunWarning)
         assert list(load_runs(tmp_path, profile="quick")["run_id"]) == [b.run_dir.name]

@@ -70,17 +70,21 @@ class ClientData:
     def num_test(self) -> int:
         return int(self.split.test_idx.numel())
 
-    def train_batches(self, batch_size: int, generator: torch.Generator):
-        """Shuffled mini-batches of the training split (last partial batch kept).
+    def train_batches(self, batch_size: int, generator: torch.Generator, min_last: int = 2):
+        """Shuffled mini-batches of the training split; no sample is dropped.
 
-        A last batch of a single sample is merged into the one before it: BatchNorm cannot
-        train on one value per channel (MobileNetV2 / ShuffleNetV2 / EfficientNet end in 1x1 maps).
+        A last partial batch smaller than ``min_last`` is merged into the one before it. The
+        default (2) merges a single sample: nothing trains on one value per channel. Models
+        with BatchNorm need more (``min_last_batch``): MobileNetV2 / ShuffleNetV2 /
+        EfficientNet-B0 end in 1x1 maps, and a 2-sample batch there drives their running
+        variances to 1e20-1e27 and the evaluation features to NaN (HtFLlib drops the partial
+        batch instead; merging keeps every sample in every epoch).
         """
         idx = self.split.train_idx
         n = idx.numel()
         perm = torch.randperm(n, generator=generator).to(idx.device)
         starts = list(range(0, n, batch_size))
-        if len(starts) > 1 and n - starts[-1] == 1:
+        if len(starts) > 1 and n - starts[-1] < min_last:
             starts.pop()
         for i, start in enumerate(starts):
             stop = starts[i + 1] if i + 1 < len(starts) else n

@@ -36,9 +36,10 @@ def train_local(
     pairs = state.trained()
     for m, _ in pairs:
         m.train()
+    min_last = min_last_batch([m for m, _ in pairs], cfg.batch_size)
     total, steps = 0.0, 0
     for _ in range(cfg.local_epochs):
-        for x, y in data.train_batches(cfg.batch_size, generator):
+        for x, y in data.train_batches(cfg.batch_size, generator, min_last):
             out = loss_fn(state, x, y)
             loss, reported = out if isinstance(out, tuple) else (out, out)
             for _, opt in pairs:
@@ -52,6 +53,15 @@ def train_local(
             total += reported.detach()
             steps += 1
     return float(total / max(steps, 1))
+
+
+def min_last_batch(modules, batch_size: int) -> int:
+    """The smallest last batch a client trains on: half a batch where BatchNorm is present
+    (smaller ones are merged into the previous batch), else 2 (only a single sample merges)."""
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    if any(isinstance(m, bn) for mod in modules for m in mod.modules()):
+        return max(2, batch_size // 2)
+    return 2
 
 
 def ce_loss(state: ClientState, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
