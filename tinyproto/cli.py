@@ -1,4 +1,4 @@
-"""Command line: ``tinyproto run|data|comm-table|reproduce`` (also ``python -m tinyproto``).
+"""Command line: ``tinyproto run|data|comm-table|bench|reproduce`` (also ``python -m tinyproto``).
 
 The ``run`` flags are generated from the typed Config and its constraint table
 (``tinyproto.config.PARAMS``): every field is a flag in kebab case with its type or choices, its
@@ -254,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     comm_table.add_parser(sub)
 
+    from tinyproto import bench
+
+    bench.add_parser(sub)
+
     rp = sub.add_parser("reproduce", help="write every table and figure (papermill notebooks)")
     rp.add_argument(
         "--profile", default="quick", choices=PROFILES, help="profile to run (default quick)"
@@ -309,6 +313,12 @@ def cmd_comm_table(args) -> int:
     return comm_table.cmd(args)
 
 
+def cmd_bench(args) -> int:
+    from tinyproto import bench
+
+    return bench.cmd(args)
+
+
 def cmd_reproduce(args) -> int:
     from tinyproto.reproduce import reproduce
 
@@ -321,6 +331,7 @@ COMMANDS = {
     "run": cmd_run,
     "data": cmd_data,
     "comm-table": cmd_comm_table,
+    "bench": cmd_bench,
     "reproduce": cmd_reproduce,
 }
 

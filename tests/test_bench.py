@@ -1,0 +1,76 @@
+"""``tinyproto bench``: the CSV it writes, and that it leaves no run behind (timings not checked)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from tinyproto import bench
+from tinyproto.cli import main
+
+SMOKE = [
+    "--profile",
+    "smoke",
+    "--dataset",
+    "synthetic",
+    "--algorithm",
+    "fedproto",
+    "--max-samples",
+    "200",
+    "--feature-dim",
+    "8",
+]
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    root = tmp_path / "results"
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(root))
+    return root
+
+
+def test_bench_csv(tmp_path, results, capsys):
+    out = tmp_path / "b.csv"
+    argv = ["bench", *SMOKE, "--bench-rounds", "1", "--warmup", "0", "--out", str(out)]
+    assert main(argv) == 0
+    df = pd.read_csv(out)
+    assert list(df.columns) == list(bench.COLUMNS)
+    whole = df[df.arch == "all"].set_index("component")
+    for c in (*bench.COMPONENTS, "total", "bare"):
+        assert c in whole.index, c
+    for c in ("train", "prototypes", "server", "eval", "total", "bare"):
+        assert whole.loc[c, "seconds_per_round"] >= 0, c
+    total = whole.loc["total", "seconds_per_round"]
+    parts = sum(whole.loc[c, "seconds_per_round"] for c in bench.COMPONENTS)
+    assert math.isclose(parts, total, rel_tol=0.05)
+    bare = whole.loc["bare", "seconds_per_round"]
+    assert bare > 0
+    assert math.isclose(whole.loc["total", "ratio"], total / bare, rel_tol=1e-4)
+    per_arch = df[(df.arch != "all") & (df.component == "train")]
+    assert set(per_arch.arch) == {"cnn_a", "cnn_b", "cnn_c", "cnn_d"}  # smoke: 4 clients
+    assert (per_arch.steps > 0).all() and (per_arch.bare_seconds > 0).all()
+    assert per_arch.steps.sum() == whole.loc["train", "steps"]
+    printed = capsys.readouterr().out
+    assert "ratio" in printed and str(out) in printed
+    assert not results.exists()  # no run folder, no results written
+
+
+def test_bench_default_path(results, capsys):
+    assert main(["bench", *SMOKE, "--bench-rounds", "1", "--warmup", "0"]) == 0
+    files = list(results.rglob("*"))
+    csvs = [f for f in files if f.is_file()]
+    assert len(csvs) == 1 and csvs[0].parent == results / "bench"
+    assert not (results / "runs").exists() and not (results / "smoke").exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--bench-rounds", "0"], ["--warmup", "x"], ["--lr", "-1"], ["--no-such-flag"]],
+)
+def test_bench_bad_flag(extra, results, capsys):
+    assert main(["bench", *SMOKE, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tinyproto: error:")
+    assert not results.exists()
