@@ -285,3 +285,23 @@ def test_module_and_script_give_the_same_help():
     assert c.returncode == 2 and c.stderr.strip() == "tinyproto: error: invalid lr=nan: " + (
         "a finite number > 0 (NaN and inf are refused)"
     )
+
+
+def test_a_partition_no_draw_can_meet_is_a_config_error(tmp_path, monkeypatch):
+    import numpy as np
+
+    import tinyproto.engine as engine
+    from tinyproto.data import PartitionError, dirichlet_partition
+
+    labels = np.repeat(np.arange(10), 40)
+    with pytest.raises(PartitionError, match="no draw gave every client >= 90"):
+        dirichlet_partition(labels, 4, 0.01, least_samples=90, max_tries=3)
+
+    def never(*a, **k):
+        return dirichlet_partition(labels, 4, 0.01, least_samples=90, max_tries=1)
+
+    monkeypatch.setattr(engine, "make_federated", never)
+    root = tmp_path / "runs"
+    with pytest.raises(ConfigError, match="invalid least_samples=1 with num_clients=4"):
+        run(Config(**SMOKE), root=root, progress=False)
+    assert not root.exists()

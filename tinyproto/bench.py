@@ -55,7 +55,7 @@ COLUMNS = (
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``bench`` subcommand (every ``run`` flag, plus the bench's own) and return it."""
-    from tinyproto.cli import _add_config_flags
+    from tinyproto.cli import _add_config_flags, int_at_least
 
     p = subparsers.add_parser(
         "bench",
@@ -69,34 +69,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b = p.add_argument_group("bench")
     b.add_argument(
         "--bench-rounds",
-        type=_count("bench_rounds", 1),
+        type=int_at_least("bench_rounds", 1),
         default=2,
         metavar="N",
         help="timed rounds (2)",
     )
     b.add_argument(
         "--warmup",
-        type=_count("warmup", 0),
+        type=int_at_least("warmup", 0),
         default=1,
         metavar="N",
         help="untimed rounds before them (1)",
     )
     b.add_argument("--out", default=None, metavar="CSV", help="CSV path (default above)")
     return p
-
-
-def _count(name: str, lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            v = lo - 1
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"invalid {name}={text!r}: an integer >= {lo}")
-        return v
-
-    parse.__name__ = "int"
-    return parse
 
 
 class _Clock:

@@ -89,6 +89,22 @@ def param_type(name: str):
     return _parse_value(name, PARAMS[name])
 
 
+def int_at_least(name: str, low: int):
+    """argparse ``type=`` for a command's own integer option: an int >= ``low``, or one line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"invalid {name}={text!r}: an integer >= {low}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 class _Once(argparse.Action):
     """Store a value; a second occurrence of the same setting is an error, not 'last wins'."""
 
@@ -119,16 +135,12 @@ def _default_text(name: str) -> str:
         return (
             "from --profile (" + ", ".join(f"{p} {_show(v)}" for p, v in by_profile.items()) + ")"
         )
+    if name in ("cps_dim", "mu"):
+        return "auto (TinyProto), none (others)"
     if name in GROUP_OF:
         group, attr = GROUP_OF[name]
-        default = getattr(GROUPS[group][0](), attr)
-    else:
-        default = TOP_LEVEL[name]
-    if name == "cps_dim":
-        return "auto (TinyProto), none (others)"
-    if name == "mu":
-        return "auto (TinyProto), none (others)"
-    return _show(default)
+        return _show(getattr(GROUPS[group][0](), attr))
+    return _show(TOP_LEVEL[name])
 
 
 def _show(v) -> str:

@@ -280,6 +280,8 @@ def _check(**values) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``comm-table`` subcommand to ``subparsers`` and return its parser."""
+    from tinyproto.cli import int_at_least, param_type  # the same checks as `tinyproto run`'s
+
     p = subparsers.add_parser(
         "comm-table", help="paper Table 1's Comm column from the real partitions (no images)"
     )
@@ -294,12 +296,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--per-class",
-        type=_positive_int("per_class"),
+        type=int_at_least("per_class", 1),
         default=600,
         help="samples per class for --classes (default 600)",
     )
-    from tinyproto.cli import param_type  # the same checks as `tinyproto run`'s flags
-
     p.add_argument("--num-clients", type=param_type("num_clients"), default=20)
     p.add_argument("--alpha", type=param_type("alpha"), default=0.1)
     p.add_argument(
@@ -319,19 +319,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="results/table1_comm.csv", help="CSV to write")
     return p
-
-
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"invalid {name}={text!r}: an integer >= 1")
-        return value
-
-    return parse
 
 
 def _int_list(text: str, name: str) -> list[int]:

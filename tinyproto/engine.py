@@ -24,7 +24,7 @@ from tinyproto import store
 from tinyproto.algorithms import Algorithm, ClientData, ClientState, Context, build_algorithm
 from tinyproto.config import Config, ConfigError, check_device, check_environment
 from tinyproto.cps import hamming_stats, make_masks
-from tinyproto.data import FederatedData, load_dataset, make_federated
+from tinyproto.data import FederatedData, PartitionError, load_dataset, make_federated
 from tinyproto.models import client_model, count_params
 
 
@@ -63,11 +63,6 @@ class Setup:
     archs: dict[str, int]
 
 
-def resolve_device(name: str) -> torch.device:
-    """The torch.device for a Config's ``device``; ConfigError if this machine lacks it."""
-    return check_device(name)
-
-
 def seed_for(seed: int, rnd: int, cid: int) -> int:
     return (seed * 1_000_003 + rnd * 10_007 + cid * 101 + 12345) % (2**62)
 
@@ -75,7 +70,7 @@ def seed_for(seed: int, rnd: int, cid: int) -> int:
 def setup(config: Config) -> Setup:
     """Load data onto the device, partition it, make masks, build models and the algorithm."""
     cfg = config
-    device = resolve_device(cfg.device)
+    device = check_device(cfg.device)  # ConfigError if this machine lacks it
     torch.set_flush_denormal(True)  # denormal floats slow CPU kernels by orders of magnitude
     ds = load_dataset(
         cfg.dataset,
@@ -95,9 +90,7 @@ def setup(config: Config) -> Setup:
             train_fraction=cfg.train_fraction,
             least_samples=cfg.least_samples,
         )
-    except ValueError as e:  # no Dirichlet draw meets least_samples
-        if not str(e).startswith("dirichlet_partition"):
-            raise
+    except PartitionError as e:  # no Dirichlet draw meets least_samples
         raise ConfigError(
             f"invalid least_samples={cfg.least_samples} with num_clients={cfg.num_clients}, "
             f"alpha={cfg.alpha}: {str(e).splitlines()[0]}"
@@ -177,26 +170,26 @@ def run(
     if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 1):
         raise ConfigError(f"invalid stop_after={stop_after!r}: an integer >= 1 or None")
     base = Path(root) if root is not None else store.runs_root(cfg.profile)
-    check_environment(cfg, base)
     out = store.run_dir(cfg, base)
     ckpt_path = out / store.CHECKPOINT
     if out.exists() and not out.is_dir():
         raise store.RunFolderError(f"{out}: a file where the run folder should be; move it away")
+    if out.is_dir() and not restart:
+        if (out / "config.json").exists():
+            store.read_config(out)  # damaged or foreign: refuse before computing anything
+        if reuse and store.is_complete(out):  # reading needs no device, memory or write access
+            return _load_result(out)
+        if ckpt_path.exists() and not resume:
+            raise store.RunFolderError(
+                f"{ckpt_path}: holds an unfinished run; pass --resume to continue it or "
+                "--restart to discard it (API: resume=True / restart=True)"
+            )
+    device = check_environment(cfg, base)
     if out.is_dir():
         store.clean_tmp(out)
         if restart:
             store.discard_run_files(out)
-        else:
-            if (out / "config.json").exists():
-                store.read_config(out)  # damaged or foreign: refuse before computing anything
-            if reuse and store.is_complete(out):
-                return _load_result(out)
-            if ckpt_path.exists() and not resume:
-                raise store.RunFolderError(
-                    f"{ckpt_path}: holds an unfinished run; pass --resume to continue it or "
-                    "--restart to discard it (API: resume=True / restart=True)"
-                )
-    ck = store.load_checkpoint(ckpt_path, cfg, "cpu") if resume and ckpt_path.exists() else None
+    ck = store.load_checkpoint(ckpt_path, cfg, device) if resume and ckpt_path.exists() else None
     S = setup(cfg)
     algo, states, data = S.algo, S.states, S.data
     rows: list[dict] = []
@@ -205,8 +198,8 @@ def run(
     if ck is not None:
         try:
             for st, sd in zip(states, ck["clients"]):
-                st.load_state_dict(_to_device(sd, S.device))
-            algo.load_server_state_dict(_to_device(ck["server"], S.device))
+                st.load_state_dict(sd)
+            algo.load_server_state_dict(ck["server"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise store.RunFolderError(
                 f"{ckpt_path}: its states do not fit this run ({type(e).__name__}: "
@@ -294,17 +287,6 @@ def _progress(it, cfg, enabled, total, initial):
     return tqdm(
         it, total=total, initial=initial, desc=f"{cfg.algorithm} {cfg.dataset}", leave=False
     )
-
-
-def _to_device(obj, device: torch.device):
-    """Move every tensor in a nested dict/list structure to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
-    return obj
 
 
 def _checkpoint(path: Path, S: Setup, rows, client_rows, done: int, elapsed: float) -> None:

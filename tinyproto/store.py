@@ -65,6 +65,11 @@ def results_root() -> Path:
     return Path(env).expanduser() if env else project_root() / "results"
 
 
+def default_profile() -> str:
+    """``TINYPROTO_PROFILE`` if set, else quick (the notebooks' default)."""
+    return os.environ.get("TINYPROTO_PROFILE", "quick")
+
+
 def runs_root(profile: str) -> Path:
     """Where runs of ``profile`` live: results/runs (quick), results/<profile>/runs (others)."""
     if profile not in PROFILES:
@@ -340,7 +345,7 @@ def load_runs(
         raise ConfigError(f"invalid profile={profile!r}: one of {', '.join(PROFILES)} or all")
     if root is None:
         if profile is None:
-            profile = os.environ.get("TINYPROTO_PROFILE", "quick")
+            profile = default_profile()
         wanted = PROFILES if profile == "all" else (profile,)
         roots = [runs_root(p) for p in wanted]
     else:

@@ -12,7 +12,6 @@ smoke -> results/smoke/, figures/smoke/ (git-ignored).
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tinyproto.config import PROFILES, Config, ConfigError
-from tinyproto.store import project_root, results_root, runs_root
+from tinyproto.store import default_profile, project_root, results_root, runs_root  # noqa: F401
 
 DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "paper": [0, 1, 2]}
 SUMMARY_COLUMNS = [
@@ -79,11 +78,6 @@ def outputs(profile: str) -> Outputs:
     for p in (out.runs, out.results, out.figures):
         p.mkdir(parents=True, exist_ok=True)
     return out
-
-
-def default_profile() -> str:
-    """``TINYPROTO_PROFILE`` if set, else quick (the notebooks' default)."""
-    return os.environ.get("TINYPROTO_PROFILE", "quick")
 
 
 def grid(**axes) -> list[Config]:

@@ -196,20 +196,12 @@ class Config:
         return getattr(self, name)
 
     def __getattr__(self, name: str):
-        """Read-only flat names (``cfg.fml_alpha`` is ``cfg.fml.alpha``), as in config.json."""
+        """Read-only flat names, as in config.json: ``cfg.fml_alpha`` is ``cfg.fml.alpha``;
+        ``cfg.cps_dim`` is s when CPS is on for this run, else None; ``cfg.mu`` is APS's
+        constant, 'auto' (the rule) or None (APS off)."""
         if name in GROUP_OF:
             return self.flat(name)
         raise AttributeError(f"'Config' object has no attribute {name!r}")
-
-    @property
-    def cps_dim(self) -> int | None:
-        """s when CPS is on for this run, else None."""
-        return self.flat("cps_dim")
-
-    @property
-    def mu(self) -> float | str | None:
-        """APS's constant as config.json writes it: a number, 'auto', or None (APS off)."""
-        return self.flat("mu")
 
     @property
     def uses_cps(self) -> bool:

@@ -19,6 +19,7 @@ from tinyproto.data.load import DATASETS, check_data_source, load_dataset
 from tinyproto.data.partition import (
     ClientSplit,
     FederatedData,
+    PartitionError,
     class_counts,
     dirichlet_partition,
     htfllib_least_samples,
@@ -48,6 +49,7 @@ __all__ = [
     "check_data_source",
     "class_counts",
     "dirichlet_partition",
+    "PartitionError",
     "htfllib_least_samples",
     "load_dataset",
     "locate_fmnist",

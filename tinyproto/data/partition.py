@@ -17,6 +17,10 @@ import torch
 from tinyproto.data.base import Dataset
 
 
+class PartitionError(ValueError):
+    """No Dirichlet draw met ``least_samples`` within ``max_tries`` (a setting, not a bug)."""
+
+
 def class_counts(labels: np.ndarray | torch.Tensor, num_classes: int) -> np.ndarray:
     """Per-class counts of ``labels`` (length ``num_classes``, int64)."""
     if isinstance(labels, torch.Tensor):
@@ -123,7 +127,7 @@ def dirichlet_partition(
                 b.extend(part.tolist())
         if min(len(b) for b in batches) >= least_samples:
             return [np.array(b, dtype=np.int64) for b in batches]
-    raise ValueError(
+    raise PartitionError(
         f"dirichlet_partition: no draw gave every client >= {least_samples} samples in "
         f"{max_tries} tries (num_clients={num_clients}, alpha={alpha}); lower least_samples "
         "or num_clients, or raise alpha"
