@@ -79,7 +79,7 @@ def setup(config: Config) -> Setup:
         seed=cfg.partition_seed,
         num_classes=cfg.num_classes,
         synthetic_samples=cfg.max_samples or 2000,
-    ).to(device)
+    ).to(device).prepared()  # normalised once on the device where it fits
     try:
         fed = make_federated(
             ds,

@@ -69,6 +69,31 @@ def ce_loss(state: ClientState, x: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(state.model(x)[1], y)
 
 
+class ClassSums:
+    """Running per-class sums and counts of vectors (features of training passes), on the
+    vectors' device with no host synchronisation until :meth:`means`."""
+
+    def __init__(self, num_classes: int):
+        self.K = num_classes
+        self.sums: torch.Tensor | None = None
+        self.counts: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def add(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        z = z.detach()
+        if self.sums is None:
+            self.sums = torch.zeros(self.K, z.shape[1], device=z.device, dtype=z.dtype)
+            self.counts = torch.zeros(self.K, device=z.device, dtype=torch.long)
+        self.sums.index_add_(0, y, z)
+        self.counts.index_add_(0, y, torch.ones_like(y))
+
+    def means(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(classes [k], means [k, D], counts [k]) for the classes seen."""
+        classes = torch.nonzero(self.counts).squeeze(1)
+        n = self.counts[classes]
+        return classes, self.sums[classes] / n.unsqueeze(1).to(self.sums.dtype), n
+
+
 @torch.no_grad()
 def class_means(
     model: torch.nn.Module, data: ClientData, num_classes: int, output: str = "features"
@@ -79,17 +104,10 @@ def class_means(
     features give Eq. 3's local prototypes p_ij.
     """
     model.eval()
-    sums, counts = None, None
+    acc = ClassSums(num_classes)
     for x, y in data.batches("train"):
-        z = model.features(x) if output == "features" else model(x)[1]
-        if sums is None:
-            sums = torch.zeros(num_classes, z.shape[1], device=z.device, dtype=z.dtype)
-            counts = torch.zeros(num_classes, device=z.device, dtype=torch.long)
-        sums.index_add_(0, y, z)
-        counts.index_add_(0, y, torch.ones_like(y))
-    classes = torch.nonzero(counts).squeeze(1)
-    n = counts[classes]
-    return classes, sums[classes] / n.unsqueeze(1).to(sums.dtype), n
+        acc.add(model.features(x) if output == "features" else model(x)[1], y)
+    return acc.means()
 
 
 def class_table(

@@ -1,7 +1,11 @@
 """FedProto (Tan et al., AAAI 2022), with TinyProto's CPS and APS as independent switches.
 
 Client i trains with CE + lam * MSE(f_i(x), target_y) (Eq. 5/6), then uploads its local
-prototypes p_ij (Eq. 3) for the classes it holds. The server averages them per class over the
+prototypes p_ij (Eq. 3) for the classes it holds. ``proto_pass`` says where p_ij comes from:
+"train" (FedProto / TinyProto-FP default) averages the features of the round's training
+forward passes, in train mode, as HtFLlib and the authors' code do (no extra pass); "eval"
+(FedTGP / TinyProto-FT default, METHOD.md) makes a second pass over the training split in eval
+mode with the trained model. The server averages them per class over the
 holders (Eq. 9) and sends every client the global prototypes; inference is Eq. 12.
 
 Switches (Config): ``cps_dim`` (CPS, Eq. 7/8: only C(.; m_j) crosses the network, clients
@@ -18,7 +22,13 @@ import torch.nn.functional as F
 
 from tinyproto import aps, cps
 from tinyproto.algorithms.base import ClientData, ClientState
-from tinyproto.algorithms.common import ClassVectorAlgorithm, class_means, class_table, train_local
+from tinyproto.algorithms.common import (
+    ClassSums,
+    ClassVectorAlgorithm,
+    class_means,
+    class_table,
+    train_local,
+)
 from tinyproto.comm import Message
 
 
@@ -54,11 +64,13 @@ def prototype_loss(
 
     Samples whose class has no global target contribute zero to the MSE (their target is their
     own detached feature), as in FedProto's reference implementation; round 0 has no targets.
+    ``has_target`` None means every class has one (callers check that once per round, not per
+    step: it costs a host synchronisation).
     """
     loss = F.cross_entropy(logits, y)
     if target is not None and lam > 0:
         tgt = target[y]
-        if has_target is not None and not bool(has_target.all()):
+        if has_target is not None:
             tgt = torch.where(has_target[y].unsqueeze(1), tgt, features.detach())
         loss = loss + lam * F.mse_loss(features, tgt)
     return loss
@@ -90,13 +102,23 @@ class FedProto(ClassVectorAlgorithm):
     # -- client ---------------------------------------------------------------------------------
     def client_round(self, state: ProtoClient, data: ClientData, rnd: int, generator):
         target, has, lam = state.target, state.has_target, self.cfg.lam
+        if has is not None and bool(has.all()):
+            has = None  # every class has a target: no masking in the loss
+        from_training = self.cfg.proto_pass == "train"
+        seen = ClassSums(self.K)
 
         def loss_fn(st, x, y):
             z, logits = st.model(x)
+            if from_training:
+                seen.add(z, y)
             return prototype_loss(z, logits, y, target, has, lam)
 
         loss = train_local(state, data, self.cfg, generator, loss_fn)
-        classes, p, n = class_means(state.model, data, self.K)  # Eq. 3
+        if from_training:  # Eq. 3 over the training passes' features (HtFLlib, authors' code)
+            classes, p, n = seen.means()  # every epoch visits every sample once:
+            n = n // self.cfg.local_epochs  # n_ij is the sample count, not the pass count
+        else:  # Eq. 3 by a second pass, eval mode, with the trained model
+            classes, p, n = class_means(state.model, data, self.K)
         state.classes, state.local = classes, p
         return self.make_upload(classes, p, n), loss
 

@@ -36,6 +36,7 @@ from tinyproto.config.profiles import (
     MU_TARGET,
     PAPER_MU,
     PROFILE_DEFAULTS,
+    PROTO_PASS_DEFAULT,
     SYNTHETIC_DEFAULT_SAMPLES,
     TINYPROTO_ALGORITHMS,
     ConfigError,
@@ -68,6 +69,16 @@ TOP_LEVEL = dict(
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
 )
 SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
+
+# Fields added after run folders existed, with the values that reproduce what runs did before
+# them: at such a value a field is left out of the run id (and filled in when an older
+# config.json lacks it), so adding an option never renames or orphans a finished run.
+# The first value is what older runs did (filled in for the algorithms that read the field);
+# every value listed is left out of the id (list the default too: the value algorithms that
+# never read the field carry). Extensions add their fields here.
+ADDED_FIELDS: dict[str, tuple] = {
+    "proto_pass": ("eval", None),  # before it, every prototype method made an eval-mode pass
+}
 
 
 @dataclass(frozen=True, init=False)
@@ -151,6 +162,9 @@ class Config:
         if self.algorithm in TINYPROTO_ALGORITHMS and tiny["cps"] and tiny["cps_dim"] is None:
             if _is_int(self.feature_dim):
                 tiny["cps_dim"] = max(1, self.feature_dim // 10)
+        proto = values["proto"]
+        if proto["proto_pass"] is None and self.algorithm in PROTO_PASS_DEFAULT:
+            proto["proto_pass"] = PROTO_PASS_DEFAULT[self.algorithm]
         for g, (cls, _) in GROUPS.items():
             set_(g, cls(**{k: _normalise(v) for k, v in values[g].items()}))
         self.validate()
@@ -320,7 +334,11 @@ class Config:
         return d
 
     def run_id(self) -> str:
-        payload = {k: v for k, v in self.to_dict().items() if k not in self.OPERATIONAL}
+        payload = {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in self.OPERATIONAL and not (k in ADDED_FIELDS and v in ADDED_FIELDS[k])
+        }
         digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.algorithm}-{self.dataset}-{digest}"
 
@@ -368,6 +386,11 @@ def config_from_dict(d: dict) -> Config:
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
     d = dict(d)
+    for key, (legacy, *_) in ADDED_FIELDS.items():  # written before the field existed
+        if key not in d and key in GROUP_OF:
+            group_users = GROUPS[GROUP_OF[key][0]][1]
+            if d.get("algorithm", TOP_LEVEL["algorithm"]) in group_users:
+                d[key] = legacy
     if isinstance(d.get("extra"), list):
         d["extra"] = tuple(tuple(x) if isinstance(x, list) else x for x in d["extra"])
     return Config(**d)

@@ -13,6 +13,7 @@ from tinyproto.config.profiles import (
     AUTO,
     DATASET_CLASSES,
     DATASET_SHAPES,
+    NORMALISE_ONCE_MAX_BYTES,
     SHARED_MODEL_ALGORITHMS,
     ConfigError,
     _fail,
@@ -114,6 +115,8 @@ def estimate_memory(config: Config) -> dict:
         params += shared * config.num_clients
     model_bytes = params * 4 * 3  # weights, gradients, SGD/aux state
     data_bytes = config.num_samples() * c * h * w
+    if 4 * data_bytes <= NORMALISE_ONCE_MAX_BYTES:  # Dataset.prepared keeps a float32 copy
+        data_bytes *= 5
     activation_bytes = config.batch_size * max(1024, 64 * h * w) * 4 * 8
     return {
         "params": params,

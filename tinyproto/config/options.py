@@ -27,6 +27,10 @@ from tinyproto.config.profiles import (
 @dataclass(frozen=True)
 class PrototypeOptions:
     lam: float = 10.0  # weight of the prototype regulariser (Eq. 5/6/11)
+    # where local prototypes p_ij come from: "train" (features of the local training passes,
+    # as HtFLlib and the authors' code), "eval" (a second, eval-mode pass after training);
+    # None: the algorithm's default (PROTO_PASS_DEFAULT), resolved by Config
+    proto_pass: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ GROUPS: dict[str, tuple[type, tuple[str, ...]]] = {
 # flat name (CLI flag, config.json, run id) -> (group, field)
 GROUP_OF: dict[str, tuple[str, str]] = {
     "lam": ("proto", "lam"),
+    "proto_pass": ("proto", "proto_pass"),
     "cps_dim": ("tinyproto", "cps_dim"),
     "mu": ("tinyproto", "mu"),
     "aps_divide": ("tinyproto", "aps_divide"),

@@ -197,6 +197,15 @@ PARAMS: dict[str, Param] = {
         high=FLOAT_MAX,
         applies=PROTOTYPE_ALGORITHMS,
     ),
+    "proto_pass": Param(
+        "choice",
+        "where local prototypes come from: train (mean of the training passes' features, "
+        "HtFLlib) or eval (a second pass in eval mode after training); default per algorithm",
+        G_TINY,
+        choices=("train", "eval"),
+        none=True,
+        applies=PROTOTYPE_ALGORITHMS,
+    ),
     "cps_dim": Param(
         "int",
         "CPS dim s (auto: d/10; none: CPS off)",

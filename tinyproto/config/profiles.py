@@ -18,6 +18,15 @@ ALGORITHMS = (
 PROTOTYPE_ALGORITHMS = ("fedproto", "fedtgp", "tinyproto-fp", "tinyproto-ft")
 TINYPROTO_ALGORITHMS = ("tinyproto-fp", "tinyproto-ft")
 SERVER_TRAINING_ALGORITHMS = ("fedtgp", "tinyproto-ft")
+# Where each prototype method's local prototypes come from unless proto_pass says otherwise:
+# FedProto / TinyProto-FP average the features of their training passes (HtFLlib, the authors'
+# code); FedTGP / TinyProto-FT make an eval-mode pass after training (METHOD.md).
+PROTO_PASS_DEFAULT = {
+    "fedproto": "train",
+    "tinyproto-fp": "train",
+    "fedtgp": "eval",
+    "tinyproto-ft": "eval",
+}
 SHARED_MODEL_ALGORITHMS = ("fml", "fedkd")
 DATASETS = ("fmnist", "cifar10", "cifar100", "tinyimagenet", "synthetic")
 PROFILES = ("smoke", "quick", "paper")
@@ -47,6 +56,10 @@ COUNT_MAX = 2**31 - 1  # int32: what torch sizes and numpy index arrays hold saf
 FLOAT_MAX = 1e30  # far beyond any sensible hyperparameter, far below float32 overflow
 
 # Profile presets: the fields a profile decides when the user leaves them unset.
+# Largest normalised float32 copy of a data set kept on the device (Dataset.prepared):
+# Fashion-MNIST 220 MB, CIFAR 740 MB; TinyImageNet's 4.9 GB is normalised per batch instead.
+NORMALISE_ONCE_MAX_BYTES = 2 * 2**30
+
 PROFILE_DEFAULTS: dict[str, dict] = {
     "smoke": dict(
         dataset="fmnist",

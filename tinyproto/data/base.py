@@ -13,10 +13,12 @@ import hashlib
 import os
 import stat
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+
+from tinyproto.config.profiles import NORMALISE_ONCE_MAX_BYTES
 
 ENV_VAR = "TINYPROTO_DATA"
 DEFAULT_CACHE = Path("~/.cache/tinyproto")  # read at call time: tests point it elsewhere
@@ -56,13 +58,31 @@ class Dataset:
         """Image side H (= W)."""
         return int(self.x.shape[2])
 
+    # normalised float32 copy of every image, made once by ``prepared`` (None: per batch)
+    normalised: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
     def to(self, device: torch.device | str) -> Dataset:
-        """Return a copy with ``x`` and ``y`` on ``device``."""
-        return replace(self, x=self.x.to(device), y=self.y.to(device))
+        """Return a copy with ``x`` and ``y`` on ``device`` (no normalised copy)."""
+        return replace(self, x=self.x.to(device), y=self.y.to(device), normalised=None)
+
+    def prepared(self, max_bytes: int = NORMALISE_ONCE_MAX_BYTES) -> Dataset:
+        """A copy that keeps every image normalised as float32 where it fits ``max_bytes``
+        (4 bytes per pixel): batches are then one gather, no conversion per step. The values
+        are the ones ``images`` computes per batch, bit for bit (same element-wise ops)."""
+        if 4 * self.x.numel() > max_bytes:
+            return self
+        return replace(self, normalised=normalise(self.x))
 
     def images(self, idx: torch.Tensor) -> torch.Tensor:
         """float32 batch for indices ``idx``, normalised as HtFLlib does: (x/255 - 0.5)/0.5."""
-        return self.x[idx].float().div_(127.5).sub_(1.0)
+        if self.normalised is not None:
+            return self.normalised[idx]
+        return normalise(self.x[idx])
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float32 in [-1, 1]: (x/255 - 0.5)/0.5 as HtFLlib, computed x/127.5 - 1."""
+    return x.float().div_(127.5).sub_(1.0)
 
 
 # --------------------------------------------------------------------------------------------
