@@ -12,6 +12,7 @@ smoke -> results/smoke/, figures/smoke/ (git-ignored).
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,20 +104,30 @@ def sweep(
     root: str | Path | None = None,
     progress: bool = True,
     desc: str = "runs",
+    workers: int | None = None,
 ) -> pd.DataFrame:
     """Run every config (reusing finished, verified runs by run id); one row per config.
 
-    One progress bar for the whole grid. Columns: every Config field plus the summary numbers
-    (best_acc, last_acc, comm_floats_per_round, ...).
+    Missing runs are computed by ``workers`` processes at once (default: ``$TINYPROTO_WORKERS``,
+    else :func:`default_workers`), each with an equal share of the torch threads; a run's
+    numbers do not depend on how many run beside it. One progress bar for the whole grid.
+    Columns: every Config field plus the summary numbers (best_acc, last_acc, ...).
     """
     from tinyproto.engine import run
+    from tinyproto.store import is_complete
 
-    rows = []  # root None: each config's runs go to its profile's folder (store.runs_root)
+    unique = list({cfg.run_id(): cfg for cfg in configs}.values())
+    folder = lambda cfg: Path(root) if root is not None else runs_root(cfg.profile)  # noqa: E731
+    missing = [cfg for cfg in unique if not is_complete(folder(cfg) / cfg.run_id())]
+    n = resolve_workers(workers, missing)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(configs), desc=desc, file=sys.stderr, mininterval=2, leave=True)
+    if n > 1:
+        _run_in_parallel(missing, root, n, bar)
+    rows = []  # root None: each config's runs go to its profile's folder (store.runs_root)
     seen: dict[str, dict] = {}
     for cfg in configs:
         rid = cfg.run_id()
@@ -127,12 +138,113 @@ def sweep(
         row = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
         row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
         rows.append(row)
-        if bar is not None:
+        if bar is not None and n <= 1:
             bar.update(1)
             bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
     if bar is not None:
+        bar.update(bar.total - bar.n)
         bar.close()
     return pd.DataFrame(rows)
+
+
+WORKERS_ENV = "TINYPROTO_WORKERS"
+
+
+def default_workers() -> int:
+    """Processes for missing runs on this machine: one per usable CPU core (at most 8); a run
+    of the small models gains less from a second torch thread than from a second process."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
+
+
+def resolve_workers(workers: int | None, missing: list[Config]) -> int:
+    """How many processes compute ``missing``: 1 when one run is missing or a GPU is used."""
+    if workers is None:
+        env = os.environ.get(WORKERS_ENV, "").strip()
+        if env:
+            if not env.isdigit() or int(env) < 1:
+                raise ConfigError(f"invalid {WORKERS_ENV}={env!r}: an integer >= 1")
+            workers = int(env)
+        elif all(cfg.profile == "smoke" for cfg in missing):
+            workers = 1  # a smoke run takes about as long as starting a worker process
+        else:
+            workers = default_workers()
+    elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"invalid workers={workers!r}: an integer >= 1")
+    if any(cfg.device not in ("cpu", "auto") for cfg in missing) or _cuda_auto(missing):
+        return 1  # one accelerator: runs take turns on it
+    return max(1, min(workers, len(missing)))
+
+
+def _cuda_auto(missing: list[Config]) -> bool:
+    if not any(cfg.device == "auto" for cfg in missing):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+class RunFailed(RuntimeError):
+    """A run computed by a worker process failed; the message is its error line."""
+
+
+def _run_in_parallel(missing: list[Config], root, workers: int, bar) -> None:
+    """Compute ``missing`` in up to ``workers`` processes (``python -m tinyproto.worker``).
+
+    The first failure stops new runs from starting; the runs under way finish (their folders
+    are kept), then it is raised: the same one-line error class the run raised in-process
+    where it was a user error (ConfigError / DataError ...), else RunFailed with the worker's
+    last stderr line. Ctrl-C terminates the workers (each run resumes from its checkpoint).
+    """
+    import json
+    import subprocess
+    import tempfile
+    import time
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // workers)
+    queue = list(missing)
+    running: dict[subprocess.Popen, tuple[Config, object]] = {}
+    failure: tuple[Config, int, str] | None = None
+    try:
+        while queue or running:
+            while queue and failure is None and len(running) < workers:
+                cfg = queue.pop(0)
+                err = tempfile.TemporaryFile()
+                args = [json.dumps(cfg.to_dict()), "" if root is None else str(root), str(threads)]
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "tinyproto.worker", *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+                running[proc] = (cfg, err)
+            time.sleep(0.05)
+            for proc in [p for p in running if p.poll() is not None]:
+                cfg, err = running.pop(proc)
+                err.seek(0)
+                lines = err.read().decode(errors="replace").strip().splitlines()
+                err.close()
+                if proc.returncode == 0:
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
+                elif failure is None:
+                    failure = (cfg, proc.returncode, lines[-1] if lines else "no output")
+    finally:
+        for proc in running:
+            proc.terminate()
+        for proc in running:
+            proc.wait()
+    if failure is not None:
+        cfg, code, line = failure
+        if code == 2:  # a one-line user/data error: the same text as in-process
+            raise ConfigError(f"run {cfg.run_id()}: {line}")
+        raise RunFailed(f"run {cfg.run_id()} failed in a worker (exit {code}): {line}")
 
 
 def mean_std(

@@ -1,0 +1,64 @@
+"""``sweep`` computes missing runs in worker processes: same numbers, errors kept to one line."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tinyproto.config import ConfigError
+from tinyproto.sweep import grid, resolve_workers, sweep
+
+SMALL = dict(
+    profile="smoke",
+    dataset="synthetic",
+    num_classes=4,
+    num_clients=3,
+    alpha=0.5,
+    rounds=2,
+    max_samples=120,
+    feature_dim=8,
+    save_prototypes=False,
+)
+
+
+def test_workers_give_the_numbers_of_one_process(tmp_path):
+    configs = grid(algorithm=["fedproto", "tinyproto-fp", "fml"], **SMALL)
+    par = sweep(configs, root=tmp_path / "par", progress=False, workers=3)
+    seq = sweep(configs, root=tmp_path / "seq", progress=False, workers=1)
+    pd.testing.assert_frame_equal(
+        par.drop(columns=["wall_seconds", "data_source"]),
+        seq.drop(columns=["wall_seconds", "data_source"]),
+    )
+    for cfg in configs:  # per-round metrics too, not only the summaries
+        a = pd.read_csv(tmp_path / "par" / cfg.run_id() / "metrics.csv").drop(columns="seconds")
+        b = pd.read_csv(tmp_path / "seq" / cfg.run_id() / "metrics.csv").drop(columns="seconds")
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_failing_worker_is_one_line_and_keeps_finished_runs(tmp_path):
+    good = grid(algorithm="fedproto", **SMALL)[0]
+    fmnist = {k: v for k, v in SMALL.items() if k != "num_classes"}
+    fmnist.update(dataset="fmnist", max_samples=600, data_dir=str(tmp_path / "no-such-folder"))
+    bad = grid(algorithm="fedproto", **fmnist)[0]
+    with pytest.raises(ConfigError) as e:
+        sweep([good, bad], root=tmp_path / "runs", progress=False, workers=2)
+    text = str(e.value)
+    assert "\n" not in text and bad.run_id() in text and "no-such-folder" in text
+    assert (tmp_path / "runs" / good.run_id() / "summary.json").exists()
+
+
+def test_worker_count_rules(monkeypatch):
+    configs = grid(algorithm="fedproto", seed=[0, 1, 2], **SMALL)
+    assert resolve_workers(8, configs) == 3  # never more processes than missing runs
+    assert resolve_workers(2, configs[:1]) == 1
+    monkeypatch.delenv("TINYPROTO_WORKERS", raising=False)
+    assert resolve_workers(None, configs) == 1  # smoke runs: not worth a process each
+    monkeypatch.setenv("TINYPROTO_WORKERS", "2")
+    assert resolve_workers(None, configs) == 2
+    for bad in ("0", "-1", "two", "1.5"):
+        monkeypatch.setenv("TINYPROTO_WORKERS", bad)
+        with pytest.raises(ConfigError, match="TINYPROTO_WORKERS"):
+            resolve_workers(None, configs)
+    for bad in (0, True, 1.5, "2"):
+        with pytest.raises(ConfigError, match="workers"):
+            resolve_workers(bad, configs)
