@@ -151,6 +151,7 @@ def test_the_engine_uses_only_public_methods_of_algorithm_and_states():
         "evaluate",
         "prototypes",
         "expected_floats",
+        "report",
         "server_state_dict",
         "load_server_state_dict",
         "prototype_based",

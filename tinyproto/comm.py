@@ -296,7 +296,8 @@ def expected_cost(
     cps_dim: int | None = None,
     model_params: int | None = None,
     kept_floats: int | None = None,
-) -> int:
+    sparse=None,
+) -> int | float:
     """Floats per round, all clients, both directions (paper Table 2).
 
     ``classes_present`` is U = sum over clients of the number of classes each uploads;
@@ -308,6 +309,11 @@ def expected_cost(
     (sum of k * (m + n + 1) per factored matrix plus the dense parameters, as FedKD's compressor
     counts it from the ranks) and is returned as is; without it, ``model_params`` = the dense
     mentee size gives the no-compression upper bound 2 * N * model_params.
+
+    FedAvg sends the whole model both ways: 2 * N * model_params (parameters and BN
+    statistics). FedTiny's rounds differ (setup exchanges, adjustment uploads): ``sparse`` is
+    its ``pruning.SparsePlan`` (sizes and kept counts) and the mean over the run's rounds of
+    ``pruning.sparse_round_costs`` is returned.
     """
     K, d, N, U = num_classes, dim, num_clients, classes_present
     if algorithm == "local":
@@ -321,7 +327,14 @@ def expected_cost(
         return 2 * N * (d * K + K)
     if algorithm == "fedkd" and kept_floats is not None:
         return int(kept_floats)
-    if algorithm in ("fml", "fedkd"):
+    if algorithm == "fedtiny":
+        from tinyproto.pruning import sparse_round_costs
+
+        if sparse is None:
+            raise ValueError("expected_cost('fedtiny') needs sparse (a pruning.SparsePlan)")
+        rounds = sparse_round_costs(sparse)
+        return sum(r["upload_floats"] + r["download_floats"] for r in rounds) / max(len(rounds), 1)
+    if algorithm in ("fml", "fedkd", "fedavg"):
         if model_params is None:
             raise ValueError(f"expected_cost({algorithm!r}) needs model_params")
         return 2 * N * model_params

@@ -165,3 +165,21 @@ def hamming_stats(masks: torch.Tensor) -> dict:
         "usage_min": int(usage.min().item()),
         "usage_max": int(usage.max().item()),
     }
+
+
+def off_mask_share(pairs, masks: torch.Tensor) -> float:
+    """Share of the local prototypes' energy off their classes' masks:
+    sum_ij ||p_ij * (1 - m_j)||^2 / sum_ij ||p_ij||^2 over (classes [k], p [k, d]) pairs.
+
+    Without structure (energy spread evenly over the d dimensions) it is 1 - s/d; structurally
+    sparse local prototypes (paper Fig. 2, App. A) bring it towards 0. NaN without energy.
+    """
+    off, total = None, None
+    for classes, p in pairs:
+        e = p.detach().float().pow(2)
+        o, t = (e * (~masks[classes])).sum(), e.sum()
+        off, total = (o, t) if off is None else (off + o, total + t)
+    if off is None:
+        return float("nan")
+    off, total = torch.stack([off, total]).tolist()
+    return off / total if total > 0 else float("nan")

@@ -4,6 +4,8 @@ One round (METHOD.md): every client trains locally (1 epoch, SGD) and uploads a 
 server aggregates and returns one message per client; each client stores what it received; then
 every client is evaluated on its own test split (Eq. 12 for prototype methods) and the round's
 accuracy is total correct / total test samples. Communication is measured from the messages.
+With ``join_ratio`` < 1 or ``drop_rate`` > 0 only the sampled clients train and only the uploads
+that arrive are aggregated (tinyproto.participation); every client is still evaluated.
 
 All randomness is derived from (seed, round, client), so a run resumed from a checkpoint ends
 with exactly the numbers of an uninterrupted one (on the CPU).
@@ -11,8 +13,10 @@ with exactly the numbers of an uninterrupted one (on the CPU).
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +27,10 @@ import torch
 from tinyproto import store
 from tinyproto.algorithms import Algorithm, ClientData, ClientState, Context, build_algorithm
 from tinyproto.config import Config, ConfigError, check_device, check_environment
-from tinyproto.cps import hamming_stats, make_masks
+from tinyproto.cps import hamming_stats, make_masks, off_mask_share
 from tinyproto.data import FederatedData, PartitionError, load_dataset, make_federated
-from tinyproto.models import client_model, count_params
+from tinyproto.models import client_model, client_seed, count_params
+from tinyproto.participation import ids, is_partial, participation
 
 
 @dataclass
@@ -58,18 +63,32 @@ class Setup:
     fed: FederatedData
     ctx: Context
     algo: Algorithm
-    states: list[ClientState]
+    states: list[ClientState | None]  # None: a client this process does not run (Flower)
     data: list[ClientData]
     archs: dict[str, int]
+
+    @functools.cached_property
+    def share_masks(self) -> torch.Tensor:
+        """Masks the per-round ``off_mask_share`` is measured against: the run's CPS masks; for
+        runs without CPS the masks CPS would use (s = d // 10, mask_seed), the reference."""
+        if self.ctx.masks is not None:
+            return self.ctx.masks
+        K, d = self.ctx.num_classes, self.ctx.feature_dim
+        return make_masks(K, d, max(1, d // 10), seed=self.config.mask_seed).to(self.device)
 
 
 def seed_for(seed: int, rnd: int, cid: int) -> int:
     return (seed * 1_000_003 + rnd * 10_007 + cid * 101 + 12345) % (2**62)
 
 
-def setup(config: Config) -> Setup:
-    """Load data onto the device, partition it, make masks, build models and the algorithm."""
+def setup(config: Config, clients: Iterable[int] | None = None) -> Setup:
+    """Load data onto the device, partition it, make masks, build models and the algorithm.
+
+    ``clients``: whose models and states to build (default: all); a Flower ClientApp builds its
+    own, the ServerApp none. The others' entries in ``states`` are None.
+    """
     cfg = config
+    wanted = set(range(cfg.num_clients) if clients is None else clients)
     device = check_device(cfg.device)  # ConfigError if this machine lacks it
     torch.set_flush_denormal(True)  # denormal floats slow CPU kernels by orders of magnitude
     ds = load_dataset(
@@ -117,7 +136,11 @@ def setup(config: Config) -> Setup:
     algo = build_algorithm(ctx)
     states, data, archs = [], [], {}
     for cid in range(cfg.num_clients):
-        torch.manual_seed(cfg.seed * 7_919 + cid)
+        data.append(ClientData(ds, fed.clients[cid]))
+        if cid not in wanted:
+            states.append(None)
+            continue
+        torch.manual_seed(client_seed(cfg.seed, cid))  # each client's init: its id only
         model = client_model(
             cfg.family,
             cid,
@@ -128,7 +151,6 @@ def setup(config: Config) -> Setup:
         ).to(device)
         archs.setdefault(model.arch, count_params(model))
         states.append(algo.init_client(cid, model))
-        data.append(ClientData(ds, fed.clients[cid]))
     return Setup(cfg, device, fed, ctx, algo, states, data, archs)
 
 
@@ -217,26 +239,35 @@ def run(
     bar = _progress(range(start, end), cfg, progress, total=cfg.rounds, initial=start)
     for rnd in bar:
         t0 = time.perf_counter()
-        uploads, losses, weights = {}, [], []
-        for cid, (st, d) in enumerate(zip(states, data)):
+        part = participation(cfg, rnd)  # everyone, unless join_ratio < 1 or drop_rate > 0
+        uploads, losses, weights = {}, {}, []
+        for cid in part.sampled:
             s = seed_for(cfg.seed, rnd, cid)
             torch.manual_seed(s)
             gen = torch.Generator().manual_seed(s)
-            uploads[cid], loss = algo.client_round(st, d, rnd, gen)
-            losses.append(loss)
-            weights.append(d.num_train)
-        downloads = algo.server_round(uploads, rnd)
-        for cid, st in enumerate(states):
-            algo.receive(st, downloads[cid])
+            upload, losses[cid] = algo.client_round(states[cid], data[cid], rnd, gen)
+            weights.append(data[cid].num_train)
+            if cid not in part.dropped:  # a dropped client trained; its upload is lost
+                uploads[cid] = upload
+        downloads = algo.server_round(uploads, rnd) if uploads else {}
+        for cid in sorted(downloads):
+            algo.receive(states[cid], downloads[cid])
         row = {
             "round": rnd + 1,
-            "train_loss": float(np.average(losses, weights=weights)),
+            "train_loss": float(np.average(list(losses.values()), weights=weights)),
             "upload_floats": sum(m.floats() for m in uploads.values()),
             "download_floats": sum(m.floats() for m in downloads.values()),
             "upload_bytes": sum(m.nbytes() for m in uploads.values()),
             "download_bytes": sum(m.nbytes() for m in downloads.values()),
             "test_acc": float("nan"),
         }
+        if algo.prototype_based:  # structure of the local prototypes (paper Fig. 2, App. A)
+            local = [algo.prototypes(states[cid]) for cid in part.sampled]
+            row["off_mask_share"] = off_mask_share(
+                [(p.classes, p.local) for p in local if p.classes is not None], S.share_masks
+            )
+        if is_partial(cfg):  # who took part: clients whose upload was aggregated, and lost ones
+            row.update(clients=ids(uploads), dropped=ids(part.dropped))
         if (rnd + 1) % cfg.eval_every == 0 or rnd + 1 == cfg.rounds:
             correct_total, n_total = 0, 0
             for cid, (st, d) in enumerate(zip(states, data)):
@@ -249,7 +280,7 @@ def run(
                         "client": cid,
                         "test_acc": c / max(d.num_test, 1),
                         "test_samples": d.num_test,
-                        "train_loss": losses[cid],
+                        "train_loss": losses.get(cid, float("nan")),  # nan: not sampled
                     }
                 )
             row["test_acc"] = correct_total / max(n_total, 1)
@@ -344,6 +375,7 @@ def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
         "python": platform.python_version(),
     }
     summary["expected_floats_per_round"] = S.algo.expected_floats(U_train)
+    summary.update(S.algo.report(S.states, S.data))  # FLOPs and step memory (compute.py)
     if S.ctx.masks is not None:
         summary["masks"] = hamming_stats(S.ctx.masks.cpu())
     return summary

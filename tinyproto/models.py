@@ -264,6 +264,12 @@ def build_model(
     return ClientModel(base, feature_dim, num_classes, arch, in_channels)
 
 
+def client_seed(seed: int, client_id: int) -> int:
+    """The torch seed client ``client_id``'s model is initialised from: its id and the run's
+    seed only (the engine, and LG-FedAvg's shared round-0 head, rebuild it from this)."""
+    return seed * 7_919 + client_id
+
+
 def client_model(family: str, client_id: int, **kw) -> ClientModel:
     """Client ``client_id``'s model: architecture ``FAMILIES[family][client_id % len(family)]``.
 

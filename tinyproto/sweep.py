@@ -23,7 +23,7 @@ import pandas as pd
 from tinyproto.config import PROFILES, Config, ConfigError
 from tinyproto.store import default_profile, project_root, results_root, runs_root  # noqa: F401
 
-DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "paper": [0, 1, 2]}
+DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "long": [0, 1, 2], "paper": [0, 1, 2]}
 SUMMARY_COLUMNS = [
     "run_id",
     "best_acc",

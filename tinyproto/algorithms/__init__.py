@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context, ServerState
+from tinyproto.algorithms.fedavg import FedAvg
 from tinyproto.algorithms.feddistill import FedDistill
 from tinyproto.algorithms.fedkd import FedKD
 from tinyproto.algorithms.fedproto import FedProto
 from tinyproto.algorithms.fedtgp import FedTGP
+from tinyproto.algorithms.fedtiny import FedTiny
 from tinyproto.algorithms.fml import FML
 from tinyproto.algorithms.lg_fedavg import LGFedAvg
 from tinyproto.algorithms.local import Local
@@ -15,7 +17,19 @@ from tinyproto.algorithms.tinyproto_ft import TinyProtoFT
 
 REGISTRY: dict[str, type[Algorithm]] = {
     cls.name: cls
-    for cls in (Local, FedProto, FedTGP, TinyProtoFP, TinyProtoFT, FedDistill, LGFedAvg, FML, FedKD)
+    for cls in (
+        Local,
+        FedProto,
+        FedTGP,
+        TinyProtoFP,
+        TinyProtoFT,
+        FedDistill,
+        LGFedAvg,
+        FML,
+        FedKD,
+        FedAvg,
+        FedTiny,
+    )
 }
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from tinyproto import comm
+from tinyproto import comm, compute
 from tinyproto.comm import Bound, Message, check_downloads, check_message, collect_uploads, expect
 from tinyproto.config import Config
 from tinyproto.data import ClientSplit, Dataset
@@ -233,6 +233,16 @@ class Algorithm:
         self.server.load_state_dict(sd)
 
     # -- what the engine reports ----------------------------------------------------------------
+    def report(self, states: list[ClientState], data: list[ClientData]) -> dict:
+        """Per-run compute and memory (tinyproto.compute): training FLOPs per round, FLOPs per
+        image, bytes of one client step, over the models the clients train."""
+        return compute.summarise([self.client_cost(st, d) for st, d in zip(states, data)])
+
+    def client_cost(self, state: ClientState, data: ClientData) -> dict:
+        """One client's costs (dense models; sparse algorithms pass their kept counts)."""
+        cfg = self.cfg
+        return compute.trained_cost(state.trained(), data, cfg.batch_size, cfg.local_epochs)
+
     def expected_floats(self, classes_present: int) -> float | None:
         """Paper Table 2's floats per round (both directions) for this run, to check the
         measured ones against; ``classes_present`` is U, counted on the training splits."""

@@ -16,8 +16,9 @@ method as published). Gradients are clipped to norm 10 per model, as in HtFLlib.
 After local training a client uploads the meme's parameters (``model.parameters()`` only, as
 HtFLlib: BatchNorm running statistics never leave the client and stay local to each meme copy)
 and its training-sample count n_i (an int config entry: metadata, not payload). The server
-averages the memes weighted by n_i and sends the average to every client, which loads it into
-its meme.
+averages the memes, uniformly (``fml_weighting="uniform"``, default: HtFLlib's 1/N) or weighted
+by n_i ("samples", what this package did before the option), and sends the average to every
+client, which loads it into its meme.
 Per round: 2 * N * |meme| floats (paper Table 2). Inference: each client's local model.
 """
 
@@ -88,6 +89,12 @@ class FML(FedAvgAlgorithm):
 
         loss = train_local(state, data, self.cfg, generator, loss_fn, clip=GRAD_CLIP)
         return Message(named_params(state.meme), {COUNT_KEY: data.num_train}), loss
+
+    # -- server ---------------------------------------------------------------------------------
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
+        if self.cfg.fml_weighting == "uniform":  # HtFLlib: every meme weighs 1/N
+            uploads = {cid: (arrays, 1) for cid, (arrays, _) in uploads.items()}
+        return super().aggregate(uploads, rnd)
 
     def receive(self, state: MemeClient, download: Message) -> None:
         load_params(state.meme, expect(download, "server", self.spec, device=self.device))

@@ -24,19 +24,23 @@ from tinyproto.config.options import (
     FedDistillOptions,
     FedKDOptions,
     FedTGPOptions,
+    FedTinyOptions,
     FMLOptions,
+    LGOptions,
     PrototypeOptions,
     SharedModelOptions,
     TinyProtoOptions,
 )
 from tinyproto.config.params import PARAMS, _fail, _is_int, _normalise, check_value
 from tinyproto.config.profiles import (
+    ALGORITHM_DEFAULTS,
     AUTO,
+    DATASET_CLASSES,
     DATASET_SIZES,
+    FEDTINY_ALGORITHMS,
     MU_TARGET,
     PAPER_MU,
     PROFILE_DEFAULTS,
-    PROTO_PASS_DEFAULT,
     SYNTHETIC_DEFAULT_SAMPLES,
     TINYPROTO_ALGORITHMS,
     ConfigError,
@@ -66,6 +70,8 @@ TOP_LEVEL = dict(
     checkpoint_every=None,
     data_dir=None,
     save_prototypes=True,
+    join_ratio=1.0,  # share of the clients sampled each round (HtFLlib's join_ratio)
+    drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
 )
 SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
@@ -78,6 +84,12 @@ SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
 # never read the field carry). Extensions add their fields here.
 ADDED_FIELDS: dict[str, tuple] = {
     "proto_pass": ("eval", None),  # before it, every prototype method made an eval-mode pass
+    "fml_weighting": ("samples", None),  # before it, FML averaged its memes by n_i
+    "lg_head_init": ("own", None),  # before it, LG-FedAvg clients started from their own heads
+    "join_ratio": (1.0,),  # before partial participation, every client took part every round
+    "drop_rate": (0.0,),
+    # FedTiny's group: no run predates it; at their defaults these stay out of every run id
+    **{n: (getattr(FedTinyOptions(), a),) for n, (g, a) in GROUP_OF.items() if g == "fedtiny"},
 }
 
 
@@ -113,14 +125,18 @@ class Config:
     checkpoint_every: int
     data_dir: str | None
     save_prototypes: bool
+    join_ratio: float
+    drop_rate: float
     extra: tuple
     proto: PrototypeOptions = field(default_factory=PrototypeOptions)
     tinyproto: TinyProtoOptions = field(default_factory=TinyProtoOptions)
     fedtgp: FedTGPOptions = field(default_factory=FedTGPOptions)
     feddistill: FedDistillOptions = field(default_factory=FedDistillOptions)
     fml: FMLOptions = field(default_factory=FMLOptions)
+    lg: LGOptions = field(default_factory=LGOptions)
     fedkd: FedKDOptions = field(default_factory=FedKDOptions)
     shared: SharedModelOptions = field(default_factory=SharedModelOptions)
+    fedtiny: FedTinyOptions = field(default_factory=FedTinyOptions)
 
     def __init__(self, algorithm: str = "tinyproto-fp", **kwargs):
         """Top-level fields, option groups (``fml=FMLOptions(...)``) or flat option names."""
@@ -162,9 +178,10 @@ class Config:
         if self.algorithm in TINYPROTO_ALGORITHMS and tiny["cps"] and tiny["cps_dim"] is None:
             if _is_int(self.feature_dim):
                 tiny["cps_dim"] = max(1, self.feature_dim // 10)
-        proto = values["proto"]
-        if proto["proto_pass"] is None and self.algorithm in PROTO_PASS_DEFAULT:
-            proto["proto_pass"] = PROTO_PASS_DEFAULT[self.algorithm]
+        for name, per_algorithm in ALGORITHM_DEFAULTS.items():
+            group, attr = GROUP_OF[name]
+            if values[group][attr] is None and self.algorithm in per_algorithm:
+                values[group][attr] = per_algorithm[self.algorithm]
         for g, (cls, _) in GROUPS.items():
             set_(g, cls(**{k: _normalise(v) for k, v in values[g].items()}))
         self.validate()
@@ -290,6 +307,8 @@ class Config:
             _fail("aps_divide", True, "divides APS's sum; APS is off (mu=None)")
         if self.fedkd.t_start > self.fedkd.t_end:
             _fail("fedkd_t_start", self.fedkd.t_start, "0 < fedkd_t_start <= fedkd_t_end <= 1")
+        if self.algorithm in FEDTINY_ALGORITHMS:
+            self._check_fedtiny()
         n = self.num_samples()
         if self.max_samples is not None and self.max_samples < 2 * self.num_clients:
             _fail(
@@ -315,6 +334,23 @@ class Config:
         )
         if not ok:
             _fail("device", dev, "auto, cpu, cuda, cuda:N or mps")
+
+    def _check_fedtiny(self) -> None:
+        """Options this FedTiny variant never reads are refused; the server's few-shot set
+        must come from images outside the partition (a real data set needs max_samples)."""
+        for name, why in self.fedtiny.unused():
+            _fail(name, self.flat(name), f"{why}; leave it at its default")
+        if self.dataset == "synthetic":
+            return
+        full, K = DATASET_SIZES[self.dataset], DATASET_CLASSES[self.dataset]
+        shots = self.fedtiny.shots * K
+        if self.max_samples is None or self.max_samples > full - shots:
+            _fail(
+                "max_samples",
+                self.max_samples,
+                f"at most {full - shots} for fedtiny: its server holds fedtiny_shots x {K} "
+                f"= {shots} images of {self.dataset} that no client holds",
+            )
 
     def num_samples(self) -> int:
         """Samples the run partitions (the whole data set, or max_samples of it)."""

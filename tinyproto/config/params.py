@@ -16,6 +16,7 @@ from tinyproto.config.profiles import (
     AUTO,
     COUNT_MAX,
     DATASETS,
+    FEDTINY_ALGORITHMS,
     FLOAT_MAX,
     PROFILES,
     PROTOTYPE_ALGORITHMS,
@@ -107,6 +108,7 @@ G_MODEL = "models and local training"
 G_TINY = "prototypes: regulariser, CPS and APS (TinyProto)"
 G_SERVER = "server training (FedTGP, TinyProto-FT)"
 G_BASE = "other baselines"
+G_TINYNET = "FedTiny: distributed pruning to a sparse model"
 G_OPS = "operation (not part of the run id)"
 
 PARAMS: dict[str, Param] = {
@@ -205,6 +207,22 @@ PARAMS: dict[str, Param] = {
         choices=("train", "eval"),
         none=True,
         applies=PROTOTYPE_ALGORITHMS,
+    ),
+    "fml_weighting": Param(
+        "choice",
+        "FML: server average of the memes, uniform (1/N, HtFLlib) or samples (n_i/n)",
+        G_BASE,
+        choices=("uniform", "samples"),
+        none=True,
+        applies=("fml",),
+    ),
+    "lg_head_init": Param(
+        "choice",
+        "LG-FedAvg: heads at round 0, shared (all from client 0's head, HtFLlib) or own",
+        G_BASE,
+        choices=("shared", "own"),
+        none=True,
+        applies=("lg-fedavg",),
     ),
     "cps_dim": Param(
         "int",
@@ -312,14 +330,75 @@ PARAMS: dict[str, Param] = {
     ),
     "shared_model": Param(
         "choice",
-        "FML/FedKD shared model (none: the family's first architecture)",
+        "FML/FedKD/FedAvg/FedTiny shared model (none: the family's first architecture)",
         G_BASE,
         choices=_archs,
         none=True,
         applies=SHARED_MODEL_ALGORITHMS,
     ),
+    "density": Param(
+        "float",
+        "share of the masked weights kept (every conv/linear weight but the first conv)",
+        G_TINYNET,
+        low=0,
+        high=1,
+        low_open=True,
+        applies=FEDTINY_ALGORITHMS,
+    ),
+    "mask_init": Param(
+        "choice",
+        "initial mask: abns (candidate pool + adaptive BN selection), select (the pool "
+        "without ABNS), magnitude (one-shot magnitude pruning of the pre-trained model)",
+        G_TINYNET,
+        choices=("abns", "select", "magnitude"),
+        applies=FEDTINY_ALGORITHMS,
+    ),
+    "progressive": Param(
+        "bool", "progressive pruning: prune/grow adjustment rounds", G_TINYNET,
+        applies=FEDTINY_ALGORITHMS,
+    ),
+    "prune_mode": Param(
+        "choice",
+        "layers adjusted per adjustment round: block (one block, output first) or entire",
+        G_TINYNET,
+        choices=("block", "entire"),
+        applies=FEDTINY_ALGORITHMS,
+    ),
+    "fedtiny_candidates": Param(
+        "int", "candidate masks C in the pool", G_TINYNET, 1, 1000, applies=FEDTINY_ALGORITHMS
+    ),
+    "fedtiny_shots": Param(
+        "int",
+        "labelled images per class the server holds (from data no client holds)",
+        G_TINYNET,
+        1,
+        100_000,
+        applies=FEDTINY_ALGORITHMS,
+    ),
+    "pretrain_epochs": Param(
+        "int", "server pre-training epochs on its few-shot set", G_TINYNET, 0, 100_000,
+        applies=FEDTINY_ALGORITHMS,
+    ),
+    "abns_passes": Param(
+        "int", "ABNS forward passes over a client's validation set per candidate", G_TINYNET,
+        1, 100_000, applies=FEDTINY_ALGORITHMS,
+    ),
+    "adjust_every": Param(
+        "int", "dT: adjust the mask in the round after every dT-th training round", G_TINYNET,
+        1, COUNT_MAX, applies=FEDTINY_ALGORITHMS,
+    ),
+    "adjust_until": Param(
+        "int", "T_max: no adjustment after this many training rounds", G_TINYNET, 0,
+        COUNT_MAX, applies=FEDTINY_ALGORITHMS,
+    ),
+    "adjust_rate": Param(
+        "float", "a: first adjustment's share of a layer's kept weights (cosine decay)",
+        G_TINYNET, low=0, high=1, low_open=True, applies=FEDTINY_ALGORITHMS,
+    ),
     "device": Param("str", "where to train", G_OPS, text="auto, cpu, cuda, cuda:N or mps"),
     "eval_every": Param("int", "evaluate every N rounds (the last always)", G_RUN, 1, COUNT_MAX),
+    "join_ratio": Param("float", "share of clients sampled per round", G_RUN, 0, 1, low_open=True),
+    "drop_rate": Param("float", "chance a sampled upload is lost", G_RUN, 0, 1, high_open=True),
     "checkpoint_every": Param("int", "checkpoint every N rounds (0: never)", G_OPS, 0, COUNT_MAX),
     "save_prototypes": Param("bool", "write prototypes.npz (prototype methods)", G_OPS),
     "extra": Param("str", "(key, value) pairs for extension algorithms", G_RUN, cli=False),

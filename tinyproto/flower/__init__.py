@@ -1,0 +1,14 @@
+"""tinyproto on Flower: the same algorithms as a Flower ServerApp and ClientApp.
+
+    settings.py     the run config: every Config field as a key, plus the runtime's keys
+    records.py      our Message as a Flower RecordDict; the bytes a message takes on the wire
+    client_app.py   the ClientApp (one client per SuperNode, by partition-id)
+    server_app.py   the ServerApp (the engine's rounds, failures, checkpoints, outputs)
+    link.py         the server's messages and replies with a hard timeout per exchange
+    simulation.py   ``simulate(config)``: Flower's simulation runtime from Python
+    deploy.py       a local deployment (SuperLink + SuperNodes on 127.0.0.1), started and
+                    stopped by PID: ``python -m tinyproto.flower.deploy``
+
+Needs the ``flower`` extra (``pip install -e '.[flower]'``); nothing else in tinyproto imports
+this package. The Flower app's pyproject.toml is ``flower-app/`` at the project's root.
+"""

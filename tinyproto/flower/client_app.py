@@ -1,0 +1,172 @@
+"""The ClientApp: one tinyproto client per SuperNode, running the algorithm's client steps.
+
+A SuperNode's node config names its client: ``partition-id`` i and ``num-partitions`` N
+(Flower's simulation sets both; a deployment starts ``flower-supernode --node-config
+"partition-id=i num-partitions=N"``). The node derives the run-wide constants from the run
+config exactly as the in-process engine does (``engine.setup`` with ``clients=[i]``: the data,
+the Dirichlet partition, masks, mu, the algorithm, client i's model), so node i holds client
+i's data and starts from client i's model. Between messages the client's state lives in
+Flower's ``Context.state`` (its ``state_dict``, saved with torch): each message restores it,
+runs one step and stores it back.
+
+    query     hello: check the node config, (re)start the client, reply with its partition
+    train     round r: seed as the engine does (seed_for(seed, r, i)), client_round -> the
+              upload (records.to_records) and a report {loss, num-train}
+    evaluate  round r: receive the download (if one came), evaluate (if asked), save a
+              checkpoint of the client's state (if asked), report {num-test, correct}
+
+Client checkpoints (for a resumed server) go to ``<state-dir>/<run-id>/`` where ``state-dir``
+is the node config's, else the folder the server names (its run folder, on one machine).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import torch
+from flwr.app import ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.app import Message as FlowerMessage
+from flwr.clientapp import ClientApp
+
+from tinyproto import store
+from tinyproto.config import ConfigError
+from tinyproto.engine import Setup, seed_for, setup
+from tinyproto.flower import records, settings
+
+STATE = "tinyproto-state"  # the Context.state record holding the client's state
+KEEP = 2  # client checkpoints kept: the server's last checkpoint may be the one before
+app = ClientApp()
+_built: dict[tuple, tuple[Setup, bytes]] = {}  # this process's client: built once, reused
+
+
+def partition_id(node_config, num_clients: int) -> int:
+    """Client id from the node config; ConfigError unless it names one of ``num_clients``."""
+    pid, parts = node_config.get("partition-id"), node_config.get("num-partitions")
+    if type(pid) is not int or type(parts) is not int:
+        raise ConfigError(
+            f"invalid node config partition-id={pid!r} num-partitions={parts!r}: two integers "
+            "(flower-supernode --node-config 'partition-id=0 num-partitions=4')"
+        )
+    if parts != num_clients:
+        raise ConfigError(
+            f"invalid num-partitions={parts}: the run has num-clients={num_clients} "
+            "(one SuperNode per client)"
+        )
+    if not 0 <= pid < parts:
+        raise ConfigError(f"invalid partition-id={pid}: an integer in [0, {parts})")
+    return pid
+
+
+def client(context: Context) -> tuple[Setup, int, bytes]:
+    """This node's client: engine.setup for its id alone (cached per process), and its
+    initial state (as saved by :func:`dump`)."""
+    cfg = settings.parse(context.run_config).config
+    cid = partition_id(context.node_config, cfg.num_clients)
+    key = (json.dumps(cfg.to_dict(), sort_keys=True, default=str), cid)
+    if key not in _built:
+        _built.clear()  # one client's data in memory at a time
+        S = setup(cfg, clients=[cid])
+        _built[key] = (S, dump(S.states[cid]))
+    S, initial = _built[key]
+    return S, cid, initial
+
+
+def dump(state) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state.state_dict(), buf)
+    return buf.getvalue()
+
+
+def load(S: Setup, cid: int, blob: bytes) -> None:
+    sd = torch.load(io.BytesIO(blob), map_location=S.device, weights_only=True)
+    S.states[cid].load_state_dict(sd)
+
+
+def restore(S: Setup, cid: int, context: Context) -> None:
+    rec = context.state.get(STATE)
+    if not isinstance(rec, ConfigRecord) or rec.get("run-id") != S.config.run_id():
+        raise RuntimeError(f"client {cid} holds no state of this run: it missed the hello")
+    load(S, cid, rec["state"])
+
+
+def keep(S: Setup, cid: int, context: Context) -> None:
+    state = dump(S.states[cid])
+    context.state[STATE] = ConfigRecord({"run-id": S.config.run_id(), "state": state})
+
+
+def checkpoint_dir(context: Context, env: dict, run_id: str) -> Path:
+    base = context.node_config.get("state-dir") or env.get("state-dir")
+    if not isinstance(base, str) or not base:
+        raise ConfigError("invalid state-dir: the node config or the server must name a folder")
+    return Path(base).expanduser() / run_id
+
+
+def checkpoint_path(folder: Path, cid: int, done: int) -> Path:
+    return folder / f"client-{cid}-round-{done}.pt"
+
+
+def reply(msg: FlowerMessage, content: RecordDict) -> FlowerMessage:
+    return FlowerMessage(content, reply_to=msg)
+
+
+@app.query()
+def hello(msg: FlowerMessage, context: Context) -> FlowerMessage:
+    """Start (or resume) this node's client; reply with who it is and what it holds."""
+    S, cid, initial = client(context)
+    env = records.envelope(msg.content)
+    done = env.get("resume-round", 0)
+    if done:  # a resumed server: the client's checkpoint of that round, not a fresh start
+        path = checkpoint_path(checkpoint_dir(context, env, S.config.run_id()), cid, done)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no checkpoint of client {cid} at round {done}")
+        load(S, cid, path.read_bytes())
+    else:
+        load(S, cid, initial)
+    keep(S, cid, context)
+    d = S.data[cid]
+    info = {"partition-id": cid, "num-train": d.num_train, "num-test": d.num_test}
+    info["digest"] = settings.digest(S.fed, cid)
+    return reply(msg, RecordDict({records.ENVELOPE: ConfigRecord(info)}))
+
+
+@app.train()
+def train(msg: FlowerMessage, context: Context) -> FlowerMessage:
+    """One round of local training, as the engine runs it; the upload and the mean loss."""
+    S, cid, _ = client(context)
+    restore(S, cid, context)
+    rnd = records.envelope(msg.content)["round"]
+    s = seed_for(S.config.seed, rnd, cid)
+    torch.manual_seed(s)
+    upload, loss = S.algo.client_round(
+        S.states[cid], S.data[cid], rnd, torch.Generator().manual_seed(s)
+    )
+    keep(S, cid, context)
+    report = {"loss": float(loss), "num-train": S.data[cid].num_train}
+    return reply(msg, records.to_records(upload, report=report))
+
+
+@app.evaluate()
+def evaluate(msg: FlowerMessage, context: Context) -> FlowerMessage:
+    """Receive the round's download, evaluate, and checkpoint, as the server asks."""
+    S, cid, _ = client(context)
+    restore(S, cid, context)
+    env = records.envelope(msg.content)
+    state, data = S.states[cid], S.data[cid]
+    if env.get("download"):
+        S.algo.receive(state, records.from_records(msg.content, "the server"))
+    report = {"num-test": data.num_test}
+    if env.get("evaluate"):
+        report["correct"] = S.algo.evaluate(state, data)
+    keep(S, cid, context)
+    if env.get("checkpoint"):
+        folder = checkpoint_dir(context, env, S.config.run_id())
+        done = env["round"] + 1
+        store.write_bytes(checkpoint_path(folder, cid, done), context.state[STATE]["state"])
+        old = sorted(
+            folder.glob(f"client-{cid}-round-*.pt"), key=lambda p: int(p.stem.split("-")[-1])
+        )
+        for p in old[:-KEEP]:
+            p.unlink()
+    return reply(msg, RecordDict({records.REPORT: MetricRecord(report)}))

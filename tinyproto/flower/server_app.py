@@ -1,0 +1,288 @@
+"""The ServerApp: the in-process engine's rounds over Flower, with the bytes on the wire.
+
+``main(grid, context)`` parses the run config (settings.parse), then:
+
+1. hello: waits for the SuperNodes (connect-timeout) and asks each who it is (a query message).
+   Each must be a distinct partition-id holding exactly that client's data (the digest of its
+   indices and labels must equal the server's own partition's); a duplicate, a foreign
+   partition or a misconfigured node (its error names the key) stops the run with one line.
+2. each round r, as engine.run: the sampled clients (tinyproto.participation) get a train
+   message; their uploads (a simulated drop discards one), ordered by client id, go through
+   the algorithm's server_round; every client with a download, and every client in an
+   evaluation or checkpoint round, gets an evaluate message (the download and flags); test
+   accuracy is total correct / total test samples of the clients that answered.
+3. failures: a client that does not answer within round-timeout, whose SuperNode goes offline
+   or that answers with an error, is left out of that exchange (link.Link) and recorded
+   (metrics.csv ``failed``, summary.json ``failures``); so is an upload the algorithm refuses.
+   The round goes on with the others; a round in which no client trains stops the run.
+4. outputs, as engine.run writes them, in ``<results-dir>/<run-id>/``: config.json,
+   metrics.csv (the engine's columns, who took part, bytes of our messages and on the wire),
+   clients.csv, summary.json; every checkpoint-every rounds a checkpoint (server state, rows)
+   after every client saved its own state (client_app), so resume=true continues the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from flwr.app import ConfigRecord, Context, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from tinyproto import comm, store
+from tinyproto.config import ConfigError, check_environment
+from tinyproto.engine import Setup, _summary, setup
+from tinyproto.flower import records, settings
+from tinyproto.flower.link import Exchange, Link
+from tinyproto.participation import ids, participation
+
+CHECKPOINT_FORMAT = "flower-1"
+STATES = "client-states"  # clients' checkpoints in the run folder (a node's state-dir overrides)
+log = logging.getLogger("tinyproto.flower")
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    serve(grid, settings.parse(context.run_config))
+
+
+def serve(grid: Grid, run: settings.FlowerRun) -> Path:
+    """Run ``run`` with the SuperNodes of ``grid``; returns the run folder."""
+    cfg, out = run.config, run.run_dir
+    ckpt = out / store.CHECKPOINT
+    if out.is_dir() and not run.restart:
+        if (out / "config.json").exists():
+            store.read_config(out)
+        if ckpt.exists() and not run.resume:
+            raise store.RunFolderError(
+                f"{ckpt}: an unfinished run; set resume=true or restart=true"
+            )
+    check_environment(cfg, run.results_dir)
+    if out.is_dir() and run.restart:
+        store.discard_run_files(out)
+        shutil.rmtree(out / STATES, ignore_errors=True)
+    S = setup(cfg, clients=())  # data, partition, masks, mu and the algorithm: no client models
+    ck = load_checkpoint(ckpt, S) if run.resume and ckpt.exists() else None
+    start = ck["round"] if ck else 0
+    link = Link(grid, run.round_timeout)
+    absent, hello_bytes = hello(link, S, run, start)
+    store.write_json(out / "config.json", cfg.to_dict())
+    rows = ck["rows"] if ck else []
+    client_rows = ck["client_rows"] if ck else []
+    failures = ck["failures"] if ck else []
+    elapsed = ck["elapsed"] if ck else 0.0
+    end = cfg.rounds if not run.stop_after else min(cfg.rounds, run.stop_after)
+    for rnd in range(start, end):
+        t0 = time.perf_counter()
+        done = rnd + 1
+        save = done < cfg.rounds and (
+            (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end
+        )
+        row, evaluated, failed = one_round(link, S, rnd, save, out)
+        failures += [{"round": done, "client": c, "why": why} for c, why in sorted(failed.items())]
+        client_rows += evaluated
+        row["seconds"] = time.perf_counter() - t0
+        elapsed += row["seconds"]
+        rows.append(row)
+        log.info("round %d: acc %.4f, failed %s", done, row["test_acc"], row["failed"] or "-")
+        if save:
+            state = S.algo.server_state_dict()
+            store.write_torch(
+                ckpt,
+                dict(
+                    format=CHECKPOINT_FORMAT,
+                    run_id=cfg.run_id(),
+                    round=done,
+                    server=state,
+                    rows=rows,
+                    client_rows=client_rows,
+                    failures=failures,
+                    elapsed=elapsed,
+                ),
+            )
+    if len(rows) < cfg.rounds:
+        return out
+    metrics, clients = pd.DataFrame(rows), pd.DataFrame(client_rows)
+    summary = _summary(S, metrics, elapsed)
+    wire = metrics["wire_upload_bytes"] + metrics["wire_download_bytes"]
+    payload = metrics["upload_bytes"] + metrics["download_bytes"]
+    summary.update(
+        runtime="flower",
+        wire_bytes_per_round=float(wire.mean()),
+        wire_control_bytes_per_round=float(metrics["wire_control_bytes"].mean()),
+        wire_overhead_bytes_per_round=float((wire - payload).mean()),
+        hello_wire_bytes=hello_bytes,
+        absent=absent,
+        failures=failures,
+        round_timeout=run.round_timeout,
+    )
+    store.write_csv(out / "metrics.csv", metrics)
+    store.write_csv(out / "clients.csv", clients)
+    store.write_json(out / "summary.json", summary)
+    if ckpt.exists():
+        ckpt.unlink()
+    shutil.rmtree(out / STATES, ignore_errors=True)  # the clients' checkpoints, on one machine
+    return out
+
+
+def hello(link: Link, S: Setup, run: settings.FlowerRun, start: int) -> tuple[list[int], int]:
+    """Map every SuperNode to its client (Link.nodes); returns the absent clients and the
+    hello's wire bytes. ConfigError if a node is misconfigured or holds other data."""
+    n = S.config.num_clients
+    nodes = link.wait_for_nodes(n, run.connect_timeout)
+    if not nodes:
+        raise ConfigError(
+            f"no SuperNode connected within connect-timeout={run.connect_timeout:g} s"
+        )
+    env = {"resume-round": start, "state-dir": str(run.run_dir / STATES)}
+    content = RecordDict({records.ENVELOPE: ConfigRecord(env)})
+    ex = link.exchange(
+        {v: (MessageType.QUERY, content) for v in nodes}, "hello", {v: v for v in nodes}
+    )
+    for node, why in ex.failed.items():
+        if why.startswith("error") and "ConfigError" in why:  # misconfigured: stop
+            raise ConfigError(f"SuperNode {node}: {why.split(': ', 1)[1]}")
+    for node, reply in sorted(ex.replies.items()):
+        info = records.envelope(reply.content)
+        cid = info.get("partition-id")
+        if type(cid) is not int or not 0 <= cid < n:
+            raise ConfigError(f"SuperNode {node}: invalid partition-id={cid!r}")
+        if cid in link.nodes:
+            raise ConfigError(
+                f"SuperNodes {link.nodes[cid]} and {node} both hold partition-id {cid}"
+            )
+        if info.get("digest") != settings.digest(S.fed, cid):
+            raise ConfigError(
+                f"SuperNode {node} (partition-id {cid}) holds other data than client {cid} of "
+                "this run: start every SuperNode with the same data, max-samples and seeds"
+            )
+        link.nodes[cid] = node
+    absent = sorted(set(range(n)) - set(link.nodes))
+    if not link.nodes:
+        raise ConfigError(f"no SuperNode answered the hello: {'; '.join(ex.failed.values())}")
+    if absent:
+        log.warning("clients without a SuperNode (left out of the run): %s", ids(absent))
+    return absent, sum(ex.sent_bytes.values()) + sum(ex.received_bytes.values())
+
+
+def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, list, dict]:
+    """Round ``rnd`` as engine.run runs it; returns its metrics row, clients.csv rows and the
+    clients that failed (with why)."""
+    cfg, algo, done = S.config, S.algo, rnd + 1
+    part = participation(cfg, rnd)
+    env = {"round": rnd}
+    train = link.exchange(
+        {
+            c: (MessageType.TRAIN, RecordDict({records.ENVELOPE: ConfigRecord(env)}))
+            for c in part.sampled
+        },
+        str(done),
+    )
+    failed = {c: f"train: {why}" for c, why in train.failed.items()}
+    uploads, losses, weights, control = {}, [], [], sum(train.sent_bytes.values())
+    for cid, reply in sorted(train.replies.items()):
+        sender = comm.sender_name(cid)
+        try:
+            rep = records.report(reply.content, sender, {"loss": float, "num-train": int})
+            msg = records.from_records(reply.content, sender)
+            comm.check_message(msg, sender, config=algo.upload_config, metrics=algo.upload_metrics)
+            algo.check_upload(msg, sender)
+        except comm.MessageError as e:
+            failed[cid] = f"train: refused: {e}"
+            control += train.received_bytes[cid]
+            continue
+        losses.append(rep["loss"])
+        weights.append(rep["num-train"])
+        if cid in part.dropped:  # simulated: the upload is lost on its way
+            control += train.received_bytes[cid]
+        else:
+            uploads[cid] = msg
+    if not losses:
+        raise RuntimeError(f"round {done}: no client trained ({'; '.join(failed.values())})")
+    downloads = algo.server_round(uploads, rnd) if uploads else {}
+    evaluate = done % cfg.eval_every == 0 or done == cfg.rounds
+    targets = sorted(link.nodes) if evaluate or save else sorted(downloads)
+    contents = {}
+    for cid in targets:
+        flags = dict(env, download=cid in downloads, evaluate=evaluate, checkpoint=save)
+        flags["state-dir"] = str(out / STATES)
+        contents[cid] = (
+            MessageType.EVALUATE,
+            records.to_records(downloads.get(cid, comm.Message()), envelope=flags),
+        )
+    ev = link.exchange(contents, str(done))
+    failed.update({c: f"evaluate: {why}" for c, why in ev.failed.items() if c not in failed})
+    row = {
+        "round": done,
+        "train_loss": float(np.average(losses, weights=weights)),
+        "upload_floats": sum(m.floats() for m in uploads.values()),
+        "download_floats": sum(m.floats() for m in downloads.values()),
+        "upload_bytes": sum(m.nbytes() for m in uploads.values()),
+        "download_bytes": sum(m.nbytes() for m in downloads.values()),
+        "test_acc": float("nan"),
+        "clients": ids(uploads),
+        "dropped": ids(part.dropped),
+        "failed": ids(failed),
+    }
+    client_rows, correct, tested = [], 0, 0
+    for cid, reply in sorted(ev.replies.items()):
+        if not evaluate:
+            continue
+        try:
+            rep = records.report(
+                reply.content, comm.sender_name(cid), {"correct": int, "num-test": int}
+            )
+        except comm.MessageError as e:
+            failed[cid] = f"evaluate: refused: {e}"
+            continue
+        correct, tested = correct + rep["correct"], tested + rep["num-test"]
+        acc = rep["correct"] / max(rep["num-test"], 1)
+        client_rows.append(
+            {"round": done, "client": cid, "test_acc": acc, "test_samples": rep["num-test"]}
+        )
+    if evaluate and tested:
+        row["test_acc"] = correct / tested
+    row["failed"] = ids(failed)
+    row.update(wire_columns(uploads, downloads, train, ev, control))
+    return row, client_rows, failed
+
+
+def wire_columns(
+    uploads: dict, downloads: dict, train: Exchange, ev: Exchange, control: int
+) -> dict:
+    """Bytes of the round: our serialisation of the payload messages (Message.to_bytes), and
+    Flower's: the replies carrying the aggregated uploads, the messages carrying downloads, and
+    every other message (train requests, lost uploads, evaluation requests and reports)."""
+    down_wire = sum(b for c, b in ev.sent_bytes.items() if c in downloads)
+    control += sum(b for c, b in ev.sent_bytes.items() if c not in downloads)
+    control += sum(ev.received_bytes.values())
+    return {
+        "message_upload_bytes": sum(len(m.to_bytes()) for m in uploads.values()),
+        "message_download_bytes": sum(
+            len(downloads[c].to_bytes()) for c in ev.sent_bytes if c in downloads
+        ),
+        "wire_upload_bytes": sum(train.received_bytes[c] for c in uploads),
+        "wire_download_bytes": down_wire,
+        "wire_control_bytes": control,
+    }
+
+
+def load_checkpoint(path, S: Setup) -> dict:
+    """The Flower server's checkpoint of this run, checked, with the server state restored."""
+    cfg = S.config
+    try:
+        ck = torch.load(path, map_location=S.device, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - zip/pickle/EOF errors: all mean damaged
+        raise store.RunFolderError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
+    ok = isinstance(ck, dict) and ck.get("format") == CHECKPOINT_FORMAT
+    ok = ok and ck.get("run_id") == cfg.run_id() and isinstance(ck.get("round"), int)
+    if not ok or not 1 <= ck["round"] <= cfg.rounds or len(ck["rows"]) != ck["round"]:
+        raise store.RunFolderError(f"{path}: not a Flower checkpoint of run {cfg.run_id()}")
+    S.algo.load_server_state_dict(ck["server"])
+    return ck

@@ -1,0 +1,193 @@
+"""The Flower run config: every Config field as a key, plus the keys of the Flower runtime.
+
+flwr hands the ServerApp and every ClientApp the same run config: the flat table
+``[tool.flwr.app.config]`` of the app's pyproject.toml (``flower-app/``), overridden with
+``flwr run flower-app --run-config "rounds=5 algorithm='fedproto'"``. Keys are the Config's flat
+names in kebab case, as the command line's flags (``cps-dim``, ``num-clients``), plus
+:data:`RUNTIME_KEYS`. Values are TOML scalars: ``""`` leaves a field unset (the profile or the
+Config decides), the strings ``"none"`` / ``"auto"`` are the Config's none / auto, an integer
+is accepted where a float is meant. Every value is checked against the same constraint table as
+the command line; a mistake is one ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyproto import store
+from tinyproto.config import PARAMS, Config, ConfigError, check_value
+
+UNSET = ""
+# run-config key -> Config flat name: every field the command line sets (``extra`` is not one)
+CONFIG_KEYS = {name.replace("_", "-"): name for name, p in PARAMS.items() if p.cli}
+# the Flower runtime's own keys: default, allowed type, help
+RUNTIME_KEYS: dict[str, tuple] = {
+    "results-dir": ("", str, "folder of the run folders ('': <results>/<profile>/flower-runs)"),
+    "round-timeout": (300.0, float, "seconds the server waits for the replies to one message"),
+    "connect-timeout": (120.0, float, "seconds the server waits for every SuperNode to answer"),
+    "resume": (False, bool, "continue the run folder's checkpoint"),
+    "restart": (False, bool, "discard the run folder's checkpoint and files first"),
+    "stop-after": (0, int, "stop, checkpointed, after this many rounds in total (0: all)"),
+}
+# what pyproject.toml's [tool.flwr.app.config] holds (tests keep the two equal): a smoke run
+DEFAULTS: dict[str, object] = {
+    **{key: UNSET for key in CONFIG_KEYS},
+    "profile": "smoke",
+    **{key: default for key, (default, _, _) in RUNTIME_KEYS.items()},
+}
+
+
+@dataclass(frozen=True)
+class FlowerRun:
+    """A run config, parsed: the Config and how the Flower runtime runs it."""
+
+    config: Config
+    results_dir: Path  # the folder holding this run's folder (<results_dir>/<run-id>/)
+    round_timeout: float
+    connect_timeout: float
+    resume: bool
+    restart: bool
+    stop_after: int
+
+    @property
+    def run_dir(self) -> Path:
+        return store.run_dir(self.config, self.results_dir)
+
+
+def default_results_dir(profile: str) -> Path:
+    """<results>/flower-runs (quick) or <results>/<profile>/flower-runs: beside the in-process
+    runs of the profile, never mixed with them. <results> is $TINYPROTO_RESULTS or the results/
+    of the checkout tinyproto runs from (not the working directory of a SuperLink)."""
+    runs = store.runs_root(profile)
+    checkout = store.project_root(Path(__file__).resolve().parent)
+    if store.RESULTS_ENV not in os.environ and (checkout / "pyproject.toml").exists():
+        runs = checkout / "results" / runs.relative_to(store.results_root())
+    return runs.parent / "flower-runs"
+
+
+def parse(run_config: Mapping) -> FlowerRun:
+    """The run config (flwr's ``context.run_config``) as a FlowerRun; ConfigError on a mistake."""
+    unknown = sorted(set(map(str, run_config)) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(
+            f"unknown run-config key(s) {', '.join(unknown)}; keys are the Config's fields in "
+            f"kebab case and {', '.join(RUNTIME_KEYS)}"
+        )
+    values = {**DEFAULTS, **run_config}
+    fields = {}
+    for key, name in CONFIG_KEYS.items():
+        value = values[key]
+        if isinstance(value, str) and value == UNSET:
+            continue
+        fields[name] = config_value(key, name, value)
+    try:
+        config = Config(**fields)
+    except ConfigError as e:  # a rule tying fields together: name them as keys, not fields
+        raise ConfigError(_as_keys(str(e))) from None
+    rt = {key: runtime_value(key, values[key]) for key in RUNTIME_KEYS}
+    if rt["resume"] and rt["restart"]:
+        raise ConfigError("invalid restart=true with resume=true: restart discards the folder")
+    results = Path(rt["results-dir"]).expanduser() if rt["results-dir"] else None
+    return FlowerRun(
+        config=config,
+        results_dir=results or default_results_dir(config.profile),
+        round_timeout=rt["round-timeout"],
+        connect_timeout=rt["connect-timeout"],
+        resume=rt["resume"],
+        restart=rt["restart"],
+        stop_after=rt["stop-after"],
+    )
+
+
+def config_value(key: str, name: str, value):
+    """One Config field from its run-config value: "none"/"auto" mapped, ints widened to floats
+    where a float is meant, then checked as the command line checks it."""
+    p = PARAMS[name]
+    if isinstance(value, str) and value.lower() == "none" and p.none:
+        value = None
+    elif p.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    try:
+        check_value(name, value)
+    except ConfigError as e:
+        raise ConfigError(_as_keys(str(e))) from None
+    return value
+
+
+def runtime_value(key: str, value):
+    default, kind, help_ = RUNTIME_KEYS[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = type(value) is kind
+    if ok and kind is float:
+        ok = math.isfinite(value) and value > 0
+    if ok and kind is int:
+        ok = value >= 0
+    if not ok:
+        want = {
+            str: "a string",
+            float: "a number > 0",
+            bool: "true or false",
+            int: "an integer >= 0",
+        }
+        raise ConfigError(f"invalid {key}={value!r}: {want[kind]} ({help_})")
+    return value
+
+
+def _as_keys(message: str) -> str:
+    """'invalid cps_dim=...' -> 'invalid cps-dim=...': errors name the run-config key."""
+    for key, name in sorted(CONFIG_KEYS.items(), key=lambda kv: -len(kv[1])):
+        message = message.replace(f"{name}=", f"{key}=").replace(f"{name} ", f"{key} ")
+    return message
+
+
+def to_run_config(config: Config, **runtime) -> dict:
+    """The run config that makes the Flower apps run ``config`` (the inverse of :func:`parse`);
+    ``runtime``: RUNTIME_KEYS by their Python names (``results_dir=...``)."""
+    if config.extra:
+        raise ConfigError("invalid extra: extension options cannot be set through a run config")
+    out = {}
+    for key, name in CONFIG_KEYS.items():
+        value = config.flat(name)
+        out[key] = "none" if value is None else value
+    for name, value in runtime.items():
+        key = name.replace("_", "-")
+        if key not in RUNTIME_KEYS:
+            raise ConfigError(f"unknown run-config key {key!r}: one of {', '.join(RUNTIME_KEYS)}")
+        out[key] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def to_arg(run_config: Mapping) -> str:
+    """A run config as the text of ``flwr run --run-config`` (TOML values, space-separated)."""
+    parts = []
+    for key, value in run_config.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        elif "'" not in value:  # flwr's parser takes a quoted value up to the next quote
+            text = f"'{value}'"
+        elif '"' not in value and "\\" not in value:
+            text = f'"{value}"'
+        else:
+            raise ConfigError(f"invalid {key}={value!r}: holds both kinds of quote")
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def digest(fed, cid: int) -> str:
+    """What client ``cid`` holds in the partition ``fed`` (engine.setup's FederatedData): its
+    train and test indices and their labels, hashed; the server checks each node's against its
+    own, so a node with another data set, subset or partition seed is refused."""
+    split, y = fed.clients[cid], fed.dataset.y
+    h = hashlib.sha256()
+    for idx in (split.train_idx, split.test_idx):
+        h.update(idx.cpu().numpy().tobytes())
+        h.update(y[idx].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
