@@ -270,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench.add_parser(sub)
 
+    from tinyproto import scorecard
+
+    scorecard.add_parser(sub)
+
     rp = sub.add_parser("reproduce", help="write every table and figure (papermill notebooks)")
     rp.add_argument(
         "--profile", default="quick", choices=PROFILES, help="profile to run (default quick)"
@@ -331,6 +335,12 @@ def cmd_bench(args) -> int:
     return bench.cmd(args)
 
 
+def cmd_scorecard(args) -> int:
+    from tinyproto import scorecard
+
+    return scorecard.cmd(args)
+
+
 def cmd_reproduce(args) -> int:
     from tinyproto.reproduce import reproduce
 
@@ -344,6 +354,7 @@ COMMANDS = {
     "data": cmd_data,
     "comm-table": cmd_comm_table,
     "bench": cmd_bench,
+    "scorecard": cmd_scorecard,
     "reproduce": cmd_reproduce,
 }
 

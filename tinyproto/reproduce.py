@@ -105,6 +105,11 @@ def reproduce(
             f"[reproduce] {name} done in {timings[-1][1]:.0f} s -> {where.relative_to(root)}",
             flush=True,
         )
+    from tinyproto import scorecard
+
+    card, card_path = scorecard.write()
+    scorecard.update_readme(card)
+    print(f"[reproduce] {out.rel(card_path)} and README.md's scorecard", flush=True)
     total = time.perf_counter() - t0
     print(f"[reproduce] all done in {total / 60:.1f} min ({profile} profile)")
     return timings

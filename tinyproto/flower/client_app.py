@@ -59,10 +59,10 @@ def partition_id(node_config, num_clients: int) -> int:
     return pid
 
 
-def client(context: Context) -> tuple[Setup, int, bytes]:
+def client(context: Context, run_config=None) -> tuple[Setup, int, bytes]:
     """This node's client: engine.setup for its id alone (cached per process), and its
-    initial state (as saved by :func:`dump`)."""
-    cfg = settings.parse(context.run_config).config
+    initial state (as saved by :func:`dump`). ``run_config``: instead of the context's."""
+    cfg = settings.parse(context.run_config if run_config is None else run_config).config
     cid = partition_id(context.node_config, cfg.num_clients)
     key = (json.dumps(cfg.to_dict(), sort_keys=True, default=str), cid)
     if key not in _built:
@@ -112,9 +112,9 @@ def reply(msg: FlowerMessage, content: RecordDict) -> FlowerMessage:
 
 
 @app.query()
-def hello(msg: FlowerMessage, context: Context) -> FlowerMessage:
+def hello(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """Start (or resume) this node's client; reply with who it is and what it holds."""
-    S, cid, initial = client(context)
+    S, cid, initial = client(context, run_config)
     env = records.envelope(msg.content)
     done = env.get("resume-round", 0)
     if done:  # a resumed server: the client's checkpoint of that round, not a fresh start
@@ -132,9 +132,9 @@ def hello(msg: FlowerMessage, context: Context) -> FlowerMessage:
 
 
 @app.train()
-def train(msg: FlowerMessage, context: Context) -> FlowerMessage:
+def train(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """One round of local training, as the engine runs it; the upload and the mean loss."""
-    S, cid, _ = client(context)
+    S, cid, _ = client(context, run_config)
     restore(S, cid, context)
     rnd = records.envelope(msg.content)["round"]
     s = seed_for(S.config.seed, rnd, cid)
@@ -148,9 +148,9 @@ def train(msg: FlowerMessage, context: Context) -> FlowerMessage:
 
 
 @app.evaluate()
-def evaluate(msg: FlowerMessage, context: Context) -> FlowerMessage:
+def evaluate(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """Receive the round's download, evaluate, and checkpoint, as the server asks."""
-    S, cid, _ = client(context)
+    S, cid, _ = client(context, run_config)
     restore(S, cid, context)
     env = records.envelope(msg.content)
     state, data = S.states[cid], S.data[cid]

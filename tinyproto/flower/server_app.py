@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from tinyproto import comm, store
 from tinyproto.config import ConfigError, check_environment
-from tinyproto.engine import Setup, _summary, setup
+from tinyproto.engine import Setup, setup
 from tinyproto.flower import records, settings
 from tinyproto.flower.link import Exchange, Link
 from tinyproto.participation import ids, participation
@@ -109,19 +110,9 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
     if len(rows) < cfg.rounds:
         return out
     metrics, clients = pd.DataFrame(rows), pd.DataFrame(client_rows)
-    summary = _summary(S, metrics, elapsed)
-    wire = metrics["wire_upload_bytes"] + metrics["wire_download_bytes"]
-    payload = metrics["upload_bytes"] + metrics["download_bytes"]
-    summary.update(
-        runtime="flower",
-        wire_bytes_per_round=float(wire.mean()),
-        wire_control_bytes_per_round=float(metrics["wire_control_bytes"].mean()),
-        wire_overhead_bytes_per_round=float((wire - payload).mean()),
-        hello_wire_bytes=hello_bytes,
-        absent=absent,
-        failures=failures,
-        round_timeout=run.round_timeout,
-    )
+    summary = summarise(S, metrics, elapsed)
+    summary.update(hello_wire_bytes=hello_bytes, absent=absent, failures=failures)
+    summary.update(round_timeout=run.round_timeout, flwr=version("flwr"))
     store.write_csv(out / "metrics.csv", metrics)
     store.write_csv(out / "clients.csv", clients)
     store.write_json(out / "summary.json", summary)
@@ -270,6 +261,42 @@ def wire_columns(
         "wire_upload_bytes": sum(train.received_bytes[c] for c in uploads),
         "wire_download_bytes": down_wire,
         "wire_control_bytes": control,
+    }
+
+
+def summarise(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
+    """summary.json: what engine.run reports that the server knows (the clients' models and
+    prototypes stay on the SuperNodes), and the bytes on the wire."""
+    cfg, fed, acc = S.config, S.fed, metrics["test_acc"]
+    mean = {k: float(metrics[k].mean()) for k in metrics if k.endswith(("_floats", "_bytes"))}
+    payload = mean["upload_bytes"] + mean["download_bytes"]
+    wire = mean["wire_upload_bytes"] + mean["wire_download_bytes"]
+    U_train = int(sum((c.train_counts > 0).sum() for c in fed.clients))
+    return {
+        "run_id": cfg.run_id(),
+        "runtime": "flower",
+        "algorithm": cfg.algorithm,
+        "dataset": cfg.dataset,
+        "profile": cfg.profile,
+        "seed": cfg.seed,
+        "best_acc": float(acc.max()),
+        "best_round": int(metrics["round"][int(acc.idxmax())]),
+        "last_acc": float(acc.dropna().iloc[-1]),
+        "rounds": len(metrics),
+        "comm_floats_per_round": mean["upload_floats"] + mean["download_floats"],
+        "comm_bytes_per_round": payload,
+        "message_bytes_per_round": mean["message_upload_bytes"] + mean["message_download_bytes"],
+        "wire_bytes_per_round": wire,
+        "wire_overhead_bytes_per_round": wire - payload,
+        "wire_control_bytes_per_round": mean["wire_control_bytes"],
+        "expected_floats_per_round": S.algo.expected_floats(U_train),
+        "classes_present_train": U_train,
+        "num_train": int(sum(c.train_idx.numel() for c in fed.clients)),
+        "num_test": int(sum(c.test_idx.numel() for c in fed.clients)),
+        "mu_resolved": S.ctx.mu,
+        "wall_seconds": float(elapsed),
+        "seconds_per_round": float(elapsed / max(len(metrics), 1)),
+        "device": str(S.device),
     }
 
 

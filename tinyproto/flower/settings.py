@@ -191,3 +191,53 @@ def digest(fed, cid: int) -> str:
         h.update(idx.cpu().numpy().tobytes())
         h.update(y[idx].cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+APP_DIR = "flower-app"  # the Flower app's folder at the project's root
+APP_HEADER = """\
+# The Flower app of tinyproto: `flwr run flower-app` (from the project's root) runs the
+# ServerApp and ClientApp of tinyproto.flower. Written by `python -m tinyproto.flower.settings`
+# from the Config's constraint table (tests/test_flower.py checks it is current): do not edit
+# the [tool.flwr.app.config] table by hand. Its keys are the Config's fields in kebab case
+# ("" = unset: the profile decides; "none" / "auto" as on the command line) and the runtime's.
+# tinyproto itself comes from the environment (pip install -e '.[flower]'): the app declares
+# no dependencies, so Flower's runtime dependency installation has nothing to fetch.
+
+[project]
+name = "tinyproto-flower"
+version = "0.1.0"
+description = "tinyproto's algorithms (TinyProto, FedProto, FedTGP, ...) as a Flower app"
+license = "MIT"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "tinyproto"
+
+[tool.flwr.app.components]
+serverapp = "tinyproto.flower.server_app:app"
+clientapp = "tinyproto.flower.client_app:app"
+
+[tool.flwr.app.config]
+"""
+
+
+def app_pyproject() -> str:
+    """flower-app/pyproject.toml: the header above and DEFAULTS as the config table."""
+    lines = []
+    for key, value in DEFAULTS.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        else:
+            text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        help_ = RUNTIME_KEYS[key][2] if key in RUNTIME_KEYS else PARAMS[CONFIG_KEYS[key]].help
+        lines.append(f"{key} = {text}  # {help_}")
+    return APP_HEADER + "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m tinyproto.flower.settings: rewrite the app's pyproject
+    target = store.project_root(Path(__file__).resolve().parent) / APP_DIR / "pyproject.toml"
+    target.parent.mkdir(exist_ok=True)
+    target.write_text(app_pyproject())
+    print(f"wrote {target}")

@@ -40,8 +40,7 @@ def apps(run_config: dict) -> tuple[ServerApp, ClientApp]:
 
 def _bound(handler, run_config: dict):
     def call(msg: FlowerMessage, context: Context) -> FlowerMessage:
-        context.run_config.update(run_config)
-        return handler(msg, context)
+        return handler(msg, context, {**context.run_config, **run_config})
 
     call.__name__ = handler.__name__
     return call

@@ -1,0 +1,62 @@
+"""The scorecard: verdict rules, claims judged on real runs, and the committed CSV / README table
+recomputed from the committed runs (verdicts are computed, never typed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tinyproto import Config, run
+from tinyproto.claims import claims
+from tinyproto.scorecard import Runs, compare, markdown, scorecard, weakest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compare_rules():
+    assert compare([0.80, 0.82, 0.84], [0.70, 0.71, 0.72]) == "holds"
+    assert compare([0.70, 0.71, 0.72], [0.80, 0.82, 0.84]) == "does not hold"
+    # a difference inside one standard error of the difference
+    assert compare([0.80, 0.90, 0.70], [0.79, 0.81, 0.80]) == "inconclusive"
+    assert compare([0.8], [0.7]) == "holds (1 seed)"
+    assert compare([0.7], [0.8]) == "does not hold (1 seed)"
+    assert compare([0.8], [0.7, 0.71]) == "holds (1 seed)"  # no spread on one side: no SE
+    assert compare([], [0.7]) == "not measured"
+    assert compare([0.78, 0.80, 0.82], [0.80, 0.81, 0.82], "not_worse") == "holds"
+    assert compare([0.60, 0.61, 0.62], [0.80, 0.81, 0.82], "not_worse") == "does not hold"
+    assert weakest(["holds", "inconclusive", "holds (1 seed)"]) == "inconclusive"
+    assert weakest(["holds", "not measured"]) == "not measured"
+
+
+def test_claims_are_judged_on_the_runs_found(tmp_path):
+    """Two real smoke runs: the FP-vs-FedProto row is their comparison, the 10x row their
+    measured ratio; rows whose runs are absent say so."""
+    kw = dict(profile="smoke", seed=0, save_prototypes=True)
+    a = run(Config(algorithm="tinyproto-fp", **kw), root=tmp_path, progress=False)
+    b = run(Config(algorithm="fedproto", **kw), root=tmp_path, progress=False)
+    rows = {r["claim"]: r for r in claims(Runs("smoke", tmp_path))}
+    first = rows["TinyProto-FP > FedProto"]
+    assert first["verdict"] == compare([a.best_acc], [b.best_acc])
+    assert set(first["runs"].split()) == {a.config.run_id(), b.config.run_id()}
+    d, s = a.config.feature_dim, a.config.cps_dim
+    comm = next(r for c, r in rows.items() if c.startswith("TinyProto-FP cuts"))
+    ratio = b.summary["comm_floats_per_round"] / a.summary["comm_floats_per_round"]
+    assert comm["verdict"] == ("holds" if ratio == d / s else "does not hold")
+    assert rows["TinyProto-FT > FedTGP"]["verdict"] == "not measured"
+    sparse = next(r for c, r in rows.items() if "structurally sparse" in c)
+    assert sparse["verdict"] != "not measured" and sparse["runs"] == a.config.run_id()
+
+
+def test_committed_scorecard_recomputes_from_the_committed_runs():
+    committed = pd.read_csv(ROOT / "results" / "scorecard.csv")
+    fresh = scorecard()
+    pd.testing.assert_frame_equal(
+        committed.fillna(""),
+        fresh.fillna("").astype(committed.dtypes.to_dict(), errors="ignore"),
+        check_dtype=False,
+    )
+    assert markdown(fresh) in (ROOT / "README.md").read_text(), (
+        "README's scorecard is stale: paste `tinyproto scorecard --markdown`"
+    )

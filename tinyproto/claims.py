@@ -1,0 +1,304 @@
+"""The scorecard's claims: one function per row kind, each judged on the finished runs of one
+profile by the rules in ``tinyproto.scorecard`` (configs are those the notebooks build)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinyproto import paper
+from tinyproto.config import ConfigError
+from tinyproto.scorecard import (
+    ALL_FEDERATED,
+    Arm,
+    Runs,
+    _text,
+    arm,
+    compare,
+    weakest,
+)
+from tinyproto.store import load_prototypes
+
+
+def _table_acc(table: dict, key, col: int = 0) -> str:
+    mean, std = table[key][col][:2]
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+# -- the claims -------------------------------------------------------------------------------
+
+FP, FT = arm("TinyProto-FP", "tinyproto-fp"), arm("TinyProto-FT", "tinyproto-ft")
+FEDPROTO, FEDTGP = arm("FedProto", "fedproto"), arm("FedTGP", "fedtgp")
+LABEL = {
+    "fedproto": "FedProto",
+    "fedtgp": "FedTGP",
+    "feddistill": "FedDistill",
+    "fml": "FML",
+    "lg-fedavg": "LG-FedAvg",
+    "fedkd": "FedKD",
+    "tinyproto-fp": "TinyProto-FP",
+    "local": "Local",
+}
+
+
+def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") -> dict:
+    acc_a, ids_a, _ = runs.arm(a)
+    acc_b, ids_b, _ = runs.arm(b)
+    return _row(
+        claim,
+        source,
+        paper_text,
+        runs,
+        f"{_text(a.label, acc_a)} vs {_text(b.label, acc_b)}",
+        compare(acc_a, acc_b, kind),
+        ids_a + ids_b,
+        min(len(acc_a), len(acc_b)),
+        a,
+    )
+
+
+def _row(claim, source, paper_text, runs: Runs, ours, verdict, ids, n, a: Arm) -> dict:
+    try:
+        rounds = a.config(runs.profile, 0).rounds
+    except ConfigError:
+        rounds = None
+    return dict(
+        claim=claim,
+        source=source,
+        paper=paper_text,
+        profile=runs.profile,
+        ours=ours,
+        verdict=verdict,
+        seeds=n,
+        rounds=rounds,
+        runs=" ".join(ids),
+    )
+
+
+def claims(runs: Runs) -> list[dict]:
+    rows = []
+    T1, T3, T5 = paper.TABLE1, paper.TABLE3, paper.TABLE5
+    rows.append(
+        _pair(
+            runs,
+            "TinyProto-FP > FedProto",
+            "Table 1",
+            f"{_table_acc(T1, 'tinyproto-fp')} vs {_table_acc(T1, 'fedproto')} (CIFAR-10)",
+            FP,
+            FEDPROTO,
+        )
+    )
+    rows.append(
+        _pair(
+            runs,
+            "TinyProto-FT > FedTGP",
+            "Table 1",
+            f"{_table_acc(T1, 'tinyproto-ft')} vs {_table_acc(T1, 'fedtgp')} (CIFAR-10)",
+            FT,
+            FEDTGP,
+        )
+    )
+    # TinyProto-FT best of all federated methods
+    acc_ft, ids_ft, _ = runs.arm(FT)
+    verdicts, parts, ids = [], [_text("TinyProto-FT", acc_ft)], list(ids_ft)
+    for algo in ALL_FEDERATED:
+        acc, rid, _ = runs.arm(arm(LABEL[algo], algo))
+        verdicts.append(compare(acc_ft, acc))
+        parts.append(_text(LABEL[algo], acc))
+        ids += rid
+    second = max(v[0][0] for k, v in T1.items() if k != "tinyproto-ft")
+    rows.append(
+        _row(
+            "TinyProto-FT best of all",
+            "Table 1",
+            f"{T1['tinyproto-ft'][0][0]:.2f} vs next best {second:.2f} (CIFAR-10)",
+            runs,
+            "; ".join(parts),
+            weakest(verdicts),
+            ids,
+            len(acc_ft),
+            FT,
+        )
+    )
+    rows.append(_comm_row(runs))
+    names = ("50 clients", "alpha 0.01", "alpha 0.5")
+    for col, (name, setting) in enumerate(zip(names, paper.TABLE3_SETTINGS)):
+        change = {k: v for k, v in setting.items() if v != {"num_clients": 20, "alpha": 0.1}[k]}
+        ft, tgp, pro = (arm(x.label, x.algorithm, **change) for x in (FT, FEDTGP, FEDPROTO))
+        acc = {x.label: runs.arm(x) for x in (ft, tgp, pro)}
+        v = weakest(
+            [
+                compare(acc[ft.label][0], acc[tgp.label][0]),
+                compare(acc[ft.label][0], acc[pro.label][0]),
+            ]
+        )
+        paper_text = (
+            f"{_table_acc(T3, 'tinyproto-ft', col)} vs {_table_acc(T3, 'fedtgp', col)}"
+            f" / {_table_acc(T3, 'fedproto', col)} (CIFAR-100)"
+        )
+        ours = " vs ".join(_text(k, a[0]) for k, a in acc.items())
+        ids = [i for a in acc.values() for i in a[1]]
+        rows.append(
+            _row(
+                f"TinyProto-FT > FedTGP and FedProto, {name}",
+                "Table 3",
+                paper_text,
+                runs,
+                ours,
+                v,
+                ids,
+                len(acc[ft.label][0]),
+                ft,
+            )
+        )
+    for base, tiny, name in ((FEDPROTO, "tinyproto-fp", "FP"), (FEDTGP, "tinyproto-ft", "FT")):
+        cps_only = arm(f"TinyProto-{name} CPS 50, no scaling", tiny, cps_dim=50, mu=None)
+        aps_only = arm(f"TinyProto-{name} scaling, no CPS", tiny, cps_dim=None)
+        b = base.algorithm
+        rows.append(
+            _pair(
+                runs,
+                f"CPS (s = 50) keeps {base.label}'s accuracy",
+                "Fig. 5 / Table 5",
+                f"{_table_acc(T5, (tiny, 50, False))} vs {_table_acc(T5, (b, None, False))}",
+                cps_only,
+                base,
+                kind="not_worse",
+            )
+        )
+        rows.append(
+            _pair(
+                runs,
+                f"Scaling alone improves {base.label}",
+                "Fig. 5 / Table 5",
+                f"{_table_acc(T5, (tiny, None, True))} vs {_table_acc(T5, (b, None, False))}",
+                aps_only,
+                base,
+            )
+        )
+    for tiny, name in (("tinyproto-fp", "FP"), ("tinyproto-ft", "FT")):
+        rows.append(
+            _pair(
+                runs,
+                f"CPS beats a smaller decision layer (TinyProto-{name}, s = 50)",
+                "Fig. 6",
+                "CPS above the small layer at every s (figure only)",
+                arm("CPS s=50, d=500", tiny, cps_dim=50),
+                arm("d=50, no CPS", tiny, cps_dim=None, feature_dim=50),
+            )
+        )
+    rows.append(_sparsity_row(runs))
+    rows.append(_dead_units_row(runs))
+    return rows
+
+
+def _comm_row(runs: Runs) -> dict:
+    _, ids_p, sp = runs.arm(FEDPROTO)
+    _, ids_t, st = runs.arm(FP)
+    cfg = FP.config(runs.profile, 0)
+    want = cfg.feature_dim / cfg.cps_dim
+    if not sp or not st:
+        return _row(
+            "TinyProto-FP cuts FedProto's communication by d/s = 10",
+            "Table 1 / Table 2",
+            "0.15 M vs 0.02 M floats per round (CIFAR-10)",
+            runs,
+            "missing runs",
+            "not measured",
+            ids_p + ids_t,
+            0,
+            FP,
+        )
+    pairs = [(p["comm_floats_per_round"], t["comm_floats_per_round"]) for p, t in zip(sp, st)]
+    ratios = [p / t for p, t in pairs]
+    exact = all(p == t * want for p, t in pairs)
+    ours = f"ratio {ratios[0]:.6f} ({pairs[0][0]:.0f} vs {pairs[0][1]:.0f} floats per round)"
+    return _row(
+        f"TinyProto-FP cuts FedProto's communication by d/s = {want:g}",
+        "Table 1 / Table 2",
+        "0.15 M vs 0.02 M floats per round (CIFAR-10)",
+        runs,
+        ours,
+        "holds" if exact else "does not hold",
+        ids_p + ids_t,
+        len(pairs),
+        FP,
+    )
+
+
+def _sparsity_row(runs: Runs) -> dict:
+    _, ids, _ = runs.arm(FP)
+    cfg = FP.config(runs.profile, 0)
+    level = 1 - cfg.cps_dim / cfg.feature_dim
+    shares = []
+    for rid in ids:
+        P = load_prototypes(runs.root / rid)
+        local, masks, holds = P["local"], P["masks"], P["holds"]
+        e = local.astype(np.float64) ** 2
+        off = (e * ~masks[None]).sum(-1)[holds].sum()
+        shares.append(off / e.sum(-1)[holds].sum())
+    claim = "Local prototypes become structurally sparse under CPS (off-mask energy share)"
+    if not shares:
+        return _row(
+            claim,
+            "Fig. 2 / App. A",
+            "off-mask dimensions pushed to zero",
+            runs,
+            "missing runs",
+            "not measured",
+            ids,
+            0,
+            FP,
+        )
+    m = float(np.mean(shares))
+    verdict = "holds" if m <= level / 2 else "does not hold"
+    if len(shares) == 1:
+        verdict += " (1 seed)"
+    ours = f"share {m:.3f} at the last round (no structure: 1 - s/d = {level:.2f})"
+    return _row(
+        claim,
+        "Fig. 2 / App. A",
+        "off-mask dimensions pushed to zero",
+        runs,
+        ours,
+        verdict,
+        ids,
+        len(shares),
+        FP,
+    )
+
+
+def _dead_units_row(runs: Runs) -> dict:
+    _, ids, _ = runs.arm(FEDPROTO)
+    dead = []
+    for rid in ids:
+        P = load_prototypes(runs.root / rid)
+        local, holds = P["local"], P["holds"]
+        dead.append(float((local[holds] == 0).mean()))
+    claim = "About 50 % of decision-layer units are dead per class (FedProto)"
+    if not dead:
+        return _row(
+            claim,
+            "Sec. 3 / Fig. 2",
+            "about 50 %",
+            runs,
+            "missing runs",
+            "not measured",
+            ids,
+            0,
+            FEDPROTO,
+        )
+    m = float(np.mean(dead))
+    verdict = "holds" if 0.4 <= m <= 0.6 else "does not hold"
+    if len(dead) == 1:
+        verdict += " (1 seed)"
+    return _row(
+        claim,
+        "Sec. 3 / Fig. 2",
+        "about 50 %",
+        runs,
+        f"{100 * m:.1f} % dead",
+        verdict,
+        ids,
+        len(dead),
+        FEDPROTO,
+    )
