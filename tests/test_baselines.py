@@ -159,14 +159,17 @@ def test_feddistill_loss_only_regularises_classes_with_a_global_logit():
 # -- FML ----------------------------------------------------------------------------------------
 
 
-def test_fml_memes_identical_after_aggregation_and_weighted():
-    S = make("fml")
+@pytest.mark.parametrize("weighting", ["uniform", "samples"])
+def test_fml_memes_identical_after_aggregation_and_weighted(weighting):
+    S = make("fml", fml_weighting=weighting)
     assert S.algo.shared_params == sum(p.numel() for p in S.algo.initial.parameters())
     # all memes start equal; local models are heterogeneous
     p0 = [p.clone() for p in S.states[0].meme.parameters()]
     for st in S.states[1:]:
         assert all(torch.equal(p, q) for p, q in zip(st.meme.parameters(), p0))
     n = {st.cid: d.num_train for st, d in zip(S.states, S.data)}
+    if weighting == "uniform":  # HtFLlib: 1/N whatever n_i
+        n = {cid: 1 for cid in n}
     uploads, _ = one_round(S)
     # training moved the memes apart before aggregation
     assert not torch.equal(uploads[0]["head.weight"], uploads[1]["head.weight"])

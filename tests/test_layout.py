@@ -59,7 +59,7 @@ def test_paper_numbers_are_typed_once():
 
 def test_option_groups_own_the_algorithm_knobs_and_keep_flat_names():
     c = Config(algorithm="fml", profile="smoke", fml_alpha=0.3)
-    assert c.fml == FMLOptions(alpha=0.3, beta=0.5) and c.fml_alpha == 0.3
+    assert c.fml == FMLOptions(alpha=0.3, beta=0.5, weighting="uniform") and c.fml_alpha == 0.3
     assert c.run_id() == Config(algorithm="fml", profile="smoke", fml=FMLOptions(0.3)).run_id()
     assert c.to_dict()["fml_alpha"] == 0.3 and "fml" not in c.to_dict()
     t = Config(algorithm="tinyproto-ft", profile="smoke", cps=False)

@@ -31,6 +31,7 @@ NOTEBOOKS = (
     "05_cps_vs_dim",
     "06_robustness",
     "07_masks",
+    "09_sparsity",
 )
 
 
