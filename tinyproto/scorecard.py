@@ -23,6 +23,7 @@ Verdict rules (stated once, applied to every row):
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,15 @@ class Runs:
         self.profile = profile
         self.root = Path(root) if root is not None else runs_root(profile)
         self._cache: dict[str, dict | None] = {}
+        self.wanted: dict[str, Config] = {}  # every config a claim asked for, found or not
+
+    def missing(self) -> list[Config]:
+        """The configs asked for that have no finished run (what ``--compute`` runs)."""
+        return [cfg for rid, cfg in self.wanted.items() if self._cache.get(rid) is None]
 
     def get(self, cfg: Config) -> dict | None:
         rid = cfg.run_id()
+        self.wanted.setdefault(rid, cfg)
         if rid not in self._cache:
             folder = self.root / rid
             summary = None
@@ -225,13 +232,29 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--update-readme", action="store_true", help="rewrite README.md's scorecard block"
     )
+    p.add_argument(
+        "--compute",
+        choices=SCORE_PROFILES,
+        default=None,
+        metavar="PROFILE",
+        help="first compute the missing runs of PROFILE's claims (resumable; hours for long)",
+    )
 
 
 def cmd(args) -> int:
-    import sys
 
     from tinyproto.store import project_root
 
+    if args.compute:
+        from tinyproto.claims import claims
+        from tinyproto.sweep import sweep
+
+        runs = Runs(args.compute)
+        claims(runs)
+        todo = runs.missing()
+        print(f"scorecard: {len(todo)} {args.compute} runs to compute", file=sys.stderr)
+        if todo:
+            sweep(todo, desc=f"{args.compute} scorecard runs")
     df, path = write()
     table = markdown(df)
     if args.update_readme:
