@@ -20,6 +20,7 @@ from tinyproto.comm_table import PAPER_M, add_parser, build_comm_table, class_pr
 from tinyproto.config import ALGORITHMS, ConfigError
 from tinyproto.engine import seed_for, setup
 from tinyproto.models import FAMILIES, build_model, count_params
+from tinyproto.pruning import sparse_round_costs
 
 # (num_classes, num_clients, alpha, partition_seed, rounds): different skews and sizes
 PARTITIONS = [
@@ -86,13 +87,17 @@ def test_measured_equals_expected(algorithm, partition, tmp_path):
     measured = (res.metrics["upload_floats"] + res.metrics["download_floats"]).tolist()
     assert len(measured) == cfg.rounds
     kw = dict(num_classes=K, dim=d, num_clients=N, classes_present=U, cps_dim=cfg.cps_dim)
-    if algorithm in ("fml", "fedkd"):  # the shared model: the family's first architecture
+    if algorithm in ("fml", "fedkd", "fedavg"):  # the shared model: the family's first arch
         shared = build_model(FAMILIES[cfg.family][0], num_classes=K, feature_dim=d, in_channels=1)
         kw["model_params"] = count_params(shared)
     if algorithm == "fedkd":  # data-dependent: the floats its SVD kept, from a replay
         kept = [algo.server.kept_floats_per_round[rnd] for rnd, algo, _, _ in replay(cfg)]
         expected = [comm.expected_cost(algorithm, **kw, kept_floats=k) for k in kept]
         assert all(e <= comm.expected_cost(algorithm, **kw) for e in expected)  # dense bound
+    elif algorithm == "fedtiny":  # setup exchanges, adjustments: per round (test_fedtiny.py)
+        *_, (_, algo, _, _) = replay(cfg)
+        costs = sparse_round_costs(algo.plan())
+        expected = [r["upload_floats"] + r["download_floats"] for r in costs]
     else:
         expected = [comm.expected_cost(algorithm, **kw)] * cfg.rounds
     assert measured == expected

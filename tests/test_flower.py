@@ -9,6 +9,8 @@ killed mid-run) are tests/test_flower_deploy.py (``make test-flower``).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from flwr.app import Context, Error, RecordDict
+from flwr.app import Array, ArrayRecord, Context, Error, RecordDict
 from flwr.app import Message as FlowerMessage
 from flwr.common.config import parse_config_args
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
@@ -83,7 +85,9 @@ class Loopback:
 
     def __init__(self, run_config: dict, n: int, silent=None, offline=None, tamper=None):
         self.contexts = {
-            100 + i: Context(1, 100 + i, {"partition-id": i, "num-partitions": n}, RecordDict(), run_config)
+            100 + i: Context(
+                1, 100 + i, {"partition-id": i, "num-partitions": n}, RecordDict(), run_config
+            )
             for i in range(n)
         }
         self.silent, self.offline = dict(silent or {}), dict(offline or {})
@@ -159,7 +163,9 @@ def test_partial_participation_picks_the_same_clients_on_flower(tmp_path):
     ref = tinyproto.run(cfg, root=tmp_path / "engine", progress=False)
     got = metrics(run_flower(cfg, tmp_path / "flower"))
     cols = [*COLUMNS, "clients", "dropped"]
-    pd.testing.assert_frame_equal(got[cols], ref.metrics[cols].astype(got[cols].dtypes), check_exact=True)
+    pd.testing.assert_frame_equal(
+        got[cols], ref.metrics[cols].astype(got[cols].dtypes), check_exact=True
+    )
     assert (got["clients"].astype(str) != "0 1 2 3").any()  # the draw left someone out
 
 
@@ -172,7 +178,11 @@ def test_a_silent_client_is_left_out_after_the_timeout_and_the_run_goes_on(tmp_p
     assert list(got["clients"].astype(str)) == ["0 1 2", "0 1", "0 1"]
     assert list(got["failed"].fillna("").astype(str)) == ["", "2", "2"]
     failures = store.verify_run(out)["summary"]["failures"]
-    assert failures[0] == {"round": 2, "client": 2, "why": "train: no reply within round-timeout=1 s"}
+    assert failures[0] == {
+        "round": 2,
+        "client": 2,
+        "why": "train: no reply within round-timeout=1 s",
+    }
     assert "busy" in failures[-1]["why"] and failures[-1]["round"] == 3
     assert got["test_acc"].notna().all()
 
@@ -190,7 +200,7 @@ def test_a_client_that_goes_offline_is_left_out_without_waiting(tmp_path):
 def test_a_refused_upload_or_a_raising_client_is_recorded_and_left_out(tmp_path):
     def tamper(cid, kind, content):
         if cid == 0 and kind == "train":
-            content["arrays"]["protos"] = records.Array(content["arrays"]["protos"].numpy() * float("nan"))
+            content["arrays"]["protos"] = Array(content["arrays"]["protos"].numpy() * float("nan"))
 
     cfg = config(rounds=2)
     got = metrics(run_flower(cfg, tmp_path, grid_kw={"tamper": tamper}))
@@ -216,7 +226,10 @@ def test_a_resumed_server_ends_with_the_numbers_of_an_uninterrupted_run(tmp_path
 
 def test_the_hello_refuses_misconfigured_nodes_with_one_line(tmp_path):
     cfg = config()
-    rc = {**settings.DEFAULTS, **settings.to_run_config(cfg, results_dir=tmp_path, connect_timeout=1.0)}
+    rc = {
+        **settings.DEFAULTS,
+        **settings.to_run_config(cfg, results_dir=tmp_path, connect_timeout=1.0),
+    }
     run = settings.parse(rc)
     grid = Loopback(rc, 3)
     grid.contexts[101].node_config["num-partitions"] = 4
@@ -228,7 +241,9 @@ def test_the_hello_refuses_misconfigured_nodes_with_one_line(tmp_path):
         server_app.serve(grid, run)
     grid = Loopback(rc, 3)
     other = settings.to_run_config(cfg.replace(partition_seed=2))
-    grid.contexts[101] = Context(1, 101, grid.contexts[101].node_config, RecordDict(), {**rc, **other})
+    grid.contexts[101] = Context(
+        1, 101, grid.contexts[101].node_config, RecordDict(), {**rc, **other}
+    )
     with pytest.raises(ConfigError, match="holds other data than client 1"):
         server_app.serve(grid, run)
 
@@ -292,9 +307,13 @@ def test_a_bad_run_config_is_one_line_naming_the_key(run_config, message):
     assert "\n" not in str(e.value)
 
 
-def test_a_default_flower_run_goes_beside_the_profile_s_runs():
+def test_a_default_flower_run_goes_beside_the_profile_s_runs(monkeypatch, tmp_path):
+    monkeypatch.delenv(store.RESULTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # a SuperLink's working directory is anywhere
     assert settings.default_results_dir("smoke") == ROOT / "results" / "smoke" / "flower-runs"
     assert settings.default_results_dir("quick") == ROOT / "results" / "flower-runs"
+    monkeypatch.setenv(store.RESULTS_ENV, str(tmp_path / "elsewhere"))
+    assert settings.default_results_dir("paper") == tmp_path / "elsewhere" / "paper" / "flower-runs"
 
 
 # -- our messages as Flower records ------------------------------------------------------------
@@ -302,7 +321,11 @@ def test_a_default_flower_run_goes_beside_the_profile_s_runs():
 
 def test_a_message_crosses_flowers_serialisation_bit_for_bit():
     msg = Message(
-        {"protos": torch.randn(3, 5), "classes": torch.tensor([0, 4, 7]), "m": torch.ones(2, dtype=torch.bool)},
+        {
+            "protos": torch.randn(3, 5),
+            "classes": torch.tensor([0, 4, 7]),
+            "m": torch.ones(2, dtype=torch.bool),
+        },
         {"num_train": 12, "who": "x", "flags": [True, False]},
         {"energy": [0.5, 0.25], "rank": 3},
     )
@@ -310,8 +333,12 @@ def test_a_message_crosses_flowers_serialisation_bit_for_bit():
     msg_out = FlowerMessage(rd, 5, "train", group_id="1")
     back = records.from_records(through_wire(msg_out).content, "client 0")
     assert back.to_bytes() == msg.to_bytes()
-    assert records.envelope(rd) == {"round": 2} and records.report(rd, "c", {"loss": float}) == {"loss": 0.5}
-    assert records.from_records(records.to_records(Message()), "c").to_bytes() == Message().to_bytes()
+    assert records.envelope(rd) == {"round": 2} and records.report(rd, "c", {"loss": float}) == {
+        "loss": 0.5
+    }
+    assert (
+        records.from_records(records.to_records(Message()), "c").to_bytes() == Message().to_bytes()
+    )
     msg_out.metadata.__dict__["_message_id"] = msg_out.object_id  # as Flower's push sets it
     wire = records.wire_bytes(msg_out)
     assert wire > msg.nbytes() + 3 * 128  # numpy headers and object ids at least
@@ -328,7 +355,35 @@ def test_records_no_message_could_have_made_are_refused_with_one_line():
     with pytest.raises(MessageError, match="dtype bfloat16 has no numpy form"):
         records.to_records(Message({"p": torch.zeros(2, dtype=torch.bfloat16)}))
     with pytest.raises(MessageError, match="dtype complex64"):
-        arr = records.ArrayRecord({"p": records.Array(torch.zeros(2, dtype=torch.complex64).numpy())})
+        arr = ArrayRecord({"p": Array(torch.zeros(2, dtype=torch.complex64).numpy())})
         records.from_records(RecordDict({"arrays": arr}), "client 1")
     with pytest.raises(MessageError, match="report 'loss' missing or not float"):
         records.report(good, "client 1", {"loss": float})
+
+
+# -- the launcher's refusals, and the core install without Flower ------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("rounds='3'", "invalid rounds='3': an integer"),
+        ("rounds=", "invalid --run-config 'rounds=': 'rounds=' is not key=value"),
+        ("rounds=3 lr", "'lr' is not key=value"),
+        ("rounds=3x", "invalid --run-config 'rounds=3x': The provided configuration string"),
+        ("colour='red'", "unknown run-config key(s) colour"),
+    ],
+)
+def test_the_launcher_refuses_a_bad_run_config_before_starting_anything(text, message, capsys):
+    from tinyproto.flower import deploy
+
+    assert deploy.main(["--run-config", text]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_the_core_package_never_imports_flower():
+    code = "import sys, tinyproto, tinyproto.engine, tinyproto.cli, tinyproto.sweep\n"
+    code += "assert not [m for m in sys.modules if m.split('.')[0] in ('flwr', 'ray')]"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

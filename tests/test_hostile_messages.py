@@ -33,6 +33,8 @@ ALL = (
     "lg-fedavg",
     "fml",
     "fedkd",
+    "fedavg",
+    "fedtiny",
 )
 N, K, D = 3, 6, 16
 F32_MAX = torch.finfo(torch.float32).max
@@ -193,6 +195,18 @@ CASES = [
         ["client 0", "'weight'", "torch.float64"],
     ),
     ("float64-factor", "fedkd", fedkd_float64_factor, ["client 1", "#S'", "torch.float64"]),
+    (
+        "float64-fedavg",
+        "fedavg",
+        lambda u: put(u, 2, {"head.weight": u[2]["head.weight"].double()}),
+        ["client 2", "'head.weight'", "torch.float64"],
+    ),
+    (
+        "join-with-a-field",
+        "fedtiny",
+        lambda u: put(u, 0, {"head.weight": torch.zeros(3)}),
+        ["client 0", "'head.weight'", "no mask chosen yet"],
+    ),
     # fields: extra, missing, not a tensor, wrong shape, layout, device, autograd
     (
         "extra-field",
@@ -419,6 +433,13 @@ CASES = [
     ),
     ("non-message", "fml", lambda u: {**u, 1: dict(u[1].arrays)}, ["client 1", "Message", "dict"]),
     ("non-message-local", "local", lambda u: {**u, 2: None}, ["client 2", "Message"]),
+    (
+        "1e38-fedavg",
+        "fedavg",
+        lambda u: put_all(u, "head.bias", lambda t: t * 0 + 1e38),
+        ["client 0", "'head.bias'", "bound"],
+    ),
+    ("string-sender-fedtiny", "fedtiny", lambda u: keys(u, [0, "1", 2]), ["client '1'", "sender id"]),
     ("uploads-not-a-collection", "feddistill", lambda u: u[0], ["uploads", "Message"]),
 ]
 
@@ -605,6 +626,8 @@ def download_cases():
         ("fml", lambda m: edited(m, {"head.bias": None}), "'head.bias'"),
         ("fedkd", lambda m: edited(m, {first_float(m): m[first_float(m)].half()}), "torch.float16"),
         ("local", lambda m: edited(m, {"x": torch.zeros(1)}), "'x'"),
+        ("fedavg", lambda m: edited(m, {"base.fc.bias": None}), "'base.fc.bias'"),
+        ("fedtiny", lambda m: edited(m, {"extra": torch.zeros(1)}), "'extra'"),
     ]
 
 

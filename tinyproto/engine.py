@@ -88,7 +88,6 @@ def setup(config: Config, clients: Iterable[int] | None = None) -> Setup:
     own, the ServerApp none. The others' entries in ``states`` are None.
     """
     cfg = config
-    wanted = set(range(cfg.num_clients) if clients is None else clients)
     device = check_device(cfg.device)  # ConfigError if this machine lacks it
     torch.set_flush_denormal(True)  # denormal floats slow CPU kernels by orders of magnitude
     ds = load_dataset(
@@ -134,24 +133,29 @@ def setup(config: Config, clients: Iterable[int] | None = None) -> Setup:
         num_clients=cfg.num_clients,
     )
     algo = build_algorithm(ctx)
-    states, data, archs = [], [], {}
-    for cid in range(cfg.num_clients):
-        data.append(ClientData(ds, fed.clients[cid]))
-        if cid not in wanted:
-            states.append(None)
-            continue
-        torch.manual_seed(client_seed(cfg.seed, cid))  # each client's init: its id only
-        model = client_model(
-            cfg.family,
-            cid,
-            num_classes=K,
-            feature_dim=cfg.feature_dim,
-            in_channels=ds.channels,
-            image_size=ds.image_size,
-        ).to(device)
-        archs.setdefault(model.arch, count_params(model))
-        states.append(algo.init_client(cid, model))
-    return Setup(cfg, device, fed, ctx, algo, states, data, archs)
+    data = [ClientData(ds, split) for split in fed.clients]
+    S = Setup(cfg, device, fed, ctx, algo, [None] * cfg.num_clients, data, {})
+    for cid in range(cfg.num_clients) if clients is None else sorted(set(clients)):
+        add_client(S, cid)
+    return S
+
+
+def add_client(S: Setup, cid: int) -> ClientState:
+    """Build client ``cid``'s model and state into ``S.states[cid]``: its initial weights
+    depend on the run's seed and its id only, whichever clients were built before."""
+    cfg, ctx = S.config, S.ctx
+    torch.manual_seed(client_seed(cfg.seed, cid))
+    model = client_model(
+        cfg.family,
+        cid,
+        num_classes=ctx.num_classes,
+        feature_dim=cfg.feature_dim,
+        in_channels=ctx.in_channels,
+        image_size=ctx.image_size,
+    ).to(S.device)
+    S.archs.setdefault(model.arch, count_params(model))
+    S.states[cid] = S.algo.init_client(cid, model)
+    return S.states[cid]
 
 
 def evaluate(algo: Algorithm, state: ClientState, data: ClientData) -> int:

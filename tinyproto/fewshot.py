@@ -3,6 +3,8 @@ pre-training of the shared model on them (../shared/FEDTINY.md, "Setup")."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,22 +27,37 @@ def server_shots(ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
     if cfg.dataset == "synthetic":
         ds = make_synthetic(cfg.num_classes, shots * cfg.num_classes, 1, 28, cfg.partition_seed)
         return ds.images(torch.arange(len(ds))), ds.y
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
-    held = np.zeros(len(ds), dtype=bool)
-    if cfg.max_samples is not None and cfg.max_samples < len(ds):
-        held[stratified_subset(ds.y.numpy(), cfg.max_samples, cfg.partition_seed)] = True
-    rng = np.random.RandomState(cfg.seed + 7_777)
-    chosen = []
-    for k in range(ds.num_classes):
-        free = np.flatnonzero((ds.y.numpy() == k) & ~held)
-        if len(free) < shots:
-            raise ConfigError(
-                f"invalid fedtiny_shots={shots}: class {k} of {cfg.dataset} has {len(free)} "
-                "images outside the clients' data; lower it or max_samples"
-            )
-        chosen.append(rng.choice(free, size=shots, replace=False))
-    idx = torch.from_numpy(np.sort(np.concatenate(chosen)))
+    ds = _full_dataset(cfg.dataset, cfg.data_dir)
+    try:
+        idx = outside_shots(ds.y.numpy(), cfg.max_samples, cfg.partition_seed, shots, cfg.seed)
+    except ValueError as e:
+        raise ConfigError(f"invalid fedtiny_shots={shots}: {e} of {cfg.dataset}") from None
+    idx = torch.from_numpy(idx)
     return ds.images(idx), ds.y[idx]
+
+
+@functools.lru_cache(maxsize=1)
+def _full_dataset(name: str, data_dir: str | None):
+    """The whole data set, once per process (a sweep of FedTiny runs reads it once)."""
+    return load_dataset(name, data_dir)
+
+
+def outside_shots(
+    labels: np.ndarray, max_samples: int | None, subset_seed: int, shots: int, seed: int
+) -> np.ndarray:
+    """Sorted indices of ``shots`` images per class outside the stratified subset the engine
+    loads (``max_samples`` of them, seed ``subset_seed``), drawn with ``seed``."""
+    held = np.zeros(len(labels), dtype=bool)
+    if max_samples is not None and max_samples < len(labels):
+        held[stratified_subset(labels, max_samples, subset_seed)] = True
+    rng = np.random.RandomState(seed + 7_777)
+    chosen = []
+    for k in range(int(labels.max()) + 1):
+        free = np.flatnonzero((labels == k) & ~held)
+        if len(free) < shots:
+            raise ValueError(f"class {k} has {len(free)} images outside the clients' data")
+        chosen.append(rng.choice(free, size=shots, replace=False))
+    return np.sort(np.concatenate(chosen))
 
 
 def pretrain(

@@ -211,6 +211,28 @@ class SmallCNNBase(nn.Module):
         return self.relu(self.fc(x))
 
 
+class SmallBNCNNBase(SmallCNNBase):
+    """A SmallCNNBase with BatchNorm after every convolution and after the feature layer
+    (``cnn_bn``: cnn_a's layout). Not in cnn4: a CPU-fast model with BatchNorm statistics, for
+    FedTiny's adaptive BN selection and sparse training (tinyproto/algorithms/fedtiny.py)."""
+
+    def __init__(
+        self, convs: tuple[tuple[int, int], ...], pool: int, feature_dim: int, in_channels: int
+    ) -> None:
+        super().__init__(convs, pool, feature_dim, in_channels)
+        layers: list[nn.Module] = []
+        for m in self.conv:
+            layers.append(m)
+            if isinstance(m, nn.Conv2d):
+                layers.append(nn.BatchNorm2d(m.out_channels))
+        self.conv = nn.Sequential(*layers)
+        self.norm = nn.BatchNorm1d(feature_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.pool(self.conv(x)), 1)
+        return self.relu(self.norm(self.fc(x)))
+
+
 def _cnn(name: str) -> Callable[[int, int, int], nn.Module]:
     convs, pool = CNN4_SPECS[name]
 
@@ -226,6 +248,7 @@ _BUILDERS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "shufflenet_v2": _shufflenet_v2,
     "efficientnet_b0": _efficientnet_b0,
     **{name: _cnn(name) for name in CNN4},
+    "cnn_bn": lambda d, K, c: SmallBNCNNBase(*CNN4_SPECS["cnn_a"], d, c),
 }
 
 ARCHS: tuple[str, ...] = tuple(_BUILDERS)

@@ -162,3 +162,13 @@ def table5_long() -> pd.DataFrame:
 
 
 _PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "tinyimagenet": "TinyImageNet"}
+
+
+# FedTiny's abstract (Huang et al., ICDCS 2023, arXiv 2212.01977; ../shared/papers/
+# fedtiny-abstract.txt): its headline numbers against "state-of-the-art methods" (the best prior
+# pruning method in its experiments). No per-density table was found (FEDTINY.md).
+FEDTINY_ABSTRACT = {
+    "accuracy_gain_pp": 2.61,  # accuracy improvement, percentage points
+    "compute_reduction_pct": 95.91,  # computational cost reduction, %
+    "memory_reduction_pct": 94.01,  # memory footprint reduction, %
+}

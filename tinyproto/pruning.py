@@ -21,6 +21,16 @@ from tinyproto.message import MessageError
 RELATIVE_TOLERANCE = 0.02  # a candidate's overall density is within 2 % of the target
 MAX_DRAWS = 10_000  # per candidate, before the density is declared unreachable
 INDEX_BYTES = 4  # a kept index in the index-list alternative, and in adjustment uploads
+VAL_KEY = "num_val"  # a client's validation-sample count (ABNS, selection): int metadata
+VERSION_KEY = "mask_version"  # which mask a model's values follow: int metadata, both ways
+
+
+def bn_key(c: int, stat: str) -> str:
+    return f"bn{c}/{stat}"
+
+
+def cand_key(c: int, name: str) -> str:
+    return f"cand{c}/{name}"
 
 
 # -- which tensors are masked, in which blocks ---------------------------------------------------
@@ -105,7 +115,8 @@ def blocks(model: nn.Module, masked: list[str]) -> list[list[str]]:
         members[key].append(name)
     groups = [members[k] for k in order]
     if len(groups) > 1 and order[-1] == "head":
-        groups[-2] = groups[-2] + groups.pop()
+        head = groups.pop()
+        groups[-1] = groups[-1] + head
     return groups[::-1]
 
 

@@ -31,6 +31,7 @@ NOTEBOOKS = (
     "05_cps_vs_dim",
     "06_robustness",
     "07_masks",
+    "08_fedtiny",
     "09_sparsity",
 )
 

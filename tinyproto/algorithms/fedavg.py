@@ -25,6 +25,7 @@ from tinyproto.algorithms.common import (
     train_local,
 )
 from tinyproto.comm import Message, expect
+from tinyproto.models import count_params
 from tinyproto.pruning import check_variances, float_state, load_float_state
 
 
@@ -46,6 +47,11 @@ class FedAvg(FedAvgAlgorithm):
     def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
         loss = train_local(state, data, self.cfg, generator, ce_loss)
         return Message(float_state(state.model), {COUNT_KEY: data.num_train}), loss
+
+    def report(self, states, data) -> dict:
+        out = super().report(states, data)
+        out["archs"] = {self.initial.arch: count_params(self.initial)}  # every client's model
+        return out
 
     def check_upload(self, msg: Message, sender: str):
         tensors, n = super().check_upload(msg, sender)

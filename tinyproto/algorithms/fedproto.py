@@ -138,6 +138,8 @@ class FedProto(ClassVectorAlgorithm):
 
     @torch.no_grad()
     def predict(self, state: ProtoClient, x: torch.Tensor) -> torch.Tensor:
+        if state.target is None:  # no download yet (partial participation): its own head
+            return super().predict(state, x)
         return nearest_prototype(state.model.features(x), state.target, state.has_target)
 
     def prototypes(self, state: ProtoClient) -> Prototypes:

@@ -45,16 +45,15 @@ import torch.nn.functional as F
 from tinyproto import compute
 from tinyproto.algorithms.base import ClientData, ClientState
 from tinyproto.algorithms.common import COUNT_KEY, min_last_batch
-from tinyproto.algorithms.fedtiny_server import (
+from tinyproto.algorithms.fedtiny_server import FedTinyServerSide
+from tinyproto.comm import Message, MessageError, check_message, expect, read_config
+from tinyproto.models import count_params
+from tinyproto.pruning import (
     VAL_KEY,
     VERSION_KEY,
-    FedTinyServerSide,
+    bitmap_bytes,
     bn_key,
     cand_key,
-)
-from tinyproto.comm import Message, MessageError, check_message, expect, read_config
-from tinyproto.pruning import (
-    bitmap_bytes,
     check_variances,
     float_state,
     load_float_state,
@@ -147,10 +146,8 @@ class FedTiny(FedTinyServerSide):
         out = {}
         for c in range(self.C):
             self.load_candidate(state, c)
-            state.model.train()
-            for _ in range(self.cfg.fedtiny.abns_passes):
-                for x, _ in self.val_batches(state, data):
-                    state.model(x)
+            passes = self.cfg.fedtiny.abns_passes
+            adapt_bn(state.model, lambda: self.val_batches(state, data), passes)
             buffers = dict(state.model.named_buffers())
             out.update({bn_key(c, n): buffers[n].detach().clone() for n in self.bn_names})
         self.load_union(state)
@@ -318,8 +315,22 @@ class FedTiny(FedTinyServerSide):
             mask_bytes_per_round=sum(S.mask_bytes.values()) / rounds,
             index_list_bytes_per_round=sum(S.index_list_bytes.values()) / rounds,
             adjustments=len(self.schedule),
+            kept_per_layer={n: [k, size] for n, k, size in zip(self.masked, plan.kept, plan.sizes)},
+            archs={self.initial.arch: count_params(self.initial)},  # every client's model
         )
         return out
+
+
+@torch.no_grad()
+def adapt_bn(model: torch.nn.Module, batches, passes: int) -> None:
+    """ABNS's forward passes: train mode, no gradients, ``passes`` times over ``batches()``; only
+    BatchNorm running statistics (and their batch counters) change."""
+    was = model.training
+    model.train()
+    for _ in range(passes):
+        for x, _ in batches():
+            model(x)
+    model.train(was)
 
 
 def apply_masks(params: dict, masks: dict, opt: torch.optim.Optimizer) -> None:

@@ -26,13 +26,18 @@ from tinyproto.algorithms.common import (
 from tinyproto.comm import Message, MessageError, expect, read_config
 from tinyproto.config import ConfigError
 from tinyproto.fewshot import pretrain, server_shots
+from tinyproto.participation import is_partial
 from tinyproto.pruning import (
     INDEX_BYTES,
+    VAL_KEY,
+    VERSION_KEY,
     SparsePlan,
     adjust_count,
     adjustment_rounds,
     blocks,
+    bn_key,
     bn_stats,
+    cand_key,
     candidate_masks,
     check_variances,
     cosine_rate,
@@ -43,17 +48,6 @@ from tinyproto.pruning import (
     pack_bits,
     prune_grow,
 )
-
-VAL_KEY = "num_val"  # a client's validation-sample count (ABNS, selection): int metadata
-VERSION_KEY = "mask_version"  # which mask a model's values follow: int metadata, both ways
-
-
-def bn_key(c: int, stat: str) -> str:
-    return f"bn{c}/{stat}"
-
-
-def cand_key(c: int, name: str) -> str:
-    return f"cand{c}/{name}"
 
 
 @dataclass
@@ -385,6 +379,10 @@ class FedTinyServerSide(Algorithm):
         )
 
     def expected_floats(self, classes_present: int) -> float | None:
+        """The closed form's mean per round; None under partial participation (who is at
+        which setup stage then depends on the draw)."""
+        if is_partial(self.cfg):
+            return None
         return comm.expected_cost(
             "fedtiny",
             num_classes=self.ctx.num_classes,

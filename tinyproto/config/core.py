@@ -35,7 +35,6 @@ from tinyproto.config.params import PARAMS, _fail, _is_int, _normalise, check_va
 from tinyproto.config.profiles import (
     ALGORITHM_DEFAULTS,
     AUTO,
-    DATASET_CLASSES,
     DATASET_SIZES,
     FEDTINY_ALGORITHMS,
     MU_TARGET,
@@ -308,7 +307,8 @@ class Config:
         if self.fedkd.t_start > self.fedkd.t_end:
             _fail("fedkd_t_start", self.fedkd.t_start, "0 < fedkd_t_start <= fedkd_t_end <= 1")
         if self.algorithm in FEDTINY_ALGORITHMS:
-            self._check_fedtiny()
+            for name, value, why in self.fedtiny.problems(self.dataset, self.max_samples):
+                _fail(name, value, why)
         n = self.num_samples()
         if self.max_samples is not None and self.max_samples < 2 * self.num_clients:
             _fail(
@@ -334,23 +334,6 @@ class Config:
         )
         if not ok:
             _fail("device", dev, "auto, cpu, cuda, cuda:N or mps")
-
-    def _check_fedtiny(self) -> None:
-        """Options this FedTiny variant never reads are refused; the server's few-shot set
-        must come from images outside the partition (a real data set needs max_samples)."""
-        for name, why in self.fedtiny.unused():
-            _fail(name, self.flat(name), f"{why}; leave it at its default")
-        if self.dataset == "synthetic":
-            return
-        full, K = DATASET_SIZES[self.dataset], DATASET_CLASSES[self.dataset]
-        shots = self.fedtiny.shots * K
-        if self.max_samples is None or self.max_samples > full - shots:
-            _fail(
-                "max_samples",
-                self.max_samples,
-                f"at most {full - shots} for fedtiny: its server holds fedtiny_shots x {K} "
-                f"= {shots} images of {self.dataset} that no client holds",
-            )
 
     def num_samples(self) -> int:
         """Samples the run partitions (the whole data set, or max_samples of it)."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinyproto.config.fedtiny import FIELDS as FEDTINY_FIELDS
+from tinyproto.config.fedtiny import FedTinyOptions
 from tinyproto.config.profiles import (
     FEDTINY_ALGORITHMS,
     PROTOTYPE_ALGORITHMS,
@@ -85,39 +87,6 @@ class SharedModelOptions:
     model: str | None = None  # None: the family's first architecture
 
 
-@dataclass(frozen=True)
-class FedTinyOptions:
-    """FedTiny (../shared/FEDTINY.md); defaults are the authors' code's, density the issue's."""
-
-    density: float = 0.01  # target share of the masked weights kept
-    mask_init: str = "abns"  # abns | select (ABNS off) | magnitude (one-shot, no candidates)
-    progressive: bool = True  # progressive pruning (prune/grow adjustments) on
-    prune_mode: str = "block"  # block: one block per adjustment, output first | entire
-    candidates: int = 5  # C, the candidate pool
-    shots: int = 5  # server-side labelled images per class
-    pretrain_epochs: int = 3  # server pre-training epochs on them
-    abns_passes: int = 10  # forward passes over the validation set per candidate
-    adjust_every: int = 10  # dT
-    adjust_until: int = 100  # T_max
-    adjust_rate: float = 0.1  # a, the cosine schedule's initial rate
-
-    def unused(self) -> list[tuple[str, str]]:
-        """(flat name, why) of each option set away from its default that this variant never
-        reads: refused, as any option an algorithm does not read."""
-        base = FedTinyOptions()
-        why = []
-        if self.mask_init == "magnitude":
-            why += [(n, "mask_init=magnitude has no candidate pool")
-                    for n in ("candidates",) if getattr(self, n) != getattr(base, n)]
-        if self.mask_init != "abns" and self.abns_passes != base.abns_passes:
-            why.append(("abns_passes", f"mask_init={self.mask_init} runs no ABNS"))
-        if not self.progressive:
-            why += [(n, "progressive pruning is off")
-                    for n in ("prune_mode", "adjust_every", "adjust_until", "adjust_rate")
-                    if getattr(self, n) != getattr(base, n)]
-        return [(FLAT_NAMES.get(n, n), w) for n, w in why]
-
-
 # group name -> (options class, algorithms that read it)
 GROUPS: dict[str, tuple[type, tuple[str, ...]]] = {
     "proto": (PrototypeOptions, PROTOTYPE_ALGORITHMS),
@@ -150,16 +119,5 @@ GROUP_OF: dict[str, tuple[str, str]] = {
     "fedkd_t_start": ("fedkd", "t_start"),
     "fedkd_t_end": ("fedkd", "t_end"),
     "shared_model": ("shared", "model"),
-    "density": ("fedtiny", "density"),
-    "mask_init": ("fedtiny", "mask_init"),
-    "progressive": ("fedtiny", "progressive"),
-    "prune_mode": ("fedtiny", "prune_mode"),
-    "fedtiny_candidates": ("fedtiny", "candidates"),
-    "fedtiny_shots": ("fedtiny", "shots"),
-    "pretrain_epochs": ("fedtiny", "pretrain_epochs"),
-    "abns_passes": ("fedtiny", "abns_passes"),
-    "adjust_every": ("fedtiny", "adjust_every"),
-    "adjust_until": ("fedtiny", "adjust_until"),
-    "adjust_rate": ("fedtiny", "adjust_rate"),
+    **{name: ("fedtiny", attr) for name, attr in FEDTINY_FIELDS.items()},
 }
-FLAT_NAMES = {"candidates": "fedtiny_candidates", "shots": "fedtiny_shots"}  # FedTiny's renames

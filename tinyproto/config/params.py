@@ -11,6 +11,7 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tinyproto.config.fedtiny import FEDTINY_FLAGS
 from tinyproto.config.profiles import (
     ALGORITHMS,
     AUTO,
@@ -336,65 +337,10 @@ PARAMS: dict[str, Param] = {
         none=True,
         applies=SHARED_MODEL_ALGORITHMS,
     ),
-    "density": Param(
-        "float",
-        "share of the masked weights kept (every conv/linear weight but the first conv)",
-        G_TINYNET,
-        low=0,
-        high=1,
-        low_open=True,
-        applies=FEDTINY_ALGORITHMS,
-    ),
-    "mask_init": Param(
-        "choice",
-        "initial mask: abns (candidate pool + adaptive BN selection), select (the pool "
-        "without ABNS), magnitude (one-shot magnitude pruning of the pre-trained model)",
-        G_TINYNET,
-        choices=("abns", "select", "magnitude"),
-        applies=FEDTINY_ALGORITHMS,
-    ),
-    "progressive": Param(
-        "bool", "progressive pruning: prune/grow adjustment rounds", G_TINYNET,
-        applies=FEDTINY_ALGORITHMS,
-    ),
-    "prune_mode": Param(
-        "choice",
-        "layers adjusted per adjustment round: block (one block, output first) or entire",
-        G_TINYNET,
-        choices=("block", "entire"),
-        applies=FEDTINY_ALGORITHMS,
-    ),
-    "fedtiny_candidates": Param(
-        "int", "candidate masks C in the pool", G_TINYNET, 1, 1000, applies=FEDTINY_ALGORITHMS
-    ),
-    "fedtiny_shots": Param(
-        "int",
-        "labelled images per class the server holds (from data no client holds)",
-        G_TINYNET,
-        1,
-        100_000,
-        applies=FEDTINY_ALGORITHMS,
-    ),
-    "pretrain_epochs": Param(
-        "int", "server pre-training epochs on its few-shot set", G_TINYNET, 0, 100_000,
-        applies=FEDTINY_ALGORITHMS,
-    ),
-    "abns_passes": Param(
-        "int", "ABNS forward passes over a client's validation set per candidate", G_TINYNET,
-        1, 100_000, applies=FEDTINY_ALGORITHMS,
-    ),
-    "adjust_every": Param(
-        "int", "dT: adjust the mask in the round after every dT-th training round", G_TINYNET,
-        1, COUNT_MAX, applies=FEDTINY_ALGORITHMS,
-    ),
-    "adjust_until": Param(
-        "int", "T_max: no adjustment after this many training rounds", G_TINYNET, 0,
-        COUNT_MAX, applies=FEDTINY_ALGORITHMS,
-    ),
-    "adjust_rate": Param(
-        "float", "a: first adjustment's share of a layer's kept weights (cosine decay)",
-        G_TINYNET, low=0, high=1, low_open=True, applies=FEDTINY_ALGORITHMS,
-    ),
+    **{
+        name: Param(kind, help_, G_TINYNET, applies=FEDTINY_ALGORITHMS, **bounds)
+        for name, (kind, help_, bounds) in FEDTINY_FLAGS.items()
+    },
     "device": Param("str", "where to train", G_OPS, text="auto, cpu, cuda, cuda:N or mps"),
     "eval_every": Param("int", "evaluate every N rounds (the last always)", G_RUN, 1, COUNT_MAX),
     "join_ratio": Param("float", "share of clients sampled per round", G_RUN, 0, 1, low_open=True),

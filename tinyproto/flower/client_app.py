@@ -3,9 +3,9 @@
 A SuperNode's node config names its client: ``partition-id`` i and ``num-partitions`` N
 (Flower's simulation sets both; a deployment starts ``flower-supernode --node-config
 "partition-id=i num-partitions=N"``). The node derives the run-wide constants from the run
-config exactly as the in-process engine does (``engine.setup`` with ``clients=[i]``: the data,
-the Dirichlet partition, masks, mu, the algorithm, client i's model), so node i holds client
-i's data and starts from client i's model. Between messages the client's state lives in
+config exactly as the in-process engine does (``engine.setup``: the data, the Dirichlet
+partition, masks, mu, the algorithm; then ``engine.add_client`` for client i's model), so node
+i holds client i's data and starts from client i's model. Between messages the client's state lives in
 Flower's ``Context.state`` (its ``state_dict``, saved with torch): each message restores it,
 runs one step and stores it back.
 
@@ -32,13 +32,13 @@ from flwr.clientapp import ClientApp
 
 from tinyproto import store
 from tinyproto.config import ConfigError
-from tinyproto.engine import Setup, seed_for, setup
+from tinyproto.engine import Setup, add_client, seed_for, setup
 from tinyproto.flower import records, settings
 
 STATE = "tinyproto-state"  # the Context.state record holding the client's state
 KEEP = 2  # client checkpoints kept: the server's last checkpoint may be the one before
 app = ClientApp()
-_built: dict[tuple, tuple[Setup, bytes]] = {}  # this process's client: built once, reused
+_setups: dict[str, Setup] = {}  # the run's data and algorithm in this process, reused
 
 
 def partition_id(node_config, num_clients: int) -> int:
@@ -59,18 +59,19 @@ def partition_id(node_config, num_clients: int) -> int:
     return pid
 
 
-def client(context: Context, run_config=None) -> tuple[Setup, int, bytes]:
-    """This node's client: engine.setup for its id alone (cached per process), and its
-    initial state (as saved by :func:`dump`). ``run_config``: instead of the context's."""
+def client(context: Context, run_config=None) -> tuple[Setup, int]:
+    """This node's client in its initial state: the run's Setup (data, partition, algorithm;
+    built once per process) with client ``partition-id``'s model and state built afresh
+    (engine.add_client). ``run_config``: instead of the context's."""
     cfg = settings.parse(context.run_config if run_config is None else run_config).config
     cid = partition_id(context.node_config, cfg.num_clients)
-    key = (json.dumps(cfg.to_dict(), sort_keys=True, default=str), cid)
-    if key not in _built:
-        _built.clear()  # one client's data in memory at a time
-        S = setup(cfg, clients=[cid])
-        _built[key] = (S, dump(S.states[cid]))
-    S, initial = _built[key]
-    return S, cid, initial
+    key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    if key not in _setups:
+        _setups.clear()  # one run's data in memory at a time
+        _setups[key] = setup(cfg, clients=())
+    S = _setups[key]
+    add_client(S, cid)
+    return S, cid
 
 
 def dump(state) -> bytes:
@@ -114,7 +115,7 @@ def reply(msg: FlowerMessage, content: RecordDict) -> FlowerMessage:
 @app.query()
 def hello(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """Start (or resume) this node's client; reply with who it is and what it holds."""
-    S, cid, initial = client(context, run_config)
+    S, cid = client(context, run_config)
     env = records.envelope(msg.content)
     done = env.get("resume-round", 0)
     if done:  # a resumed server: the client's checkpoint of that round, not a fresh start
@@ -122,8 +123,6 @@ def hello(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessag
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no checkpoint of client {cid} at round {done}")
         load(S, cid, path.read_bytes())
-    else:
-        load(S, cid, initial)
     keep(S, cid, context)
     d = S.data[cid]
     info = {"partition-id": cid, "num-train": d.num_train, "num-test": d.num_test}
@@ -134,7 +133,7 @@ def hello(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessag
 @app.train()
 def train(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """One round of local training, as the engine runs it; the upload and the mean loss."""
-    S, cid, _ = client(context, run_config)
+    S, cid = client(context, run_config)
     restore(S, cid, context)
     rnd = records.envelope(msg.content)["round"]
     s = seed_for(S.config.seed, rnd, cid)
@@ -150,7 +149,7 @@ def train(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessag
 @app.evaluate()
 def evaluate(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """Receive the round's download, evaluate, and checkpoint, as the server asks."""
-    S, cid, _ = client(context, run_config)
+    S, cid = client(context, run_config)
     restore(S, cid, context)
     env = records.envelope(msg.content)
     state, data = S.states[cid], S.data[cid]

@@ -11,8 +11,9 @@ parallel federations do not collide. Flower's home (FLWR_HOME: its config naming
 SuperLink, installed apps, logs) is a fresh temporary folder, so nothing touches ``~/.flwr``.
 
 Each process is started in a session of its own. Stopping (at the end, on an error, on Ctrl-C
-or SIGTERM) ends exactly the processes started here and their descendants, found by PID
-before anything is signalled: SIGTERM, then SIGKILL after a grace period.
+or SIGTERM) ends exactly the processes started here, their process groups (the sessions they
+lead) and their descendants, found by PID before anything is signalled: SIGTERM, then SIGKILL
+after a grace period. Nothing is looked up by name.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,9 +35,12 @@ from pathlib import Path
 from tinyproto import store
 from tinyproto.config import ConfigError
 from tinyproto.flower import settings
+from tinyproto.flower.simulation import THREADS
 
 CONNECTION = "tinyproto-local"  # the SuperLink connection written into FLWR_HOME/config.toml
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+POLL = 3.0  # seconds between status queries (each starts the flwr CLI: ~1 s of CPU)
+PAIR = re.compile(r"(\S+?)=('[^']*'|\"[^\"]*\"|\S+)")  # a pair, as flwr run reads them
 
 
 def free_port() -> int:
@@ -110,8 +115,12 @@ class LocalFederation:
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - the process owns it
         exe = str(Path(sys.executable).parent / args[0])
         self.procs[name] = subprocess.Popen(
-            [exe, *args[1:]], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [exe, *args[1:]],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
 
@@ -129,10 +138,19 @@ class LocalFederation:
         if not self.simulation:
             for i in range(self.supernodes):
                 node = f"partition-id={i} num-partitions={self.supernodes}"
-                self._spawn(f"supernode-{i}", [
-                    "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-                    "--port", str(free_port()), "--node-config", node,
-                ])
+                self._spawn(
+                    f"supernode-{i}",
+                    [
+                        "flower-supernode",
+                        "--insecure",
+                        "--superlink",
+                        f"127.0.0.1:{self.port}",
+                        "--port",
+                        str(free_port()),
+                        "--node-config",
+                        node,
+                    ],
+                )
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -150,7 +168,11 @@ class LocalFederation:
         """The flwr CLI against this SuperLink; its stdout (RuntimeError with it on failure)."""
         exe = str(Path(sys.executable).parent / "flwr")
         r = subprocess.run(
-            [exe, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+            [exe, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
         if r.returncode != 0:
@@ -162,8 +184,9 @@ class LocalFederation:
         args = ["run", str(self.app), CONNECTION, "--format", "json"]
         if run_config:
             args += ["--run-config", settings.to_arg(run_config)]
-        if self.simulation:
-            args += ["--federation-config", f"num-supernodes={self.supernodes}"]
+        if self.simulation:  # each ClientApp with the engine's torch threads (simulation.py)
+            sim = f"num-supernodes={self.supernodes} client-resources-num-cpus={THREADS}"
+            args += ["--federation-config", sim]
         out = json.loads(self.flwr(*args))
         if not out.get("success"):
             raise RuntimeError(f"flwr run failed: {out.get('error-message', out)}")
@@ -180,7 +203,7 @@ class LocalFederation:
             st = self.status(run_id)
             if st["status"].startswith("finished"):
                 return st
-            time.sleep(1.0)
+            time.sleep(POLL)
         self.flwr("stop", str(run_id), CONNECTION)
         raise TimeoutError(f"Flower run {run_id} unfinished after {timeout:g} s; stopped")
 
@@ -188,28 +211,37 @@ class LocalFederation:
         return self.flwr("log", str(run_id), CONNECTION, "--show")
 
     def kill_supernode(self, i: int, sig: int = signal.SIGKILL) -> None:
-        """Kill SuperNode ``i`` and its descendants at once (a crash, for tests)."""
+        """Kill SuperNode ``i`` at once (a crash, for tests): its process group (the session it
+        was started in, which its ClientApp processes share) and every descendant."""
         p = self.procs[f"supernode-{i}"]
-        for pid in [p.pid, *descendants(p.pid)]:
+        tree = [p.pid, *descendants(p.pid)]
+        _signal(-p.pid, sig)
+        for pid in tree:
             _signal(pid, sig)
         p.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """End every process started here, and its descendants, by PID."""
+        ours = [p for p in self.procs.values() if p.returncode is None]  # reaped: pid not ours
         pids = []
-        for p in self.procs.values():
+        for p in ours:
             pids += [p.pid, *descendants(p.pid)]
+        for p in ours:
+            _signal(-p.pid, signal.SIGTERM)  # its session's group: our child is its leader
         for pid in pids:
             _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + GRACE
         while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-            for p in self.procs.values():
-                p.poll()  # reap our own children
-            time.sleep(0.2)
+            time.sleep(0.2)  # no reaping yet: an unreaped leader keeps its group id ours
+        for p in ours:
+            _signal(-p.pid, signal.SIGKILL)
         for pid in pids:
             if alive(pid):
                 _signal(pid, signal.SIGKILL)
-        for p in self.procs.values():
+        for p in ours:
             try:
                 p.wait(timeout=GRACE)
             except subprocess.TimeoutExpired:
@@ -221,7 +253,98 @@ class LocalFederation:
 
 
 def _signal(pid: int, sig: int) -> None:
+    """os.kill(pid, sig), a negative pid meaning its process group; gone already is fine."""
     try:
         os.kill(pid, sig)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tinyproto.flower.deploy``: start, run one app run, report, stop."""
+    p = argparse.ArgumentParser(
+        prog="python -m tinyproto.flower.deploy",
+        description="Run tinyproto on a local Flower federation (127.0.0.1, insecure).",
+    )
+    p.add_argument(
+        "--run-config",
+        default="",
+        help="overrides as for flwr run: \"rounds=5 algorithm='fedproto'\"",
+    )
+    p.add_argument(
+        "--simulation", action="store_true", help="the simulation runtime, no SuperNodes"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=7200.0, help="seconds before the run is stopped"
+    )
+    p.add_argument("--keep-logs", metavar="DIR", help="copy the Flower processes' logs here")
+    args = p.parse_args(argv)
+    try:
+        overrides = _overrides(args.run_config)
+        run = settings.parse(overrides)
+    except ConfigError as e:
+        print(f"tinyproto.flower.deploy: error: {e}", file=sys.stderr)
+        return 2
+    n = run.config.num_clients
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop() runs on the way out
+    t0 = time.monotonic()
+    with LocalFederation(n, simulation=args.simulation) as fed:
+        mode = "simulation" if args.simulation else f"deployment, {n} SuperNodes"
+        print(f"Flower SuperLink on 127.0.0.1:{fed.port} ({mode}); run folder {run.run_dir}")
+        run_id = fed.submit(overrides)
+        status = fed.wait(run_id, args.timeout)
+        text = fed.logs(run_id)
+        if args.keep_logs:
+            keep = Path(args.keep_logs)
+            keep.mkdir(parents=True, exist_ok=True)
+            for f in fed.home.glob("*.log"):
+                shutil.copy(f, keep / f.name)
+            (keep / f"run-{run_id}.log").write_text(text)
+    seconds = time.monotonic() - t0
+    ok = status["status"] == "finished:completed" and (run.run_dir / "summary.json").exists()
+    if run.run_dir.is_dir():
+        store.write_json(
+            run.run_dir / "flower.json",
+            dict(
+                flwr_run_id=run_id,
+                mode=mode,
+                status=status["status"],
+                seconds=seconds,
+                network_traffic=status.get("network-traffic"),
+                compute_time=status.get("compute-time"),
+            ),
+        )
+    if not ok:
+        errors = [line for line in text.splitlines() if "Error" in line or "ERROR" in line]
+        print(f"Flower run {run_id}: {status['status']}; {(errors or ['no error logged'])[-1]}")
+        return 1
+    s = json.loads((run.run_dir / "summary.json").read_text())
+    traffic = (status.get("network-traffic") or {}).get("total-bytes")
+    counted = f"; Flower's Fleet API counted {traffic} bytes in all" if traffic else ""
+    print(
+        f"Flower run {run_id} completed in {seconds:.0f} s: best acc {s['best_acc']:.4f}; per round "
+        f"{s['comm_bytes_per_round']:.0f} payload bytes, {s['wire_bytes_per_round']:.0f} on the "
+        f"wire (+{s['wire_control_bytes_per_round']:.0f} control){counted}"
+    )
+    return 0
+
+
+def _overrides(text: str) -> dict:
+    """``--run-config`` text as flwr parses it; a relative results-dir made absolute here."""
+    from flwr.common.config import parse_config_args
+
+    leftover = PAIR.sub(" ", text).strip()  # flwr's parser skips what is not key=value
+    if leftover:
+        raise ConfigError(f"invalid --run-config {text!r}: {leftover!r} is not key=value")
+    try:
+        overrides = parse_config_args([text]) if text.strip() else {}
+    except Exception as e:  # noqa: BLE001 - flwr's click error: one line of its own
+        raise ConfigError(f"invalid --run-config {text!r}: {' '.join(str(e).split())}") from None
+    settings.parse(overrides)
+    if overrides.get("results-dir"):
+        overrides["results-dir"] = str(Path(overrides["results-dir"]).expanduser().resolve())
+    return overrides
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ lost. Every message's size on the wire is measured (records.wire_bytes).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -115,8 +116,12 @@ class Link:
 
 
 def reason(text: str) -> str:
-    """A ClientApp's exception as Flower reports it ("<class 'X'>:<'message'>"), one line."""
+    """A ClientApp's exception as Flower reports it, one line: "<class 'X'>:<'message'>" from a
+    SuperNode, a Ray traceback from the simulation; a ConfigError's own line when there is one."""
     text = str(text)
+    config = re.search(r"ConfigError(?:'>:<'|: )(.+?)(?:'>|\n|$)", text)
+    if config:
+        return f"ConfigError: {config.group(1).strip()}"
     if text.startswith("<class '") and ":<'" in text:
         kind = text[len("<class '") : text.index("'>")].rsplit(".", 1)[-1]
         text = f"{kind}: {text[text.index(':<') + 3 :].removesuffix(chr(39) + '>')}"

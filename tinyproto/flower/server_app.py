@@ -17,7 +17,7 @@
    The round goes on with the others; a round in which no client trains stops the run.
 4. outputs, as engine.run writes them, in ``<results-dir>/<run-id>/``: config.json,
    metrics.csv (the engine's columns, who took part, bytes of our messages and on the wire),
-   clients.csv, summary.json; every checkpoint-every rounds a checkpoint (server state, rows)
+   clients.csv, summary.json, and rounds.json (both tables at full precision); every checkpoint-every rounds a checkpoint (server state, rows)
    after every client saved its own state (client_app), so resume=true continues the run.
 """
 
@@ -43,8 +43,9 @@ from tinyproto.flower.link import Exchange, Link
 from tinyproto.participation import ids, participation
 
 CHECKPOINT_FORMAT = "flower-1"
+EXACT = "rounds.json"
 STATES = "client-states"  # clients' checkpoints in the run folder (a node's state-dir overrides)
-log = logging.getLogger("tinyproto.flower")
+log = logging.getLogger("flwr")  # Flower's logger: its lines reach `flwr log`
 app = ServerApp()
 
 
@@ -115,6 +116,8 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
     summary.update(round_timeout=run.round_timeout, flwr=version("flwr"))
     store.write_csv(out / "metrics.csv", metrics)
     store.write_csv(out / "clients.csv", clients)
+    # the same rows at full precision (metrics.csv keeps 6 digits; JSON floats round-trip)
+    store.write_json(out / EXACT, {"metrics": rows, "clients": client_rows})
     store.write_json(out / "summary.json", summary)
     if ckpt.exists():
         ckpt.unlink()
@@ -137,8 +140,8 @@ def hello(link: Link, S: Setup, run: settings.FlowerRun, start: int) -> tuple[li
         {v: (MessageType.QUERY, content) for v in nodes}, "hello", {v: v for v in nodes}
     )
     for node, why in ex.failed.items():
-        if why.startswith("error") and "ConfigError" in why:  # misconfigured: stop
-            raise ConfigError(f"SuperNode {node}: {why.split(': ', 1)[1]}")
+        if why.startswith("error") and "ConfigError: " in why:  # misconfigured: stop
+            raise ConfigError(f"SuperNode {node}: {why.split('ConfigError: ', 1)[1]}")
     for node, reply in sorted(ex.replies.items()):
         info = records.envelope(reply.content)
         cid = info.get("partition-id")
@@ -176,7 +179,7 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         str(done),
     )
     failed = {c: f"train: {why}" for c, why in train.failed.items()}
-    uploads, losses, weights, control = {}, [], [], sum(train.sent_bytes.values())
+    uploads, losses, weights, control = {}, {}, [], sum(train.sent_bytes.values())
     for cid, reply in sorted(train.replies.items()):
         sender = comm.sender_name(cid)
         try:
@@ -188,7 +191,7 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
             failed[cid] = f"train: refused: {e}"
             control += train.received_bytes[cid]
             continue
-        losses.append(rep["loss"])
+        losses[cid] = rep["loss"]
         weights.append(rep["num-train"])
         if cid in part.dropped:  # simulated: the upload is lost on its way
             control += train.received_bytes[cid]
@@ -211,7 +214,7 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
     failed.update({c: f"evaluate: {why}" for c, why in ev.failed.items() if c not in failed})
     row = {
         "round": done,
-        "train_loss": float(np.average(losses, weights=weights)),
+        "train_loss": float(np.average(list(losses.values()), weights=weights)),
         "upload_floats": sum(m.floats() for m in uploads.values()),
         "download_floats": sum(m.floats() for m in downloads.values()),
         "upload_bytes": sum(m.nbytes() for m in uploads.values()),
@@ -222,9 +225,7 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         "failed": ids(failed),
     }
     client_rows, correct, tested = [], 0, 0
-    for cid, reply in sorted(ev.replies.items()):
-        if not evaluate:
-            continue
+    for cid, reply in sorted(ev.replies.items()) if evaluate else ():
         try:
             rep = records.report(
                 reply.content, comm.sender_name(cid), {"correct": int, "num-test": int}
@@ -235,7 +236,13 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         correct, tested = correct + rep["correct"], tested + rep["num-test"]
         acc = rep["correct"] / max(rep["num-test"], 1)
         client_rows.append(
-            {"round": done, "client": cid, "test_acc": acc, "test_samples": rep["num-test"]}
+            {
+                "round": done,
+                "client": cid,
+                "test_acc": acc,
+                "test_samples": rep["num-test"],
+                "train_loss": losses.get(cid, float("nan")),
+            }
         )
     if evaluate and tested:
         row["test_acc"] = correct / tested

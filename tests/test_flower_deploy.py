@@ -1,0 +1,126 @@
+"""tinyproto on real Flower runtimes: processes on 127.0.0.1 driven by ``flwr run``.
+
+Slow (every Flower message starts a ClientApp process that imports torch): ``make
+test-flower``, which CI runs after ``make test``. A local deployment of one SuperLink and four
+SuperNodes (tinyproto.flower.deploy) serves the tests of this module in turn:
+
+- smoke configs of tinyproto-fp and fedproto give, round by round, the in-process engine's
+  numbers bit for bit (train loss, test accuracy per round and per client, floats and bytes);
+- Flower's own count of the run's traffic covers the bytes we measure per message;
+- a SuperNode killed with SIGKILL after round 1: the server finishes the remaining rounds with
+  the other three and records the missing client; every wait is bounded, nothing hangs.
+
+The simulation runtime (``flwr run`` on a SuperLink in simulation mode) gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import tinyproto
+from tinyproto import Config, store
+from tinyproto.flower import server_app, settings
+from tinyproto.flower.deploy import LocalFederation, alive, descendants
+
+pytestmark = pytest.mark.slow
+COLUMNS = ["round", "train_loss", "upload_floats", "download_floats", "upload_bytes"]
+COLUMNS += ["download_bytes", "test_acc"]
+RUN_TIMEOUT = 900.0  # seconds: a bound, not an expectation (a smoke run takes 1-3 minutes)
+
+
+@pytest.fixture(scope="module")
+def federation():
+    with LocalFederation(4) as fed:
+        yield fed
+    assert not fed.procs and fed.home is None
+
+
+def submit(fed: LocalFederation, cfg: Config, folder: Path, **runtime) -> tuple[int, Path]:
+    rc = settings.to_run_config(cfg, results_dir=folder, **runtime)
+    return fed.submit(rc), settings.parse({**settings.DEFAULTS, **rc}).run_dir
+
+
+def exact(run_dir: Path, table: str = "metrics") -> pd.DataFrame:
+    return pd.DataFrame(json.loads((run_dir / server_app.EXACT).read_text())[table])
+
+
+def assert_engine_numbers(cfg: Config, run_dir: Path, tmp_path: Path) -> pd.DataFrame:
+    ref = tinyproto.run(cfg, root=tmp_path / "engine", progress=False)
+    got = exact(run_dir)
+    pd.testing.assert_frame_equal(got[COLUMNS], ref.metrics[COLUMNS], check_exact=True)
+    cols = ["round", "client", "test_acc", "train_loss"]
+    pd.testing.assert_frame_equal(
+        exact(run_dir, "clients")[cols], ref.clients[cols], check_exact=True, check_dtype=False
+    )
+    return got
+
+
+@pytest.mark.parametrize("algorithm", ["tinyproto-fp", "fedproto"])
+def test_a_deployment_gives_the_engines_numbers_bit_for_bit(federation, algorithm, tmp_path):
+    cfg = Config(algorithm=algorithm, profile="smoke", device="cpu")
+    assert cfg.num_clients == 4  # one SuperNode each
+    run_id, run_dir = submit(federation, cfg, tmp_path / "flower", round_timeout=300.0)
+    status = federation.wait(run_id, RUN_TIMEOUT)
+    assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
+    got = assert_engine_numbers(cfg, run_dir, tmp_path)
+    assert list(got["clients"]) == ["0 1 2 3"] * cfg.rounds and (got["failed"] == "").all()
+    summary = store.verify_run(run_dir)["summary"]
+    ours = summary["hello_wire_bytes"] + sum(
+        got[c].sum() for c in ("wire_upload_bytes", "wire_download_bytes", "wire_control_bytes")
+    )
+    flower = status["network-traffic"]["total-bytes"]
+    assert ours <= flower <= 1.5 * ours  # Flower adds its requests' framing to our messages
+
+
+def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_path):
+    cfg = Config(algorithm="fedproto", profile="smoke", device="cpu", checkpoint_every=1)
+    run_id, run_dir = submit(federation, cfg, tmp_path / "flower", round_timeout=30.0)
+    deadline, ticks = time.monotonic() + RUN_TIMEOUT, 0
+    while not (run_dir / store.CHECKPOINT).exists():  # round 1 done: every client answered
+        assert time.monotonic() < deadline, "round 1 never finished"
+        ticks += 1
+        if ticks % 50 == 0:  # every 10 s: a run that ended early fails the test now
+            assert not federation.status(run_id)["status"].startswith("finished")
+        time.sleep(0.2)
+    node = federation.procs["supernode-3"]
+    tree = [node.pid, *descendants(node.pid)]
+    federation.kill_supernode(3)
+    assert not any(alive(pid) for pid in tree)
+    t0 = time.monotonic()
+    status = federation.wait(run_id, RUN_TIMEOUT)
+    assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
+    assert time.monotonic() - t0 < 300  # one round-timeout of 30 s, not a hang
+    got = exact(run_dir)
+    assert got["clients"][0] == "0 1 2 3" and got["failed"][0] == ""
+    assert list(got["clients"][1:]) == ["0 1 2"] * 2 and list(got["failed"][1:]) == ["3"] * 2
+    summary = store.verify_run(run_dir)["summary"]
+    assert {f["client"] for f in summary["failures"]} == {3}
+    assert {f["round"] for f in summary["failures"]} == {2, 3}
+    clients = exact(run_dir, "clients")
+    assert sorted(clients[clients["round"] == 3]["client"]) == [0, 1, 2]
+    assert got["test_acc"].notna().all()
+
+
+def test_the_simulation_runtime_gives_the_engines_numbers(tmp_path):
+    cfg = Config(algorithm="tinyproto-fp", profile="smoke", device="cpu", rounds=2)
+    with LocalFederation(4, simulation=True) as fed:
+        run_id, run_dir = submit(fed, cfg, tmp_path / "flower", round_timeout=300.0)
+        status = fed.wait(run_id, RUN_TIMEOUT)
+        assert status["status"] == "finished:completed", fed.logs(run_id)[-3000:]
+        pids = [p.pid for p in fed.procs.values()]
+    assert not any(alive(pid) for pid in pids)  # stopped by PID
+    assert_engine_numbers(cfg, run_dir, tmp_path)
+
+
+def test_simulate_from_python_gives_the_engines_numbers(tmp_path):
+    from tinyproto.flower.simulation import simulate
+
+    cfg = Config(algorithm="fedtgp", profile="smoke", device="cpu", rounds=2)
+    run_dir = simulate(cfg, results_dir=tmp_path / "flower", round_timeout=300.0)
+    assert_engine_numbers(cfg, run_dir, tmp_path)
+    assert store.verify_run(run_dir)["summary"]["runtime"] == "flower"
