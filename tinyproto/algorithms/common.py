@@ -70,22 +70,27 @@ def ce_loss(state: ClientState, x: torch.Tensor, y: torch.Tensor) -> torch.Tenso
 
 
 class ClassSums:
-    """Running per-class sums and counts of vectors (features of training passes), on the
-    vectors' device with no host synchronisation until :meth:`means`."""
+    """Running per-class sums and counts of vectors, on the vectors' device with no host
+    synchronisation until :meth:`means`. ``counts``: the per-class counts :meth:`add` will see,
+    when known beforehand (a client's training passes visit every sample once per epoch), so
+    the hot loop only sums."""
 
-    def __init__(self, num_classes: int):
+    def __init__(self, num_classes: int, counts: torch.Tensor | None = None):
         self.K = num_classes
         self.sums: torch.Tensor | None = None
-        self.counts: torch.Tensor | None = None
+        self.counts = counts
+        self.counting = counts is None
 
     @torch.no_grad()
     def add(self, z: torch.Tensor, y: torch.Tensor) -> None:
         z = z.detach()
         if self.sums is None:
             self.sums = torch.zeros(self.K, z.shape[1], device=z.device, dtype=z.dtype)
-            self.counts = torch.zeros(self.K, device=z.device, dtype=torch.long)
+            if self.counting:
+                self.counts = torch.zeros(self.K, device=z.device, dtype=torch.long)
         self.sums.index_add_(0, y, z)
-        self.counts.index_add_(0, y, torch.ones_like(y))
+        if self.counting:
+            self.counts.index_add_(0, y, torch.ones_like(y))
 
     def means(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(classes [k], means [k, D], counts [k]) for the classes seen."""

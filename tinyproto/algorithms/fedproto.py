@@ -105,7 +105,9 @@ class FedProto(ClassVectorAlgorithm):
         if has is not None and bool(has.all()):
             has = None  # every class has a target: no masking in the loss
         from_training = self.cfg.proto_pass == "train"
-        seen = ClassSums(self.K)
+        if from_training:  # every epoch visits every sample once: the counts are known
+            n_all = torch.bincount(data.dataset.y[data.split.train_idx], minlength=self.K)
+            seen = ClassSums(self.K, counts=n_all * self.cfg.local_epochs)
 
         def loss_fn(st, x, y):
             z, logits = st.model(x)
@@ -115,8 +117,8 @@ class FedProto(ClassVectorAlgorithm):
 
         loss = train_local(state, data, self.cfg, generator, loss_fn)
         if from_training:  # Eq. 3 over the training passes' features (HtFLlib, authors' code)
-            classes, p, n = seen.means()  # every epoch visits every sample once:
-            n = n // self.cfg.local_epochs  # n_ij is the sample count, not the pass count
+            classes, p, _ = seen.means()
+            n = n_all[classes]  # n_ij: the sample count, not the pass count
         else:  # Eq. 3 by a second pass, eval mode, with the trained model
             classes, p, n = class_means(state.model, data, self.K)
         state.classes, state.local = classes, p
