@@ -14,7 +14,7 @@ but one CSV. A round is split into
 The lower bound (``bare``) is, per architecture, one fresh model of that architecture trained by
 an eager forward + cross-entropy + backward + SGD step loop over the same batches (sizes) as its
 clients, from an already normalised image tensor on the device. ``ratio`` = round time / bare
-time. Rows with ``arch`` "all" cover the whole round, the others one architecture's clients.
+time; the bench alternates a timed round with a bare round, so both see the same load. Rows with ``arch`` "all" cover the whole round, the others one architecture's clients.
 The wrappers are installed only while the bench runs; the numerics of the rounds are those
 of a run (a benchmark, not a test: timings vary between machines and runs).
 """
@@ -154,34 +154,43 @@ def _sgd_steps(model, opt, x_all, y_all, batches: list[int]) -> None:
         opt.step()
 
 
-def bare_loop(S, sizes: dict[str, list[int]], rounds: int, clock: _Clock) -> dict[str, float]:
-    """Seconds per round of a bare SGD loop per architecture over the batches in ``sizes``."""
-    from tinyproto.models import build_model
+class BareLoop:
+    """The lower bound, per architecture: a fresh model trained by a bare eager loop over the
+    batch sizes in ``sizes``; ``round()`` times one round's worth and returns seconds per arch.
+    The bench interleaves its rounds with the framework's, so both see the same machine load."""
 
-    ctx, cfg = S.ctx, S.config
-    ds = S.data[0].dataset
-    n_max = max((max(v) for v in sizes.values() if v), default=1)
-    idx = torch.arange(min(n_max, ds.y.numel()), device=ds.y.device)
-    x_all, y_all = ds.images(idx), ds.y[idx]
-    out = {}
-    with torch.random.fork_rng(devices=[S.device] if clock.cuda else []):
-        torch.manual_seed(0)
-        for arch, bs in sizes.items():
-            model = build_model(
-                arch,
-                num_classes=ctx.num_classes,
-                feature_dim=ctx.feature_dim,
-                in_channels=ctx.in_channels,
-                image_size=ctx.image_size,
-            ).to(S.device)
-            model.train()
-            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-            _sgd_steps(model, opt, x_all, y_all, bs[:5])  # warm-up: allocator, kernels
-            t0 = clock.now()
-            for _ in range(rounds):
-                _sgd_steps(model, opt, x_all, y_all, bs)
-            out[arch] = (clock.now() - t0) / rounds
-    return out
+    def __init__(self, S, sizes: dict[str, list[int]], clock: _Clock):
+        from tinyproto.models import build_model
+
+        ctx, cfg = S.ctx, S.config
+        ds = S.data[0].dataset
+        n_max = max((max(v) for v in sizes.values() if v), default=1)
+        idx = torch.arange(min(n_max, ds.y.numel()), device=ds.y.device)
+        self.x_all, self.y_all = ds.images(idx), ds.y[idx]
+        self.sizes, self.clock, self.models = sizes, clock, {}
+        with torch.random.fork_rng(devices=[S.device] if clock.cuda else []):
+            torch.manual_seed(0)
+            for arch, bs in sizes.items():
+                model = build_model(
+                    arch,
+                    num_classes=ctx.num_classes,
+                    feature_dim=ctx.feature_dim,
+                    in_channels=ctx.in_channels,
+                    image_size=ctx.image_size,
+                ).to(S.device)
+                model.train()
+                opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+                _sgd_steps(model, opt, self.x_all, self.y_all, bs[:5])  # warm-up: allocator
+                self.models[arch] = (model, opt)
+
+    def round(self) -> dict[str, float]:
+        out = {}
+        for arch, bs in self.sizes.items():
+            model, opt = self.models[arch]
+            t0 = self.clock.now()
+            _sgd_steps(model, opt, self.x_all, self.y_all, bs)
+            out[arch] = self.clock.now() - t0
+        return out
 
 
 def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
@@ -223,16 +232,25 @@ def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
             for st, d in zip(states, data):
                 engine.evaluate(algo, st, d)
 
+    lower = BareLoop(S, sizes, clock)
+    bare: dict[str, float] = defaultdict(float)
+    ratios = []
     with _wrapped(clock, current):
         for rnd in range(warmup):
             one_round(rnd)
         clock.sec.clear()
-        for rnd in range(warmup, warmup + rounds):
+        for rnd in range(warmup, warmup + rounds):  # interleaved: a round, then its lower bound
+            before = clock.sec.get("total", 0.0)
             with clock.part("total"):
                 one_round(rnd)
+            this = lower.round()
+            for arch, t in this.items():
+                bare[arch] += t / rounds
+            ratios.append((clock.sec["total"] - before) / sum(this.values()))
     sec = {k: v / rounds for k, v in clock.sec.items()}
-    bare = bare_loop(S, sizes, rounds, clock)
-    return _table(S, sec, bare, sizes)
+    df = _table(S, sec, dict(bare), sizes)
+    df.attrs["round_ratios"] = ratios
+    return df
 
 
 def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
@@ -300,6 +318,12 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
         f"round    {tot.seconds_per_round:.3f} s, bare loop {tot.bare_seconds:.3f} s: "
         f"ratio {tot.ratio:.2f}",
     ]
+    per_round = df.attrs.get("round_ratios") or []
+    if len(per_round) > 1:
+        lines.append(
+            "per round " + ", ".join(f"{r:.2f}" for r in per_round) + " (each round timed "
+            "right before its bare loop)"
+        )
     for _, r in df[(df.arch == "all") & df.component.isin(COMPONENTS)].iterrows():
         share = r.seconds_per_round / tot.seconds_per_round if tot.seconds_per_round else 0
         lines.append(f"  {r.component:<16}{r.seconds_per_round:9.3f} s  {100 * share:5.1f} %")

@@ -251,7 +251,9 @@ def cmd(args) -> int:
 
         runs = Runs(args.compute)
         claims(runs)
-        todo = runs.missing()
+        # seed-major: every claim gets its first seed before any gets its second, so an
+        # interrupted computation (hours for long) leaves a 1-seed verdict on every row
+        todo = sorted(runs.missing(), key=lambda c: c.seed)
         print(f"scorecard: {len(todo)} {args.compute} runs to compute", file=sys.stderr)
         if todo:
             sweep(todo, desc=f"{args.compute} scorecard runs")
