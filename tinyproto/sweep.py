@@ -147,6 +147,66 @@ def sweep(
     return pd.DataFrame(rows)
 
 
+def finished(configs: list[Config], *, root: str | Path | None = None) -> pd.DataFrame:
+    """The rows ``sweep(configs)`` would give, for the configs whose run is already finished and
+    verifies; computes nothing (e.g. another profile's runs shown beside this one's). Configs
+    without a finished run are left out; their run ids are in ``df.attrs["missing"]``."""
+    from tinyproto.store import RunFolderError, is_complete, verify_run
+
+    rows, missing = [], []
+    for cfg in configs:
+        rid = cfg.run_id()
+        folder = (Path(root) if root is not None else runs_root(cfg.profile)) / rid
+        try:
+            summary = verify_run(folder)["summary"] if is_complete(folder) else None
+        except RunFolderError:
+            summary = None
+        if summary is None:
+            missing.append(rid)
+            continue
+        row = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
+        row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
+        row["run_id"] = rid
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df.attrs["missing"] = missing
+    return df
+
+
+HORIZONS = ("quick", "long")  # the Fashion-MNIST profiles shown side by side where both exist
+
+
+def side_by_side(
+    make_configs, by: list[str], profiles: tuple[str, ...] = HORIZONS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The same grid at several horizons: ``make_configs(profile)`` gives a profile's configs;
+    only finished runs are read (nothing is computed). Returns (table, rows): table has one row
+    per ``by`` group and, per profile with any finished run, its best accuracy as
+    "mean ± std (n)" in % and its rounds; rows are the runs read (column ``profile``)."""
+    parts = []
+    for p in profiles:
+        try:
+            df = finished(make_configs(p))
+        except ConfigError:
+            continue
+        if not df.empty:
+            parts.append(df)
+    if not parts:
+        return pd.DataFrame(columns=by), pd.DataFrame()
+    rows = pd.concat(parts, ignore_index=True)
+    table = None
+    for p, df in rows.groupby("profile", sort=False):
+        ms = mean_std(df, by=by, values=("best_acc",))
+        ms[f"{p}: best acc (%)"] = [
+            t if n == 1 else t + f" (n={n})"
+            for t, n in zip(ms["best_acc_text"], ms["n_seeds"])
+        ]
+        ms[f"{p}: rounds"] = int(df["rounds"].max())
+        ms = ms[by + [f"{p}: best acc (%)", f"{p}: rounds"]]
+        table = ms if table is None else table.merge(ms, on=by, how="outer")
+    return table.astype(object).fillna("not run"), rows
+
+
 WORKERS_ENV = "TINYPROTO_WORKERS"
 
 

@@ -1,0 +1,75 @@
+"""``finished`` reads runs without computing; ``side_by_side`` puts two profiles' runs of the
+same grid beside each other (the notebooks' quick-vs-long view)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinyproto.store import runs_root
+from tinyproto.sweep import finished, grid, side_by_side, sweep
+
+SMALL = dict(
+    dataset="synthetic",
+    num_classes=4,
+    num_clients=3,
+    alpha=0.5,
+    max_samples=120,
+    feature_dim=8,
+    save_prototypes=False,
+)
+
+
+def configs(profile, algorithms=("fedproto", "tinyproto-fp"), seeds=(0, 1)):
+    rounds = {"smoke": 2, "quick": 3}[profile]
+    return grid(profile=profile, algorithm=list(algorithms), seed=list(seeds), rounds=rounds, **SMALL)
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
+    return tmp_path
+
+
+def test_finished_computes_nothing_and_names_the_missing(results):
+    cfgs = configs("smoke")
+    done = sweep(cfgs[:2], progress=False, workers=1)
+    rows = finished(cfgs)
+    assert list(rows["run_id"]) == list(done["run_id"])
+    assert rows["best_acc"].tolist() == done["best_acc"].tolist()
+    assert rows.attrs["missing"] == [c.run_id() for c in cfgs[2:]]
+    assert not (runs_root("smoke") / cfgs[2].run_id()).exists()  # nothing was started
+
+
+def test_a_damaged_run_is_missing_not_read(results):
+    cfg = configs("smoke", algorithms=("fedproto",), seeds=(0,))[0]
+    sweep([cfg], progress=False, workers=1)
+    summary = runs_root("smoke") / cfg.run_id() / "summary.json"
+    data = json.loads(summary.read_text())
+    data["best_acc"] = 2.0  # not a number the metrics can give
+    summary.write_text(json.dumps(data))
+    rows = finished([cfg])
+    assert rows.empty and rows.attrs["missing"] == [cfg.run_id()]
+
+
+def test_side_by_side_has_a_column_pair_per_profile_with_runs(results):
+    sweep(configs("smoke") + configs("quick", algorithms=("fedproto",), seeds=(0,)),
+          progress=False, workers=1)
+    table, rows = side_by_side(configs, by=["algorithm"], profiles=("smoke", "quick"))
+    assert list(table.columns) == [
+        "algorithm", "smoke: best acc (%)", "smoke: rounds", "quick: best acc (%)", "quick: rounds",
+    ]
+    t = table.set_index("algorithm")
+    smoke = rows[rows.profile == "smoke"].groupby("algorithm")["best_acc"]
+    assert t.loc["fedproto", "smoke: best acc (%)"].startswith(f"{100 * smoke.mean()['fedproto']:.2f} ± ")
+    assert t.loc["fedproto", "smoke: best acc (%)"].endswith("(n=2)")
+    assert t.loc["fedproto", "quick: rounds"] == 3 and t.loc["fedproto", "smoke: rounds"] == 2
+    assert t.loc["tinyproto-fp", "quick: best acc (%)"] == "not run"
+    q = rows[rows.profile == "quick"].iloc[0]
+    assert t.loc["fedproto", "quick: best acc (%)"] == f"{100 * q.best_acc:.2f} (n=1)"
+
+
+def test_side_by_side_leaves_out_profiles_without_runs(results):
+    table, rows = side_by_side(configs, by=["algorithm"], profiles=("smoke", "quick"))
+    assert table.empty and rows.empty
