@@ -23,7 +23,9 @@ SMALL = dict(
 
 def configs(profile, algorithms=("fedproto", "tinyproto-fp"), seeds=(0, 1)):
     rounds = {"smoke": 2, "quick": 3}[profile]
-    return grid(profile=profile, algorithm=list(algorithms), seed=list(seeds), rounds=rounds, **SMALL)
+    return grid(
+        profile=profile, algorithm=list(algorithms), seed=list(seeds), rounds=rounds, **SMALL
+    )
 
 
 @pytest.fixture
@@ -54,15 +56,24 @@ def test_a_damaged_run_is_missing_not_read(results):
 
 
 def test_side_by_side_has_a_column_pair_per_profile_with_runs(results):
-    sweep(configs("smoke") + configs("quick", algorithms=("fedproto",), seeds=(0,)),
-          progress=False, workers=1)
+    sweep(
+        configs("smoke") + configs("quick", algorithms=("fedproto",), seeds=(0,)),
+        progress=False,
+        workers=1,
+    )
     table, rows = side_by_side(configs, by=["algorithm"], profiles=("smoke", "quick"))
     assert list(table.columns) == [
-        "algorithm", "smoke: best acc (%)", "smoke: rounds", "quick: best acc (%)", "quick: rounds",
+        "algorithm",
+        "smoke: best acc (%)",
+        "smoke: rounds",
+        "quick: best acc (%)",
+        "quick: rounds",
     ]
     t = table.set_index("algorithm")
     smoke = rows[rows.profile == "smoke"].groupby("algorithm")["best_acc"]
-    assert t.loc["fedproto", "smoke: best acc (%)"].startswith(f"{100 * smoke.mean()['fedproto']:.2f} ± ")
+    assert t.loc["fedproto", "smoke: best acc (%)"].startswith(
+        f"{100 * smoke.mean()['fedproto']:.2f} ± "
+    )
     assert t.loc["fedproto", "smoke: best acc (%)"].endswith("(n=2)")
     assert t.loc["fedproto", "quick: rounds"] == 3 and t.loc["fedproto", "smoke: rounds"] == 2
     assert t.loc["tinyproto-fp", "quick: best acc (%)"] == "not run"
@@ -73,3 +84,21 @@ def test_side_by_side_has_a_column_pair_per_profile_with_runs(results):
 def test_side_by_side_leaves_out_profiles_without_runs(results):
     table, rows = side_by_side(configs, by=["algorithm"], profiles=("smoke", "quick"))
     assert table.empty and rows.empty
+
+
+def test_flatten_round_definition():
+    from tinyproto.sweep import flatten_round
+
+    rise = [0.1, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.82, 0.84, 0.85]
+    curve = rise + [0.85] * 20
+    r = flatten_round(curve, window=5, tol=0.005)
+    # from round r on, the 5-round trailing mean never rises more than tol above its value at r
+    ma = lambda k: sum(curve[k - 5 : k]) / 5  # noqa: E731  mean of rounds k-4..k
+    assert all(ma(k) - ma(r) <= 0.005 + 1e-12 for k in range(r, len(curve) + 1))
+    assert (
+        ma(r) - ma(r - 1) > 0
+        and max(ma(k) for k in range(r - 1, len(curve) + 1)) - ma(r - 1) > 0.005
+    )
+    assert flatten_round([0.1 * k for k in range(12)]) is None  # still rising at the horizon
+    assert flatten_round([0.5, 0.6]) is None  # shorter than the window
+    assert flatten_round([0.9] * 8) == 5

@@ -10,6 +10,7 @@ import pandas as pd
 from tinyproto import Config, run
 from tinyproto.claims import claims
 from tinyproto.scorecard import Runs, compare, markdown, scorecard, weakest
+from tinyproto.sweep import flatten_round
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +47,16 @@ def test_claims_are_judged_on_the_runs_found(tmp_path):
     assert rows["TinyProto-FT > FedTGP"]["verdict"] == "not measured"
     sparse = next(r for c, r in rows.items() if "structurally sparse" in c)
     assert sparse["verdict"] != "not measured" and sparse["runs"] == a.config.run_id()
+    horizon = next(r for c, r in rows.items() if c.startswith("Table 1's accuracy curves"))
+    assert "TinyProto-FT: missing" in horizon["ours"]  # 2 of Table 1's 8 algorithms ran
+    flats = [flatten_round(r.metrics["test_acc"].to_numpy()) for r in (a, b)]
+    for name, flat in zip(("TinyProto-FP", "FedProto"), flats):
+        assert (
+            f"{name}: {'still rising' if flat is None else f'flat from {flat}'}" in horizon["ours"]
+        )
+    converged = all(f is not None and f <= 0.8 * a.config.rounds for f in flats)
+    expected = "not measured (some runs missing)" if converged else "does not hold"
+    assert horizon["verdict"] == expected and flats[1] is None  # 3 rounds < the 5-round window
 
 
 def test_committed_scorecard_recomputes_from_the_committed_runs():

@@ -173,6 +173,23 @@ def finished(configs: list[Config], *, root: str | Path | None = None) -> pd.Dat
     return df
 
 
+def flatten_round(acc, window: int = 5, tol: float = 0.005) -> int | None:
+    """Where an accuracy curve flattens: the first round r (1-based) from which its ``window``-
+    round trailing mean never rises more than ``tol`` (0.005 = 0.5 points) above its value at
+    r. None when the curve is shorter than ``window`` or still rising by more than ``tol`` at
+    its last ``window`` rounds (not flat within the horizon run)."""
+    a = np.asarray(acc, dtype=float)
+    if a.size < window:
+        return None
+    ma = np.convolve(a, np.ones(window) / window, mode="valid")  # ma[i]: rounds i+1..i+window
+    future_max = np.maximum.accumulate(ma[::-1])[::-1]
+    ok = np.nonzero(future_max - ma <= tol)[0]
+    first = int(ok[0]) if ok.size else None
+    if first is None or first == ma.size - 1 and ma.size > 1 and ma[-1] - ma[-2] > tol:
+        return None
+    return first + window
+
+
 HORIZONS = ("quick", "long")  # the Fashion-MNIST profiles shown side by side where both exist
 
 
@@ -198,8 +215,7 @@ def side_by_side(
     for p, df in rows.groupby("profile", sort=False):
         ms = mean_std(df, by=by, values=("best_acc",))
         ms[f"{p}: best acc (%)"] = [
-            t if n == 1 else t + f" (n={n})"
-            for t, n in zip(ms["best_acc_text"], ms["n_seeds"])
+            t if n == 1 else t + f" (n={n})" for t, n in zip(ms["best_acc_text"], ms["n_seeds"])
         ]
         ms[f"{p}: rounds"] = int(df["rounds"].max())
         ms = ms[by + [f"{p}: best acc (%)", f"{p}: rounds"]]
