@@ -218,7 +218,7 @@ def side_by_side(
             t if n == 1 else t + f" (n={n})" for t, n in zip(ms["best_acc_text"], ms["n_seeds"])
         ]
         ms[f"{p}: rounds"] = int(df["rounds"].max())
-        ms = ms[by + [f"{p}: best acc (%)", f"{p}: rounds"]]
+        ms = ms[by + [f"{p}: best acc (%)", f"{p}: rounds"]].astype(object)  # ints stay ints
         table = ms if table is None else table.merge(ms, on=by, how="outer")
     return table.astype(object).fillna("not run"), rows
 
