@@ -40,15 +40,43 @@ LABEL = {
 }
 
 
+def _mean_curve(runs: Runs, ids: list[str]):
+    """The seed-mean test accuracy per round of the runs ``ids`` (a pandas Series by round)."""
+    import pandas as pd
+
+    from tinyproto.store import load_run
+
+    metrics = pd.concat([load_run(runs.root / r)["metrics"] for r in ids])
+    return metrics.groupby("round")["test_acc"].mean().sort_index()
+
+
+def order_since(curve_a, curve_b) -> int | None:
+    """The first round from which the seed-mean curve of A stays on the side of B's it ends
+    on (A above B, or not above) at every later round; None without common rounds."""
+    common = curve_a.index.intersection(curve_b.index)
+    if common.empty:
+        return None
+    above = (curve_a[common] > curve_b[common]).to_numpy()
+    flips = np.nonzero(above != above[-1])[0]
+    return int(common[flips[-1] + 1]) if flips.size else int(common[0])
+
+
 def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") -> dict:
     acc_a, ids_a, _ = runs.arm(a)
     acc_b, ids_b, _ = runs.arm(b)
+    stable = ""
+    if ids_a and ids_b:  # how long the ordering has held at this horizon
+        ca, cb = _mean_curve(runs, ids_a), _mean_curve(runs, ids_b)
+        r = order_since(ca, cb)
+        if r is not None:
+            side = "above" if ca.iloc[-1] > cb.iloc[-1] else "not above"
+            stable = f"; per round, {a.label} {side} {b.label} from round {r} on"
     return _row(
         claim,
         source,
         paper_text,
         runs,
-        f"{_text(a.label, acc_a)} vs {_text(b.label, acc_b)}",
+        f"{_text(a.label, acc_a)} vs {_text(b.label, acc_b)}{stable}",
         compare(acc_a, acc_b, kind),
         ids_a + ids_b,
         min(len(acc_a), len(acc_b)),
