@@ -74,3 +74,17 @@ def test_bench_bad_flag(extra, results, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("tinyproto: error:")
     assert not results.exists()
+
+
+def test_rounds_are_interleaved_with_their_lower_bound(results):
+    """Each timed round has its own bare round: the round ratio is their mediant, so it lies
+    between the smallest and the largest per-round ratio."""
+    from tinyproto.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["bench", *SMOKE, "--bench-rounds", "3", "--warmup", "0"])
+    df = bench.bench(config_from_args(args), rounds=3, warmup=0)
+    per_round = df.attrs["round_ratios"]
+    assert len(per_round) == 3 and all(r > 0 for r in per_round)
+    ratio = df[(df.arch == "all") & (df.component == "total")]["ratio"].iloc[0]
+    assert min(per_round) - 1e-9 <= ratio <= max(per_round) + 1e-9
+    assert any(line.startswith("per round ") for line in bench.summary_lines(df))
