@@ -102,3 +102,31 @@ def test_flatten_round_definition():
     assert flatten_round([0.1 * k for k in range(12)]) is None  # still rising at the horizon
     assert flatten_round([0.5, 0.6]) is None  # shorter than the window
     assert flatten_round([0.9] * 8) == 5
+
+
+def test_flatten_round_skips_rounds_without_an_evaluation():
+    import numpy as np
+    import pandas as pd
+
+    from tinyproto.sweep import flatten_round
+
+    every = [0.1, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.82, 0.84, 0.85] + [0.85] * 20
+    dense = pd.Series(every, index=range(1, 31))
+    sparse = dense.copy()
+    sparse[sparse.index % 2 == 1] = np.nan  # eval_every=2: odd rounds have no accuracy
+    r = flatten_round(sparse)
+    assert r is not None and r % 2 == 0  # a round that was evaluated
+    assert flatten_round(sparse) == flatten_round(dense[dense.index % 2 == 0])
+    assert flatten_round(dense) == flatten_round(every)  # a Series and a list agree
+    assert flatten_round(pd.Series([np.nan] * 10, index=range(1, 11))) is None
+
+
+def test_order_since_skips_rounds_without_an_evaluation():
+    import numpy as np
+    import pandas as pd
+
+    from tinyproto.claims import order_since
+
+    a = pd.Series([0.5, np.nan, 0.7, np.nan, 0.9], index=range(1, 6))
+    b = pd.Series([0.6, np.nan, 0.6, np.nan, 0.8], index=range(1, 6))
+    assert order_since(a, b) == 3  # NaN rounds are not "not above"

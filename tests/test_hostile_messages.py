@@ -439,7 +439,12 @@ CASES = [
         lambda u: put_all(u, "head.bias", lambda t: t * 0 + 1e38),
         ["client 0", "'head.bias'", "bound"],
     ),
-    ("string-sender-fedtiny", "fedtiny", lambda u: keys(u, [0, "1", 2]), ["client '1'", "sender id"]),
+    (
+        "string-sender-fedtiny",
+        "fedtiny",
+        lambda u: keys(u, [0, "1", 2]),
+        ["client '1'", "sender id"],
+    ),
     ("uploads-not-a-collection", "feddistill", lambda u: u[0], ["uploads", "Message"]),
 ]
 

@@ -52,8 +52,9 @@ def _mean_curve(runs: Runs, ids: list[str]):
 
 def order_since(curve_a, curve_b) -> int | None:
     """The first round from which the seed-mean curve of A stays on the side of B's it ends
-    on (A above B, or not above) at every later round; None without common rounds."""
-    common = curve_a.index.intersection(curve_b.index)
+    on (A above B, or not above) at every later round; rounds without an evaluation (NaN) are
+    skipped; None without a common evaluated round."""
+    common = curve_a.dropna().index.intersection(curve_b.dropna().index)  # evaluated rounds
     if common.empty:
         return None
     above = (curve_a[common] > curve_b[common]).to_numpy()
@@ -242,7 +243,7 @@ def _horizon_row(runs: Runs) -> dict:
             ok.append(None)
             continue
         curve = pd.concat([load_run(runs.root / r)["metrics"] for r in rid])
-        flat = flatten_round(curve.groupby("round")["test_acc"].mean().sort_index().to_numpy())
+        flat = flatten_round(curve.groupby("round")["test_acc"].mean().sort_index())
         parts.append(f"{a.label}: {'still rising' if flat is None else f'flat from {flat}'}")
         ok.append(flat is not None and flat <= FLAT_SHARE * rounds)
         ids += rid

@@ -90,14 +90,18 @@ def setup(config: Config, clients: Iterable[int] | None = None) -> Setup:
     cfg = config
     device = check_device(cfg.device)  # ConfigError if this machine lacks it
     torch.set_flush_denormal(True)  # denormal floats slow CPU kernels by orders of magnitude
-    ds = load_dataset(
-        cfg.dataset,
-        cfg.data_dir,
-        max_samples=cfg.max_samples,
-        seed=cfg.partition_seed,
-        num_classes=cfg.num_classes,
-        synthetic_samples=cfg.max_samples or 2000,
-    ).to(device).prepared()  # normalised once on the device where it fits
+    ds = (
+        load_dataset(
+            cfg.dataset,
+            cfg.data_dir,
+            max_samples=cfg.max_samples,
+            seed=cfg.partition_seed,
+            num_classes=cfg.num_classes,
+            synthetic_samples=cfg.max_samples or 2000,
+        )
+        .to(device)
+        .prepared()
+    )  # normalised once on the device where it fits
     try:
         fed = make_federated(
             ds,

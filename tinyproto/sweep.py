@@ -174,20 +174,26 @@ def finished(configs: list[Config], *, root: str | Path | None = None) -> pd.Dat
 
 
 def flatten_round(acc, window: int = 5, tol: float = 0.005) -> int | None:
-    """Where an accuracy curve flattens: the first round r (1-based) from which its ``window``-
-    round trailing mean never rises more than ``tol`` (0.005 = 0.5 points) above its value at
-    r. None when the curve is shorter than ``window`` or still rising by more than ``tol`` at
-    its last ``window`` rounds (not flat within the horizon run)."""
-    a = np.asarray(acc, dtype=float)
+    """Where an accuracy curve flattens: the first round r from which its ``window``-evaluation
+    trailing mean never rises more than ``tol`` (0.005 = 0.5 points) above its value at r.
+
+    ``acc``: a pandas Series indexed by round, or a sequence for rounds 1, 2, ...; rounds without
+    an evaluation (NaN, ``eval_every`` > 1) are skipped. None when fewer than ``window`` rounds
+    were evaluated, or the curve still rises by more than ``tol`` at its end (not flat within
+    the horizon run)."""
+    if not isinstance(acc, pd.Series):
+        values = np.asarray(acc, dtype=float)
+        acc = pd.Series(values, index=np.arange(1, values.size + 1))
+    acc = acc.dropna()
+    a, rounds = acc.to_numpy(dtype=float), acc.index.to_numpy()
     if a.size < window:
         return None
-    ma = np.convolve(a, np.ones(window) / window, mode="valid")  # ma[i]: rounds i+1..i+window
+    ma = np.convolve(a, np.ones(window) / window, mode="valid")  # ma[i]: points i..i+window-1
     future_max = np.maximum.accumulate(ma[::-1])[::-1]
-    ok = np.nonzero(future_max - ma <= tol)[0]
-    first = int(ok[0]) if ok.size else None
-    if first is None or first == ma.size - 1 and ma.size > 1 and ma[-1] - ma[-2] > tol:
+    first = int(np.nonzero(future_max - ma <= tol)[0][0])  # the last point always qualifies
+    if first == ma.size - 1 and ma.size > 1 and ma[-1] - ma[-2] > tol:
         return None
-    return first + window
+    return int(rounds[first + window - 1])
 
 
 HORIZONS = ("quick", "long")  # the Fashion-MNIST profiles shown side by side where both exist
