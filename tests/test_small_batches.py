@@ -86,3 +86,27 @@ def test_the_old_rule_did_destabilise_efficientnet():
     """The guard matters: with only single samples merged, the same training blows up."""
     z, var = _train_then_features("efficientnet_b0", 34, 2)
     assert var > 1e6 or not torch.isfinite(z).all()
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_epoch_gather_gives_the_batches_of_per_batch_gathering(monkeypatch, prepared):
+    """A client's epoch is gathered once and its batches are views of it; above the byte cap
+    every batch is gathered on its own. Both give the same batches, bit for bit, in order."""
+    import tinyproto.algorithms.base as base
+
+    data = _client(75)
+    if prepared:  # the normalised copy (one gather) and the per-batch normalisation path
+        data = ClientData(data.dataset.prepared(), data.split)
+
+    def batches(cap):
+        monkeypatch.setattr(base, "EPOCH_GATHER_MAX_BYTES", cap)
+        gen = torch.Generator().manual_seed(3)
+        return list(data.train_batches(32, gen, 16))
+
+    whole, each = batches(base.EPOCH_GATHER_MAX_BYTES), batches(0)
+    assert [len(y) for _, y in whole] == [len(y) for _, y in each] == [32, 43]
+    for (xa, ya), (xb, yb) in zip(whole, each):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert xa.is_contiguous()
+    assert whole[0][0].untyped_storage().data_ptr() == whole[1][0].untyped_storage().data_ptr()
+    assert each[0][0].untyped_storage().data_ptr() != each[1][0].untyped_storage().data_ptr()

@@ -38,6 +38,9 @@ from tinyproto.config import Config
 from tinyproto.data import ClientSplit, Dataset
 
 EVAL_BATCH = 1024
+# a client's shuffled epoch is gathered in one copy (batches are then views of it) when its
+# images take at most this many bytes as float32; larger splits gather batch by batch
+EPOCH_GATHER_MAX_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -86,10 +89,18 @@ class ClientData:
         starts = list(range(0, n, batch_size))
         if len(starts) > 1 and n - starts[-1] < min_last:
             starts.pop()
+        order = idx[perm]
+        ds = self.dataset
+        whole = n * ds.sample_bytes() <= EPOCH_GATHER_MAX_BYTES
+        if whole:  # one gather per epoch: the batches are views of it, the same values
+            xs, ys = ds.images(order), ds.y[order]
         for i, start in enumerate(starts):
             stop = starts[i + 1] if i + 1 < len(starts) else n
-            b = idx[perm[start:stop]]
-            yield self.dataset.images(b), self.dataset.y[b]
+            if whole:
+                yield xs[start:stop], ys[start:stop]
+            else:
+                b = order[start:stop]
+                yield ds.images(b), ds.y[b]
 
     def batches(self, which: str, batch_size: int = EVAL_BATCH):
         idx = self.split.train_idx if which == "train" else self.split.test_idx

@@ -73,6 +73,10 @@ class Dataset:
             return self
         return replace(self, normalised=normalise(self.x))
 
+    def sample_bytes(self) -> int:
+        """Bytes of one image as ``images`` returns it (float32)."""
+        return 4 * (self.x[0].numel() if len(self) else 0)
+
     def images(self, idx: torch.Tensor) -> torch.Tensor:
         """float32 batch for indices ``idx``, normalised as HtFLlib does: (x/255 - 0.5)/0.5."""
         if self.normalised is not None:
