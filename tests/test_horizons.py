@@ -129,4 +129,4 @@ def test_order_since_skips_rounds_without_an_evaluation():
 
     a = pd.Series([0.5, np.nan, 0.7, np.nan, 0.9], index=range(1, 6))
     b = pd.Series([0.6, np.nan, 0.6, np.nan, 0.8], index=range(1, 6))
-    assert order_since(a, b) == 3  # NaN rounds are not "not above"
+    assert order_since(a, b) == (3, True)  # NaN rounds are not "not above"

@@ -80,9 +80,9 @@ def test_order_since_is_the_round_the_final_ordering_began():
     rounds = range(1, 9)
     a = pd.Series([0.5, 0.6, 0.5, 0.7, 0.8, 0.8, 0.9, 0.9], index=rounds)
     b = pd.Series([0.6, 0.5, 0.6, 0.6, 0.7, 0.9, 0.8, 0.8], index=rounds)
-    assert order_since(a, b) == 7  # A above B at 7 and 8; not above at 6
-    assert order_since(b, a) == 7  # the same crossing, seen from B ("not above" from 7 on)
-    assert order_since(a, a - 0.1) == 1  # never crossed
+    assert order_since(a, b) == (7, True)  # A above B at 7 and 8; not above at 6
+    assert order_since(b, a) == (7, False)  # the same crossing, seen from B
+    assert order_since(a, a - 0.1) == (1, True)  # never crossed
     assert order_since(a, pd.Series([0.1], index=[99])) is None  # no common round
     ties = pd.Series([0.5] * 8, index=rounds)
-    assert order_since(ties, ties) == 1  # equal is "not above" throughout
+    assert order_since(ties, ties) == (1, False)  # equal is "not above" throughout

@@ -50,16 +50,16 @@ def _mean_curve(runs: Runs, ids: list[str]):
     return metrics.groupby("round")["test_acc"].mean().sort_index()
 
 
-def order_since(curve_a, curve_b) -> int | None:
-    """The first round from which the seed-mean curve of A stays on the side of B's it ends
-    on (A above B, or not above) at every later round; rounds without an evaluation (NaN) are
-    skipped; None without a common evaluated round."""
+def order_since(curve_a, curve_b) -> tuple[int, bool] | None:
+    """(r, above): A's seed-mean curve ends above B's (``above``) or not, and has been on that
+    side at every round from r on. Rounds without an evaluation (NaN) are skipped; None without
+    a common evaluated round."""
     common = curve_a.dropna().index.intersection(curve_b.dropna().index)  # evaluated rounds
     if common.empty:
         return None
     above = (curve_a[common] > curve_b[common]).to_numpy()
     flips = np.nonzero(above != above[-1])[0]
-    return int(common[flips[-1] + 1]) if flips.size else int(common[0])
+    return (int(common[flips[-1] + 1]) if flips.size else int(common[0])), bool(above[-1])
 
 
 def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") -> dict:
@@ -68,10 +68,10 @@ def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") 
     stable = ""
     if ids_a and ids_b:  # how long the ordering has held at this horizon
         ca, cb = _mean_curve(runs, ids_a), _mean_curve(runs, ids_b)
-        r = order_since(ca, cb)
-        if r is not None:
-            side = "above" if ca.iloc[-1] > cb.iloc[-1] else "not above"
-            stable = f"; per round, {a.label} {side} {b.label} from round {r} on"
+        since = order_since(ca, cb)
+        if since is not None:
+            side = "above" if since[1] else "not above"
+            stable = f"; per round, {a.label} {side} {b.label} from round {since[0]} on"
     return _row(
         claim,
         source,
