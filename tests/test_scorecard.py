@@ -86,3 +86,22 @@ def test_order_since_is_the_round_the_final_ordering_began():
     assert order_since(a, pd.Series([0.1], index=[99])) is None  # no common round
     ties = pd.Series([0.5] * 8, index=rounds)
     assert order_since(ties, ties) == (1, False)  # equal is "not above" throughout
+
+
+def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
+    """`tinyproto scorecard --compute P` hands the missing runs to sweep with every seed 0
+    before any seed 1 (an interrupted long computation leaves a 1-seed verdict on every row)."""
+    import argparse
+
+    import tinyproto.scorecard as sc
+    import tinyproto.sweep as sw
+
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))  # no finished runs: all missing
+    handed = []
+    monkeypatch.setattr(sw, "sweep", lambda todo, desc="": handed.extend(todo))
+    monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
+    args = argparse.Namespace(compute="quick", markdown=False, check=False, update_readme=False)
+    assert sc.cmd(args) == 0
+    seeds = [c.seed for c in handed]
+    assert len(handed) > 10 and seeds == sorted(seeds) and len(set(seeds)) > 1
+    assert len({c.run_id() for c in handed}) == len(handed)  # each run once
