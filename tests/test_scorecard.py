@@ -98,10 +98,34 @@ def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))  # no finished runs: all missing
     handed = []
-    monkeypatch.setattr(sw, "sweep", lambda todo, desc="": handed.extend(todo))
+    monkeypatch.setattr(
+        sw, "sweep", lambda todo, desc="", keep_going=False: handed.extend(todo) or pd.DataFrame()
+    )
     monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
     args = argparse.Namespace(compute="quick", markdown=False, check=False, update_readme=False)
     assert sc.cmd(args) == 0
     seeds = [c.seed for c in handed]
     assert len(handed) > 10 and seeds == sorted(seeds) and len(set(seeds)) > 1
     assert len({c.run_id() for c in handed}) == len(handed)  # each run once
+
+
+def test_a_run_that_did_not_finish_is_named_not_missing(tmp_path):
+    from tinyproto.failures import FAILED, failure
+    from tinyproto.scorecard import _text
+
+    cfg = Config(algorithm="tinyproto-fp", profile="smoke", seed=0)
+    folder = tmp_path / cfg.run_id()
+    folder.mkdir()
+    (folder / FAILED).write_text('{"error": "message from client 3: NaN"}')
+    runs = Runs("smoke", tmp_path)
+    rows = {r["claim"]: r for r in claims(runs)}
+    first = rows["TinyProto-FP > FedProto"]
+    assert "TinyProto-FP: did not finish (seed 0: message from client 3: NaN)" in first["ours"]
+    assert "FedProto: missing" in first["ours"] and first["verdict"] == "not measured"
+    assert failure(cfg, tmp_path) == "message from client 3: NaN"
+    (folder / FAILED).write_text("not json")
+    assert failure(cfg, tmp_path) is None  # a damaged record is ignored, not raised
+    assert (
+        _text("A", [0.5, 0.7], ["seed 2: boom"])
+        == "A 60.00 ± 14.14 (1 did not finish: seed 2: boom)"
+    )

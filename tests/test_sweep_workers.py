@@ -62,3 +62,49 @@ def test_worker_count_rules(monkeypatch):
     for bad in (0, True, 1.5, "2"):
         with pytest.raises(ConfigError, match="workers"):
             resolve_workers(bad, configs)
+
+
+def _small_fmnist_missing(tmp_path):
+    fmnist = {k: v for k, v in SMALL.items() if k != "num_classes"}
+    fmnist.update(dataset="fmnist", max_samples=600, data_dir=str(tmp_path / "no-such-folder"))
+    return grid(algorithm="fedproto", **fmnist)[0]
+
+
+def test_a_failure_with_runs_still_queued_ends_the_sweep(tmp_path):
+    """Regression: after a failure the queue is not started, and the sweep returns (raising)
+    instead of waiting forever for the queued runs."""
+    import threading
+
+    bad = _small_fmnist_missing(tmp_path)
+    good = grid(algorithm="fedproto", seed=[0, 1, 2], **SMALL)
+    box = {}
+
+    def target():
+        try:
+            sweep([bad, *good], root=tmp_path / "runs", progress=False, workers=2)
+        except ConfigError as e:
+            box["error"] = str(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout=240)
+    assert not t.is_alive(), "sweep hung after a failing run with runs still queued"
+    assert bad.run_id() in box["error"]
+    started = [c for c in good if (tmp_path / "runs" / c.run_id()).exists()]
+    assert len(started) <= 1  # only the run already under way beside the failing one
+
+
+def test_keep_going_records_the_failure_and_finishes_the_others(tmp_path):
+    from tinyproto.failures import failure
+
+    bad = _small_fmnist_missing(tmp_path)
+    good = grid(algorithm="fedproto", seed=[0, 1], **SMALL)
+    for workers in (2, 1):  # in worker processes, and in-process
+        root = tmp_path / f"runs{workers}"
+        (root / bad.run_id()).mkdir(parents=True)  # a run folder to record into
+        df = sweep([bad, *good], root=root, progress=False, workers=workers, keep_going=True)
+        assert list(df["run_id"]) == [c.run_id() for c in good]
+        line = df.attrs["failed"][bad.run_id()]
+        assert "no-such-folder" in line and "\n" not in line
+        assert failure(bad, root) == line  # recorded in the run folder for the scorecard
+        assert failure(good[0], root) is None

@@ -77,7 +77,8 @@ def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") 
         source,
         paper_text,
         runs,
-        f"{_text(a.label, acc_a)} vs {_text(b.label, acc_b)}{stable}",
+        f"{_text(a.label, acc_a, runs.failed[a.label])} vs "
+        f"{_text(b.label, acc_b, runs.failed[b.label])}{stable}",
         compare(acc_a, acc_b, kind),
         ids_a + ids_b,
         min(len(acc_a), len(acc_b)),
@@ -128,11 +129,11 @@ def claims(runs: Runs) -> list[dict]:
     )
     # TinyProto-FT best of all federated methods
     acc_ft, ids_ft, _ = runs.arm(FT)
-    verdicts, parts, ids = [], [_text("TinyProto-FT", acc_ft)], list(ids_ft)
+    verdicts, parts, ids = [], [_text("TinyProto-FT", acc_ft, runs.failed[FT.label])], list(ids_ft)
     for algo in ALL_FEDERATED:
         acc, rid, _ = runs.arm(arm(LABEL[algo], algo))
         verdicts.append(compare(acc_ft, acc))
-        parts.append(_text(LABEL[algo], acc))
+        parts.append(_text(LABEL[algo], acc, runs.failed[LABEL[algo]]))
         ids += rid
     second = max(v[0][0] for k, v in T1.items() if k != "tinyproto-ft")
     rows.append(
@@ -164,7 +165,7 @@ def claims(runs: Runs) -> list[dict]:
             f"{_table_acc(T3, 'tinyproto-ft', col)} vs {_table_acc(T3, 'fedtgp', col)}"
             f" / {_table_acc(T3, 'fedproto', col)} (CIFAR-100)"
         )
-        ours = " vs ".join(_text(k, a[0]) for k, a in acc.items())
+        ours = " vs ".join(_text(k, a[0], runs.failed[k]) for k, a in acc.items())
         ids = [i for a in acc.values() for i in a[1]]
         rows.append(
             _row(

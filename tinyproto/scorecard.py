@@ -64,6 +64,7 @@ class Runs:
         self.root = Path(root) if root is not None else runs_root(profile)
         self._cache: dict[str, dict | None] = {}
         self.wanted: dict[str, Config] = {}  # every config a claim asked for, found or not
+        self.failed: dict[str, list[str]] = {}  # arm label -> errors of its runs that failed
 
     def missing(self) -> list[Config]:
         """The configs asked for that have no finished run (what ``--compute`` runs)."""
@@ -85,7 +86,9 @@ class Runs:
 
     def arm(self, a: Arm) -> tuple[list[float], list[str], list[dict]]:
         """(best accuracies, run ids, summaries) over the seeds that have a finished run."""
-        accs, ids, sums = [], [], []
+        from tinyproto.failures import failure
+
+        accs, ids, sums, failed = [], [], [], []
         for seed in SEEDS:
             try:
                 cfg = a.config(self.profile, seed)
@@ -96,6 +99,9 @@ class Runs:
                 accs.append(float(s["best_acc"]))
                 ids.append(cfg.run_id())
                 sums.append(s)
+            elif (line := failure(cfg, self.root)) is not None:  # a run that could not finish
+                failed.append(f"seed {seed}: {line}")
+        self.failed[a.label] = failed
         return accs, ids, sums
 
 
@@ -140,12 +146,14 @@ def weakest(verdicts: list[str]) -> str:
     return min(verdicts, key=ORDER.index)
 
 
-def _text(label: str, acc: list[float]) -> str:
+def _text(label: str, acc: list[float], failed: list[str] | None = None) -> str:
+    """ "label mean ± std"; runs that did not finish (``failed``: their errors) are named."""
+    why = f" ({len(failed)} did not finish: {failed[0]})" if failed else ""
     if not acc:
-        return f"{label}: missing"
+        return f"{label}: did not finish ({failed[0]})" if failed else f"{label}: missing"
     m = 100 * np.mean(acc)
     sd = f" ± {100 * np.std(acc, ddof=1):.2f}" if len(acc) > 1 else ""
-    return f"{label} {m:.2f}{sd}"
+    return f"{label} {m:.2f}{sd}{why}"
 
 
 def _paper_acc(algorithm: str, table=None) -> str:
@@ -255,8 +263,10 @@ def cmd(args) -> int:
         # interrupted computation (hours for long) leaves a 1-seed verdict on every row
         todo = sorted(runs.missing(), key=lambda c: c.seed)
         print(f"scorecard: {len(todo)} {args.compute} runs to compute", file=sys.stderr)
-        if todo:
-            sweep(todo, desc=f"{args.compute} scorecard runs")
+        if todo:  # a run that cannot finish (e.g. diverges) is recorded; the others go on
+            done = sweep(todo, desc=f"{args.compute} scorecard runs", keep_going=True)
+            for rid, line in done.attrs.get("failed", {}).items():
+                print(f"scorecard: run {rid} did not finish: {line}", file=sys.stderr)
     df, path = write()
     table = markdown(df)
     if args.update_readme:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tinyproto.config import PROFILES, Config, ConfigError
+from tinyproto.failures import record_failure, user_errors
 from tinyproto.store import default_profile, project_root, results_root, runs_root  # noqa: F401
 
 DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "long": [0, 1, 2], "paper": [0, 1, 2]}
@@ -105,6 +106,7 @@ def sweep(
     progress: bool = True,
     desc: str = "runs",
     workers: int | None = None,
+    keep_going: bool = False,
 ) -> pd.DataFrame:
     """Run every config (reusing finished, verified runs by run id); one row per config.
 
@@ -112,6 +114,11 @@ def sweep(
     else :func:`default_workers`), each with an equal share of the torch threads; a run's
     numbers do not depend on how many run beside it. One progress bar for the whole grid.
     Columns: every Config field plus the summary numbers (best_acc, last_acc, ...).
+
+    A run that fails with a one-line error (e.g. a diverging run's NaN prototypes, refused by
+    the server) raises it, after the runs under way have finished. With ``keep_going`` the
+    other runs go on instead: the failed runs get no row, their errors are in
+    ``df.attrs["failed"]`` ({run id: line}) and in ``<run folder>/failed.json``.
     """
     from tinyproto.engine import run
     from tinyproto.store import is_complete
@@ -125,16 +132,27 @@ def sweep(
         from tqdm import tqdm
 
         bar = tqdm(total=len(configs), desc=desc, file=sys.stderr, mininterval=2, leave=True)
+    failed: dict[str, str] = {}
     if n > 1:
-        _run_in_parallel(missing, root, n, bar)
+        failed = _run_in_parallel(missing, root, n, bar, keep_going)
     rows = []  # root None: each config's runs go to its profile's folder (store.runs_root)
     seen: dict[str, dict] = {}
     for cfg in configs:
         rid = cfg.run_id()
         if rid not in seen:
-            res = run(cfg, root=root, reuse=True, resume=True, progress=False)
-            seen[rid] = res.summary
+            if rid in failed:
+                seen[rid] = None
+            else:
+                try:
+                    seen[rid] = run(cfg, root=root, reuse=True, resume=True, progress=False).summary
+                except user_errors() as e:
+                    if not keep_going:
+                        raise
+                    failed[rid] = record_failure(folder(cfg) / rid, str(e))
+                    seen[rid] = None
         summary = seen[rid]
+        if summary is None:
+            continue
         row = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
         row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
         rows.append(row)
@@ -144,7 +162,9 @@ def sweep(
     if bar is not None:
         bar.update(bar.total - bar.n)
         bar.close()
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df.attrs["failed"] = failed
+    return df
 
 
 def finished(configs: list[Config], *, root: str | Path | None = None) -> pd.DataFrame:
@@ -273,13 +293,17 @@ class RunFailed(RuntimeError):
     """A run computed by a worker process failed; the message is its error line."""
 
 
-def _run_in_parallel(missing: list[Config], root, workers: int, bar) -> None:
+def _run_in_parallel(
+    missing: list[Config], root, workers: int, bar, keep_going: bool = False
+) -> dict[str, str]:
     """Compute ``missing`` in up to ``workers`` processes (``python -m tinyproto.worker``).
 
     The first failure stops new runs from starting; the runs under way finish (their folders
     are kept), then it is raised: the same one-line error class the run raised in-process
     where it was a user error (ConfigError / DataError ...), else RunFailed with the worker's
     last stderr line. Ctrl-C terminates the workers (each run resumes from its checkpoint).
+    With ``keep_going`` a one-line (exit 2) failure is recorded and the others go on; returns
+    {run id: error line} of those.
     """
     import json
     import subprocess
@@ -292,8 +316,9 @@ def _run_in_parallel(missing: list[Config], root, workers: int, bar) -> None:
     queue = list(missing)
     running: dict[subprocess.Popen, tuple[Config, object]] = {}
     failure: tuple[Config, int, str] | None = None
+    failed: dict[str, str] = {}
     try:
-        while queue or running:
+        while (queue and failure is None) or running:  # after a failure: drain, start nothing
             while queue and failure is None and len(running) < workers:
                 cfg = queue.pop(0)
                 err = tempfile.TemporaryFile()
@@ -315,6 +340,13 @@ def _run_in_parallel(missing: list[Config], root, workers: int, bar) -> None:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
+                elif keep_going and proc.returncode == 2:
+                    failed[cfg.run_id()] = record_failure(
+                        (Path(root) if root is not None else runs_root(cfg.profile)) / cfg.run_id(),
+                        lines[-1] if lines else "no output",
+                    )
+                    if bar is not None:
+                        bar.update(1)
                 elif failure is None:
                     failure = (cfg, proc.returncode, lines[-1] if lines else "no output")
     finally:
@@ -327,6 +359,7 @@ def _run_in_parallel(missing: list[Config], root, workers: int, bar) -> None:
         if code == 2:  # a one-line user/data error: the same text as in-process
             raise ConfigError(f"run {cfg.run_id()}: {line}")
         raise RunFailed(f"run {cfg.run_id()} failed in a worker (exit {code}): {line}")
+    return failed
 
 
 def mean_std(
