@@ -217,6 +217,7 @@ def claims(runs: Runs) -> list[dict]:
             )
         )
     rows.append(_sparsity_row(runs))
+    rows.append(_sparsity_row(runs, FT))
     rows.append(_dead_units_row(runs))
     rows.append(_horizon_row(runs))
     return rows
@@ -295,9 +296,9 @@ def _comm_row(runs: Runs) -> dict:
     )
 
 
-def _sparsity_row(runs: Runs) -> dict:
-    _, ids, _ = runs.arm(FP)
-    cfg = FP.config(runs.profile, 0)
+def _sparsity_row(runs: Runs, which: Arm = FP) -> dict:
+    _, ids, _ = runs.arm(which)
+    cfg = which.config(runs.profile, 0)
     level = 1 - cfg.cps_dim / cfg.feature_dim
     shares = []
     for rid in ids:
@@ -306,7 +307,7 @@ def _sparsity_row(runs: Runs) -> dict:
         e = local.astype(np.float64) ** 2
         off = (e * ~masks[None]).sum(-1)[holds].sum()
         shares.append(off / e.sum(-1)[holds].sum())
-    claim = "Local prototypes become structurally sparse under CPS (off-mask energy share)"
+    claim = f"Local prototypes become structurally sparse under CPS ({which.label}, off-mask energy share)"
     if not shares:
         return _row(
             claim,
@@ -317,7 +318,7 @@ def _sparsity_row(runs: Runs) -> dict:
             "not measured",
             ids,
             0,
-            FP,
+            which,
         )
     m = float(np.mean(shares))
     verdict = "holds" if m <= level / 2 else "does not hold"
@@ -333,7 +334,7 @@ def _sparsity_row(runs: Runs) -> dict:
         verdict,
         ids,
         len(shares),
-        FP,
+        which,
     )
 
 
