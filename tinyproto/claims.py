@@ -44,9 +44,7 @@ def _mean_curve(runs: Runs, ids: list[str]):
     """The seed-mean test accuracy per round of the runs ``ids`` (a pandas Series by round)."""
     import pandas as pd
 
-    from tinyproto.store import load_run
-
-    metrics = pd.concat([load_run(runs.root / r)["metrics"] for r in ids])
+    metrics = pd.concat([runs.metrics(r) for r in ids])
     return metrics.groupby("round")["test_acc"].mean().sort_index()
 
 
@@ -230,9 +228,7 @@ def _horizon_row(runs: Runs) -> dict:
     """Are Table 1's runs converged at this horizon? Per algorithm, the round from which the
     seed-mean accuracy curve is flat (``sweep.flatten_round``: 5-round trailing mean within 0.5
     points of all later values); holds when every one is flat from at most 80 % of the rounds."""
-    import pandas as pd
 
-    from tinyproto.store import load_run
     from tinyproto.sweep import flatten_round
 
     claim = "Table 1's accuracy curves are flat before the horizon (converged runs)"
@@ -244,8 +240,7 @@ def _horizon_row(runs: Runs) -> dict:
             parts.append(f"{a.label}: missing")
             ok.append(None)
             continue
-        curve = pd.concat([load_run(runs.root / r)["metrics"] for r in rid])
-        flat = flatten_round(curve.groupby("round")["test_acc"].mean().sort_index())
+        flat = flatten_round(_mean_curve(runs, rid))
         parts.append(f"{a.label}: {'still rising' if flat is None else f'flat from {flat}'}")
         ok.append(flat is not None and flat <= FLAT_SHARE * rounds)
         ids += rid

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyproto.config import Config, ConfigError
-from tinyproto.store import runs_root
+from tinyproto.store import run_dir
 
 
 def user_errors() -> tuple:
@@ -41,7 +41,7 @@ def failure(cfg: Config, root: str | Path | None = None) -> str | None:
 
     from tinyproto.store import is_complete
 
-    folder = (Path(root) if root is not None else runs_root(cfg.profile)) / cfg.run_id()
+    folder = run_dir(cfg, root)
     if is_complete(folder) or not (folder / FAILED).is_file():
         return None
     try:

@@ -65,10 +65,19 @@ class Runs:
         self._cache: dict[str, dict | None] = {}
         self.wanted: dict[str, Config] = {}  # every config a claim asked for, found or not
         self.failed: dict[str, list[str]] = {}  # arm label -> errors of its runs that failed
+        self._metrics: dict[str, pd.DataFrame] = {}  # run id -> metrics.csv, read once
 
     def missing(self) -> list[Config]:
         """The configs asked for that have no finished run (what ``--compute`` runs)."""
         return [cfg for rid, cfg in self.wanted.items() if self._cache.get(rid) is None]
+
+    def metrics(self, run_id: str) -> pd.DataFrame:
+        """A finished run's per-round metrics (verified), read once per scorecard."""
+        if run_id not in self._metrics:
+            from tinyproto.store import load_run
+
+            self._metrics[run_id] = load_run(self.root / run_id)["metrics"]
+        return self._metrics[run_id]
 
     def get(self, cfg: Config) -> dict | None:
         rid = cfg.run_id()

@@ -22,7 +22,7 @@ import pandas as pd
 
 from tinyproto.config import PROFILES, Config, ConfigError
 from tinyproto.failures import record_failure, user_errors
-from tinyproto.store import default_profile, project_root, results_root, runs_root  # noqa: F401
+from tinyproto.store import default_profile, project_root, results_root, run_dir, runs_root  # noqa: F401
 
 DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "long": [0, 1, 2], "paper": [0, 1, 2]}
 SUMMARY_COLUMNS = [
@@ -153,9 +153,7 @@ def sweep(
         summary = seen[rid]
         if summary is None:
             continue
-        row = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
-        row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
-        rows.append(row)
+        rows.append(_summary_row(cfg, summary))
         if bar is not None and n <= 1:
             bar.update(1)
             bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
@@ -167,6 +165,13 @@ def sweep(
     return df
 
 
+def _summary_row(cfg: Config, summary: dict) -> dict:
+    """One row of ``sweep``/``finished``: the config's fields and the summary numbers."""
+    row = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
+    row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
+    return row
+
+
 def finished(configs: list[Config], *, root: str | Path | None = None) -> pd.DataFrame:
     """The rows ``sweep(configs)`` would give, for the configs whose run is already finished and
     verifies; computes nothing (e.g. another profile's runs shown beside this one's). Configs
@@ -176,7 +181,7 @@ def finished(configs: list[Config], *, root: str | Path | None = None) -> pd.Dat
     rows, missing = [], []
     for cfg in configs:
         rid = cfg.run_id()
-        folder = (Path(root) if root is not None else runs_root(cfg.profile)) / rid
+        folder = run_dir(cfg, root)
         try:
             summary = verify_run(folder)["summary"] if is_complete(folder) else None
         except RunFolderError:
@@ -184,10 +189,7 @@ def finished(configs: list[Config], *, root: str | Path | None = None) -> pd.Dat
         if summary is None:
             missing.append(rid)
             continue
-        row = {k: v for k, v in cfg.to_dict().items() if k != "extra"}
-        row.update({k: summary.get(k) for k in SUMMARY_COLUMNS})
-        row["run_id"] = rid
-        rows.append(row)
+        rows.append({**_summary_row(cfg, summary), "run_id": rid})
     df = pd.DataFrame(rows)
     df.attrs["missing"] = missing
     return df
@@ -342,7 +344,7 @@ def _run_in_parallel(
                         bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
                 elif keep_going and proc.returncode == 2:
                     failed[cfg.run_id()] = record_failure(
-                        (Path(root) if root is not None else runs_root(cfg.profile)) / cfg.run_id(),
+                        run_dir(cfg, root),
                         lines[-1] if lines else "no output",
                     )
                     if bar is not None:
