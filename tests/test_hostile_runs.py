@@ -422,3 +422,42 @@ def test_kill_9_then_resume_equals_uninterrupted(point, tmp_path, uninterrupted)
     assert protos.keys() == p0.keys()
     for k in protos:
         np.testing.assert_array_equal(protos[k], p0[k])
+
+
+def test_a_refused_message_names_the_round_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    """A client whose prototypes turn NaN mid-run (a divergence) ends the run with a one-line
+    error naming the round (1-based, as metrics.csv counts) and the sender; the checkpoint of
+    the rounds before it is kept, so nothing computed is lost."""
+    from tinyproto.algorithms.fedproto import FedProto
+    from tinyproto.message import MessageError
+
+    cfg = Config(
+        algorithm="fedproto",
+        profile="smoke",
+        dataset="synthetic",
+        num_classes=4,
+        num_clients=3,
+        alpha=0.5,
+        rounds=4,
+        max_samples=120,
+        feature_dim=8,
+        checkpoint_every=1,
+        save_prototypes=False,
+    )
+    real = FedProto.client_round
+
+    def diverging(self, state, data, rnd, gen):
+        msg, loss = real(self, state, data, rnd, gen)
+        if rnd == 2 and state.cid == 1:
+            msg.arrays["protos"] = msg["protos"] * float("nan")
+        return msg, loss
+
+    monkeypatch.setattr(FedProto, "client_round", diverging)
+    with pytest.raises(MessageError) as e:
+        run(cfg, root=tmp_path, progress=False)
+    text = str(e.value)
+    assert "\n" not in text
+    assert text.startswith("round 3 of 4: message from client 1:"), text
+    assert "'protos'" in text and "NaN or inf" in text
+    ck = torch.load(tmp_path / cfg.run_id() / "checkpoint.pt", weights_only=False)
+    assert ck["round"] == 2  # rounds 1 and 2 are kept

@@ -102,11 +102,48 @@ def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
         sw, "sweep", lambda todo, desc="", keep_going=False: handed.extend(todo) or pd.DataFrame()
     )
     monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
-    args = argparse.Namespace(compute="quick", markdown=False, check=False, update_readme=False)
+    args = argparse.Namespace(
+        compute="quick", markdown=False, check=False, update_readme=False, retry_failed=False
+    )
     assert sc.cmd(args) == 0
     seeds = [c.seed for c in handed]
     assert len(handed) > 10 and seeds == sorted(seeds) and len(set(seeds)) > 1
     assert len({c.run_id() for c in handed}) == len(handed)  # each run once
+
+
+def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, capsys):
+    """A run recorded as failed (failed.json) is not computed again by --compute (a diverging
+    run diverges again), and the skip is said; --retry-failed hands it to sweep."""
+    import argparse
+
+    import tinyproto.scorecard as sc
+    import tinyproto.sweep as sw
+    from tinyproto.failures import FAILED
+    from tinyproto.store import run_dir
+
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
+    handed = []
+    monkeypatch.setattr(
+        sw, "sweep", lambda todo, desc="", keep_going=False: handed.extend(todo) or pd.DataFrame()
+    )
+    monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
+    runs = Runs("quick")
+    claims(runs)
+    bad = runs.missing()[0]
+    folder = run_dir(bad)
+    folder.mkdir(parents=True)
+    (folder / FAILED).write_text('{"error": "round 62 of 100: message from client 14: NaN"}')
+    for retry in (False, True):
+        handed.clear()
+        args = argparse.Namespace(
+            compute="quick", markdown=False, check=False, update_readme=False, retry_failed=retry
+        )
+        assert sc.cmd(args) == 0
+        ids = {c.run_id() for c in handed}
+        assert (bad.run_id() in ids) is retry
+        assert len(ids) == len(runs.missing()) - (not retry)
+    err = capsys.readouterr().err
+    assert f"skipping run {bad.run_id()}, which failed before (round 62 of 100" in err
 
 
 def test_a_run_that_did_not_finish_is_named_not_missing(tmp_path):

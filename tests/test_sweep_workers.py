@@ -64,6 +64,37 @@ def test_worker_count_rules(monkeypatch):
             resolve_workers(bad, configs)
 
 
+def test_a_runs_threads_do_not_depend_on_what_is_missing(tmp_path, monkeypatch):
+    """CPU numerics are deterministic per thread count only: a run computed alone (in this
+    process) must get the thread count it gets beside others in worker processes, so a sweep
+    from an empty runs folder and from a half-full one give the same numbers."""
+    import json
+
+    import torch
+
+    from tinyproto.sweep import run_threads
+
+    if torch.get_num_threads() < 2:
+        torch.set_num_threads(2)
+    monkeypatch.delenv("TINYPROTO_WORKERS", raising=False)
+    configs = grid(algorithm=["fedproto", "tinyproto-fp"], **SMALL)
+    expected = max(1, torch.get_num_threads() // 2)
+    assert run_threads(2, configs) == run_threads(2, configs[:1]) == expected
+    before = torch.get_num_threads()
+    together = sweep(configs, root=tmp_path / "both", progress=False, workers=2)
+    alone = sweep(configs[:1], root=tmp_path / "alone", progress=False, workers=2)  # in-process
+    assert torch.get_num_threads() == before  # restored after the in-process run
+    for root in ("both", "alone"):
+        summary = json.loads((tmp_path / root / configs[0].run_id() / "summary.json").read_text())
+        assert summary["torch_threads"] == expected, root
+    a = pd.read_csv(tmp_path / "both" / configs[0].run_id() / "metrics.csv").drop(columns="seconds")
+    b = pd.read_csv(tmp_path / "alone" / configs[0].run_id() / "metrics.csv").drop(
+        columns="seconds"
+    )
+    pd.testing.assert_frame_equal(a, b)
+    assert together["best_acc"].iloc[0] == alone["best_acc"].iloc[0]
+
+
 def _small_fmnist_missing(tmp_path):
     fmnist = {k: v for k, v in SMALL.items() if k != "num_classes"}
     fmnist.update(dataset="fmnist", max_samples=600, data_dir=str(tmp_path / "no-such-folder"))
@@ -108,3 +139,91 @@ def test_keep_going_records_the_failure_and_finishes_the_others(tmp_path):
         assert "no-such-folder" in line and "\n" not in line
         assert failure(bad, root) == line  # recorded in the run folder for the scorecard
         assert failure(good[0], root) is None
+
+
+def test_worker_protocol_serves_runs_until_stdin_closes(tmp_path):
+    """One worker process computes several runs: an answer line per request, a user error is an
+    "error" answer and the worker goes on, garbage is a crash (exit 1, traceback on stderr)."""
+    import json
+    import subprocess
+    import sys
+
+    good = grid(algorithm="fedproto", seed=[0, 1], **SMALL)
+    bad = _small_fmnist_missing(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinyproto.worker", "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    answers = []
+    for cfg in (good[0], bad, good[1]):
+        proc.stdin.write(json.dumps({"config": cfg.to_dict(), "root": str(tmp_path)}) + "\n")
+        proc.stdin.flush()
+        answers.append(json.loads(proc.stdout.readline()))
+    assert [a["status"] for a in answers] == ["ok", "error", "ok"]
+    assert [a["run_id"] for a in answers] == [good[0].run_id(), bad.run_id(), good[1].run_id()]
+    assert "no-such-folder" in answers[1]["line"] and "\n" not in answers[1]["line"]
+    for cfg in good:
+        summary = json.loads((tmp_path / cfg.run_id() / "summary.json").read_text())
+        assert summary["torch_threads"] == 1
+    proc.stdin.write("not json\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out == ""
+    assert "JSONDecodeError" in err.strip().splitlines()[-1]
+    quiet = subprocess.run(
+        [sys.executable, "-m", "tinyproto.worker", "1"], input="", capture_output=True, text=True
+    )
+    assert quiet.returncode == 0 and quiet.stdout == ""
+
+
+def test_a_killed_worker_is_a_failure_naming_its_run(tmp_path):
+    """A worker that dies mid-run (killed, out of memory) ends the sweep with RunFailed naming
+    the run, after the other worker's run finished; nothing hangs."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from tinyproto.sweep import RunFailed
+
+    slow = dict(SMALL, rounds=40, max_samples=400)
+    configs = grid(algorithm="fml", seed=[0, 1, 2, 3], **slow)
+    box = {}
+
+    def target():
+        try:
+            sweep(configs, root=tmp_path, progress=False, workers=2)
+        except RunFailed as e:
+            box["error"] = str(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+
+    def workers():  # this process's worker children
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = open(f"/proc/{pid}/stat").read()
+                cmd = open(f"/proc/{pid}/cmdline").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and "tinyproto.worker" in cmd:
+                found.append(int(pid))
+        return found
+
+    victims = []
+    for _ in range(600):
+        victims = workers()
+        if victims:
+            break
+        time.sleep(0.05)
+    assert victims
+    time.sleep(0.5)
+    os.kill(victims[0], signal.SIGKILL)
+    t.join(timeout=240)
+    assert not t.is_alive(), "sweep hung after a worker was killed"
+    assert "failed in a worker (exit -9)" in box["error"]
+    assert any(c.run_id() in box["error"] for c in configs)

@@ -29,6 +29,7 @@ from tinyproto.algorithms import Algorithm, ClientData, ClientState, Context, bu
 from tinyproto.config import Config, ConfigError, check_device, check_environment
 from tinyproto.cps import hamming_stats, make_masks, off_mask_share
 from tinyproto.data import FederatedData, PartitionError, load_dataset, make_federated
+from tinyproto.message import MessageError
 from tinyproto.models import client_model, client_seed, count_params
 from tinyproto.participation import ids, is_partial, participation
 
@@ -257,9 +258,14 @@ def run(
             weights.append(data[cid].num_train)
             if cid not in part.dropped:  # a dropped client trained; its upload is lost
                 uploads[cid] = upload
-        downloads = algo.server_round(uploads, rnd) if uploads else {}
-        for cid in sorted(downloads):
-            algo.receive(states[cid], downloads[cid])
+        try:  # a refused message ends the run: say in which round (e.g. a divergence)
+            downloads = algo.server_round(uploads, rnd) if uploads else {}
+            for cid in sorted(downloads):
+                algo.receive(states[cid], downloads[cid])
+        except MessageError as e:
+            if str(e).startswith("server: round"):  # the server's own errors name the round
+                raise
+            raise MessageError(f"round {rnd + 1} of {cfg.rounds}: {e}") from None
         row = {
             "round": rnd + 1,
             "train_loss": float(np.average(list(losses.values()), weights=weights)),

@@ -21,9 +21,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.resnet import BasicBlock
+
+# torchvision is imported where an Ht0 network is built, not here: importing it costs about
+# 1.4 s (it pulls in torch._dynamo), which every run of the cnn4 family, every sweep worker and
+# every notebook kernel would otherwise pay
 
 __all__ = [
     "ARCHS",
@@ -77,6 +79,8 @@ class ResNet8Base(nn.Module):
     strides: tuple[int, int, int] = (1, 2, 2)
 
     def __init__(self, feature_dim: int, in_channels: int = 3) -> None:
+        from torchvision.models.resnet import BasicBlock
+
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -148,6 +152,8 @@ def _replace_first_conv(model: nn.Module, in_channels: int, kaiming: bool) -> No
 
 
 def _mobilenet_v2(feature_dim: int, num_classes: int, in_channels: int) -> nn.Module:
+    import torchvision
+
     model = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
     # The whole classifier (Dropout + Linear) is replaced, as in HtFLlib: no dropout in the base.
     model.classifier = nn.AdaptiveAvgPool1d(feature_dim)
@@ -156,6 +162,8 @@ def _mobilenet_v2(feature_dim: int, num_classes: int, in_channels: int) -> nn.Mo
 
 
 def _shufflenet_v2(feature_dim: int, num_classes: int, in_channels: int) -> nn.Module:
+    import torchvision
+
     model = torchvision.models.shufflenet_v2_x1_0(weights=None, num_classes=num_classes)
     model.fc = nn.AdaptiveAvgPool1d(feature_dim)
     _replace_first_conv(model, in_channels, kaiming=False)  # torchvision keeps default init
@@ -163,6 +171,8 @@ def _shufflenet_v2(feature_dim: int, num_classes: int, in_channels: int) -> nn.M
 
 
 def _efficientnet_b0(feature_dim: int, num_classes: int, in_channels: int) -> nn.Module:
+    import torchvision
+
     model = torchvision.models.efficientnet_b0(weights=None, num_classes=num_classes)
     # The whole classifier (Dropout + Linear) is replaced, as in HtFLlib: no dropout in the base.
     model.classifier = nn.AdaptiveAvgPool1d(feature_dim)

@@ -256,6 +256,12 @@ def add_parser(subparsers) -> None:
         metavar="PROFILE",
         help="first compute the missing runs of PROFILE's claims (resumable; hours for long)",
     )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --compute: also compute again the runs recorded as failed (failed.json); "
+        "by default they are skipped, since a diverging run diverges again",
+    )
 
 
 def cmd(args) -> int:
@@ -271,6 +277,18 @@ def cmd(args) -> int:
         # seed-major: every claim gets its first seed before any gets its second, so an
         # interrupted computation (hours for long) leaves a 1-seed verdict on every row
         todo = sorted(runs.missing(), key=lambda c: c.seed)
+        if not args.retry_failed:  # runs are deterministic: a recorded failure would recur
+            from tinyproto.failures import failure
+
+            recorded = {c.run_id(): failure(c) for c in todo}
+            for c in todo:
+                if recorded[c.run_id()] is not None:
+                    print(
+                        f"scorecard: skipping run {c.run_id()}, which failed before "
+                        f"({recorded[c.run_id()]}); --retry-failed computes it again",
+                        file=sys.stderr,
+                    )
+            todo = [c for c in todo if recorded[c.run_id()] is None]
         print(f"scorecard: {len(todo)} {args.compute} runs to compute", file=sys.stderr)
         if todo:  # a run that cannot finish (e.g. diverges) is recorded; the others go on
             done = sweep(todo, desc=f"{args.compute} scorecard runs", keep_going=True)

@@ -11,6 +11,7 @@ smoke -> results/smoke/, figures/smoke/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -111,8 +112,10 @@ def sweep(
     """Run every config (reusing finished, verified runs by run id); one row per config.
 
     Missing runs are computed by ``workers`` processes at once (default: ``$TINYPROTO_WORKERS``,
-    else :func:`default_workers`), each with an equal share of the torch threads; a run's
-    numbers do not depend on how many run beside it. One progress bar for the whole grid.
+    else :func:`default_workers`). Every run gets the same share of the torch threads
+    (:func:`run_threads`: threads / workers asked for), also when fewer runs are missing than
+    workers, or one is computed in this process: a run's numbers do not depend on how many run
+    beside it or on which runs were already there. One progress bar for the whole grid.
     Columns: every Config field plus the summary numbers (best_acc, last_acc, ...).
 
     A run that fails with a one-line error (e.g. a diverging run's NaN prototypes, refused by
@@ -127,6 +130,7 @@ def sweep(
     folder = lambda cfg: Path(root) if root is not None else runs_root(cfg.profile)  # noqa: E731
     missing = [cfg for cfg in unique if not is_complete(folder(cfg) / cfg.run_id())]
     n = resolve_workers(workers, missing)
+    threads = run_threads(workers, missing)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -134,7 +138,7 @@ def sweep(
         bar = tqdm(total=len(configs), desc=desc, file=sys.stderr, mininterval=2, leave=True)
     failed: dict[str, str] = {}
     if n > 1:
-        failed = _run_in_parallel(missing, root, n, bar, keep_going)
+        failed = _run_in_parallel(missing, root, n, bar, keep_going, threads=threads)
     rows = []  # root None: each config's runs go to its profile's folder (store.runs_root)
     seen: dict[str, dict] = {}
     for cfg in configs:
@@ -144,7 +148,9 @@ def sweep(
                 seen[rid] = None
             else:
                 try:
-                    seen[rid] = run(cfg, root=root, reuse=True, resume=True, progress=False).summary
+                    with torch_threads(threads):  # the same count as in a worker process
+                        result = run(cfg, root=root, reuse=True, resume=True, progress=False)
+                    seen[rid] = result.summary
                 except user_errors() as e:
                     if not keep_going:
                         raise
@@ -266,6 +272,29 @@ def default_workers() -> int:
 
 def resolve_workers(workers: int | None, missing: list[Config]) -> int:
     """How many processes compute ``missing``: 1 when one run is missing or a GPU is used."""
+    if _on_accelerator(missing):
+        return 1  # one accelerator: runs take turns on it
+    return max(1, min(_requested_workers(workers, missing), len(missing)))
+
+
+def run_threads(workers: int | None, missing: list[Config]) -> int | None:
+    """The torch threads each missing run gets on the CPU: this process's threads divided by the
+    number of workers asked for (argument, ``$TINYPROTO_WORKERS`` or the default), never by how
+    many runs happen to be missing. CPU numerics are deterministic per thread count only, so a
+    run's numbers must not depend on what was already computed: the same sweep from an empty
+    runs folder and from a half-full one gives the same numbers. None on an accelerator."""
+    if _on_accelerator(missing):
+        return None
+    import torch
+
+    return max(1, torch.get_num_threads() // _requested_workers(workers, missing))
+
+
+def _on_accelerator(missing: list[Config]) -> bool:
+    return any(cfg.device not in ("cpu", "auto") for cfg in missing) or _cuda_auto(missing)
+
+
+def _requested_workers(workers: int | None, missing: list[Config]) -> int:
     if workers is None:
         env = os.environ.get(WORKERS_ENV, "").strip()
         if env:
@@ -278,9 +307,7 @@ def resolve_workers(workers: int | None, missing: list[Config]) -> int:
             workers = default_workers()
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"invalid workers={workers!r}: an integer >= 1")
-    if any(cfg.device not in ("cpu", "auto") for cfg in missing) or _cuda_auto(missing):
-        return 1  # one accelerator: runs take turns on it
-    return max(1, min(workers, len(missing)))
+    return workers
 
 
 def _cuda_auto(missing: list[Config]) -> bool:
@@ -295,67 +322,136 @@ class RunFailed(RuntimeError):
     """A run computed by a worker process failed; the message is its error line."""
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch threads (None: unchanged), then restore the count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _run_in_parallel(
-    missing: list[Config], root, workers: int, bar, keep_going: bool = False
+    missing: list[Config],
+    root,
+    workers: int,
+    bar,
+    keep_going: bool = False,
+    threads: int | None = None,
 ) -> dict[str, str]:
-    """Compute ``missing`` in up to ``workers`` processes (``python -m tinyproto.worker``).
+    """Compute ``missing`` in up to ``workers`` worker processes (``python -m tinyproto.worker``),
+    each started once and handed one run at a time (imports are paid once per worker).
 
     The first failure stops new runs from starting; the runs under way finish (their folders
     are kept), then it is raised: the same one-line error class the run raised in-process
     where it was a user error (ConfigError / DataError ...), else RunFailed with the worker's
     last stderr line. Ctrl-C terminates the workers (each run resumes from its checkpoint).
-    With ``keep_going`` a one-line (exit 2) failure is recorded and the others go on; returns
+    With ``keep_going`` a one-line failure is recorded and the others go on; returns
     {run id: error line} of those.
     """
     import json
+    import selectors
     import subprocess
     import tempfile
-    import time
 
     import torch
 
-    threads = max(1, torch.get_num_threads() // workers)
+    if threads is None:
+        threads = max(1, torch.get_num_threads() // workers)
     queue = list(missing)
-    running: dict[subprocess.Popen, tuple[Config, object]] = {}
+    procs: list[subprocess.Popen] = []
+    errs: dict[subprocess.Popen, object] = {}
+    busy: dict[subprocess.Popen, Config] = {}
+    idle: list[subprocess.Popen] = []
+    sel = selectors.DefaultSelector()
     failure: tuple[Config, int, str] | None = None
     failed: dict[str, str] = {}
+
+    def start() -> subprocess.Popen:
+        err = tempfile.TemporaryFile()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tinyproto.worker", str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            bufsize=1,
+        )
+        procs.append(proc)
+        errs[proc] = err
+        sel.register(proc.stdout, selectors.EVENT_READ, proc)
+        return proc
+
+    def last_stderr_line(proc) -> str:
+        err = errs[proc]
+        err.seek(0)
+        lines = err.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "no output"
+
     try:
-        while (queue and failure is None) or running:  # after a failure: drain, start nothing
-            while queue and failure is None and len(running) < workers:
+        while (queue and failure is None) or busy:  # after a failure: drain, start nothing
+            while queue and failure is None and (idle or len(busy) + len(idle) < workers):
+                proc = idle.pop() if idle else start()
                 cfg = queue.pop(0)
-                err = tempfile.TemporaryFile()
-                args = [json.dumps(cfg.to_dict()), "" if root is None else str(root), str(threads)]
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "tinyproto.worker", *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                )
-                running[proc] = (cfg, err)
-            time.sleep(0.05)
-            for proc in [p for p in running if p.poll() is not None]:
-                cfg, err = running.pop(proc)
-                err.seek(0)
-                lines = err.read().decode(errors="replace").strip().splitlines()
-                err.close()
-                if proc.returncode == 0:
+                request = {"config": cfg.to_dict(), "root": "" if root is None else str(root)}
+                try:
+                    proc.stdin.write(json.dumps(request) + "\n")
+                    proc.stdin.flush()
+                except OSError:  # the worker died before reading its request (a crash)
+                    sel.unregister(proc.stdout)
+                    failure = failure or (cfg, proc.wait(), last_stderr_line(proc))
+                    break
+                busy[proc] = cfg
+            for key, _ in sel.select(timeout=1.0):
+                proc = key.data
+                line = proc.stdout.readline()
+                if proc not in busy:  # an idle worker died (killed): no run lost
+                    sel.unregister(proc.stdout)
+                    idle.remove(proc)
+                    proc.wait()
+                    continue
+                cfg = busy.pop(proc)
+                if not line:  # the worker died: a crash (its traceback is on stderr)
+                    sel.unregister(proc.stdout)
+                    code = proc.wait()
+                    if failure is None:
+                        failure = (cfg, code, last_stderr_line(proc))
+                    continue
+                answer = json.loads(line)
+                idle.append(proc)
+                if answer["status"] == "ok":
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
-                elif keep_going and proc.returncode == 2:
-                    failed[cfg.run_id()] = record_failure(
-                        run_dir(cfg, root),
-                        lines[-1] if lines else "no output",
-                    )
+                elif keep_going:
+                    failed[cfg.run_id()] = record_failure(run_dir(cfg, root), answer["line"])
                     if bar is not None:
                         bar.update(1)
                 elif failure is None:
-                    failure = (cfg, proc.returncode, lines[-1] if lines else "no output")
+                    failure = (cfg, 2, answer["line"])
     finally:
-        for proc in running:
-            proc.terminate()
-        for proc in running:
-            proc.wait()
+        for proc in procs:  # idle workers exit when their stdin closes; busy ones are stopped
+            if proc in busy:
+                proc.terminate()
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            errs[proc].close()
+        sel.close()
     if failure is not None:
         cfg, code, line = failure
         if code == 2:  # a one-line user/data error: the same text as in-process
