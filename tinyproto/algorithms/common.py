@@ -37,10 +37,15 @@ def train_local(
     for m, _ in pairs:
         m.train()
     min_last = min_last_batch([m for m, _ in pairs], cfg.batch_size)
+    amp = autocast_type(cfg, next(pairs[0][0].parameters()).device)
     total, steps = 0.0, 0
     for _ in range(cfg.local_epochs):
         for x, y in data.train_batches(cfg.batch_size, generator, min_last):
-            out = loss_fn(state, x, y)
+            if amp is None:
+                out = loss_fn(state, x, y)
+            else:  # forward passes and losses in bfloat16 where autocast allows it
+                with torch.autocast(amp, dtype=torch.bfloat16):
+                    out = loss_fn(state, x, y)
             loss, reported = out if isinstance(out, tuple) else (out, out)
             for _, opt in pairs:
                 opt.zero_grad(set_to_none=True)
@@ -53,6 +58,22 @@ def train_local(
             total += reported.detach()
             steps += 1
     return float(total / max(steps, 1))
+
+
+def autocast_type(cfg: Config, device: torch.device) -> str | None:
+    """The device type local training autocasts to bfloat16 on (``precision="bf16"``), or None.
+
+    Only the forward passes and losses of local training are autocast: weights, gradients and
+    optimiser steps stay float32, and whatever leaves a client (prototypes, logit sums,
+    weights) is float32, as the server's message checks require."""
+    if cfg.precision == "fp32":
+        return None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(
+            f"invalid precision={cfg.precision!r} on device {device.type!r}: bfloat16 autocast "
+            "runs on cpu or cuda; use precision='fp32'"
+        )
+    return device.type
 
 
 def min_last_batch(modules, batch_size: int) -> int:
@@ -83,7 +104,7 @@ class ClassSums:
 
     @torch.no_grad()
     def add(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        z = z.detach()
+        z = z.detach().float()  # sums in float32 also under bf16 autocast (no copy if float32)
         if self.sums is None:
             self.sums = torch.zeros(self.K, z.shape[1], device=z.device, dtype=z.dtype)
             if self.counting:

@@ -71,6 +71,7 @@ TOP_LEVEL = dict(
     save_prototypes=True,
     join_ratio=1.0,  # share of the clients sampled each round (HtFLlib's join_ratio)
     drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
+    precision="fp32",  # "bf16": local training's forward passes under bfloat16 autocast
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
 )
 SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
@@ -87,6 +88,7 @@ ADDED_FIELDS: dict[str, tuple] = {
     "lg_head_init": ("own", None),  # before it, LG-FedAvg clients started from their own heads
     "join_ratio": (1.0,),  # before partial participation, every client took part every round
     "drop_rate": (0.0,),
+    "precision": ("fp32",),  # before it, everything ran in float32
     # FedTiny's group: no run predates it; at their defaults these stay out of every run id
     **{n: (getattr(FedTinyOptions(), a),) for n, (g, a) in GROUP_OF.items() if g == "fedtiny"},
 }
@@ -126,6 +128,7 @@ class Config:
     save_prototypes: bool
     join_ratio: float
     drop_rate: float
+    precision: str
     extra: tuple
     proto: PrototypeOptions = field(default_factory=PrototypeOptions)
     tinyproto: TinyProtoOptions = field(default_factory=TinyProtoOptions)
@@ -292,6 +295,14 @@ class Config:
                         value,
                         f"only {', '.join(users)} use it; algorithm {self.algorithm} does not",
                     )
+        for name, default in TOP_LEVEL.items():  # run-wide fields only some algorithms read
+            users = PARAMS[name].applies if name in PARAMS else None
+            if users is not None and self.algorithm not in users and getattr(self, name) != default:
+                _fail(
+                    name,
+                    getattr(self, name),
+                    f"{default!r} for algorithm {self.algorithm} (it does not read it)",
+                )
         if self.dataset != "synthetic" and self.num_classes != TOP_LEVEL["num_classes"]:
             _fail(
                 "num_classes",

@@ -345,6 +345,14 @@ PARAMS: dict[str, Param] = {
     "eval_every": Param("int", "evaluate every N rounds (the last always)", G_RUN, 1, COUNT_MAX),
     "join_ratio": Param("float", "share of clients sampled per round", G_RUN, 0, 1, low_open=True),
     "drop_rate": Param("float", "chance a sampled upload is lost", G_RUN, 0, 1, high_open=True),
+    "precision": Param(
+        "choice",
+        "fp32, or bf16: local training's forward passes and losses under bfloat16 autocast "
+        "(weights, gradients, prototypes, messages and evaluation stay float32)",
+        G_RUN,
+        choices=("fp32", "bf16"),
+        applies=tuple(a for a in ALGORITHMS if a not in FEDTINY_ALGORITHMS),
+    ),
     "checkpoint_every": Param("int", "checkpoint every N rounds (0: never)", G_OPS, 0, COUNT_MAX),
     "save_prototypes": Param("bool", "write prototypes.npz (prototype methods)", G_OPS),
     "extra": Param("str", "(key, value) pairs for extension algorithms", G_RUN, cli=False),
