@@ -159,8 +159,12 @@ def add_client(S: Setup, cid: int) -> ClientState:
         image_size=ctx.image_size,
     ).to(S.device)
     S.archs.setdefault(model.arch, count_params(model))
-    S.states[cid] = S.algo.init_client(cid, model)
-    return S.states[cid]
+    state = S.algo.init_client(cid, model)
+    if cfg.compile != "off":  # in place: state_dict keys (checkpoints, messages) stay the same
+        for module, _ in state.trained():
+            module.compile(mode=cfg.compile)
+    S.states[cid] = state
+    return state
 
 
 def evaluate(algo: Algorithm, state: ClientState, data: ClientData) -> int:

@@ -72,6 +72,7 @@ TOP_LEVEL = dict(
     join_ratio=1.0,  # share of the clients sampled each round (HtFLlib's join_ratio)
     drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
     precision="fp32",  # "bf16": local training's forward passes under bfloat16 autocast
+    compile="off",  # torch.compile mode for the client models ("default", "reduce-overhead")
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
 )
 SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
@@ -89,6 +90,7 @@ ADDED_FIELDS: dict[str, tuple] = {
     "join_ratio": (1.0,),  # before partial participation, every client took part every round
     "drop_rate": (0.0,),
     "precision": ("fp32",),  # before it, everything ran in float32
+    "compile": ("off",),  # before it, every model ran eagerly
     # FedTiny's group: no run predates it; at their defaults these stay out of every run id
     **{n: (getattr(FedTinyOptions(), a),) for n, (g, a) in GROUP_OF.items() if g == "fedtiny"},
 }
@@ -129,6 +131,7 @@ class Config:
     join_ratio: float
     drop_rate: float
     precision: str
+    compile: str
     extra: tuple
     proto: PrototypeOptions = field(default_factory=PrototypeOptions)
     tinyproto: TinyProtoOptions = field(default_factory=TinyProtoOptions)

@@ -353,6 +353,14 @@ PARAMS: dict[str, Param] = {
         choices=("fp32", "bf16"),
         applies=tuple(a for a in ALGORITHMS if a not in FEDTINY_ALGORITHMS),
     ),
+    "compile": Param(
+        "choice",
+        "torch.compile the models clients train (nn.Module.compile): off, default, or "
+        "reduce-overhead (CUDA graphs on a GPU); compiled kernels may round differently, so it "
+        "is part of the run id",
+        G_RUN,
+        choices=("off", "default", "reduce-overhead"),
+    ),
     "checkpoint_every": Param("int", "checkpoint every N rounds (0: never)", G_OPS, 0, COUNT_MAX),
     "save_prototypes": Param("bool", "write prototypes.npz (prototype methods)", G_OPS),
     "extra": Param("str", "(key, value) pairs for extension algorithms", G_RUN, cli=False),
