@@ -81,19 +81,23 @@ def test_options_are_refused_elsewhere_and_checked():
 
 def test_every_added_field_keeps_older_run_ids():
     """A config.json written before a field existed reads with the field's old value, and the
-    folder's name is still its config's id; the new default gives a different id."""
+    folder's name is still its config's id; the new default gives a different id. Checked on
+    the run folders of results/ and on the config.json files of older committed runs, kept as
+    they were in tests/data/legacy_configs/<run id>.json."""
     checked = 0
-    for path in sorted((ROOT / "results").glob("**/runs/*/config.json")):
+    found = [(p.parent.name, p) for p in sorted((ROOT / "results").glob("**/runs/*/config.json"))]
+    found += [(p.stem, p) for p in sorted((ROOT / "tests/data/legacy_configs").glob("*.json"))]
+    for rid, path in found:
         d = json.loads(path.read_text())
         absent = [k for k in ADDED_FIELDS if k not in d]
         if not absent:
             continue
         cfg = config_from_dict(d)
-        assert cfg.run_id() == path.parent.name
+        assert cfg.run_id() == rid, path
         checked += 1
     assert checked > 50
     old = config_from_dict(
-        json.loads(next((ROOT / "results/runs").glob("fml-fmnist-*/config.json")).read_text())
+        json.loads(next((ROOT / "tests/data/legacy_configs").glob("fml-fmnist-*.json")).read_text())
     )
     assert old.fml_weighting == "samples"
     assert old.replace(fml_weighting="uniform").run_id() != old.run_id()

@@ -214,7 +214,21 @@ def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
         mn = min_last_batch(mods, cfg.batch_size)
         sizes[st.model.arch] += batch_sizes(d.num_train, cfg.batch_size, mn, cfg.local_epochs)
 
+    from tinyproto.clientpool import open_clients
+
+    runtime = open_clients(S) if cfg.client_workers > 1 else None
+
     def one_round(rnd: int) -> None:
+        if runtime is not None:  # clients side by side in worker processes: train = client time
+            with clock.part("client"), clock.part("train"):
+                trained = runtime.train(rnd, range(len(states)))
+            with clock.part("server"):
+                downloads = algo.server_round({c: t[0] for c, t in trained.items()}, rnd)
+            with clock.part("receive"):
+                runtime.receive(downloads)
+            with clock.part("eval"):
+                runtime.evaluate(range(len(states)))
+            return
         uploads = {}
         for cid, (st, d) in enumerate(zip(states, data)):
             current["arch"] = arch_of[cid]
@@ -235,18 +249,22 @@ def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
     lower = BareLoop(S, sizes, clock)
     bare: dict[str, float] = defaultdict(float)
     ratios = []
-    with _wrapped(clock, current):
-        for rnd in range(warmup):
-            one_round(rnd)
-        clock.sec.clear()
-        for rnd in range(warmup, warmup + rounds):  # interleaved: a round, then its lower bound
-            before = clock.sec.get("total", 0.0)
-            with clock.part("total"):
+    try:
+        with _wrapped(clock, current):
+            for rnd in range(warmup):
                 one_round(rnd)
-            this = lower.round()
-            for arch, t in this.items():
-                bare[arch] += t / rounds
-            ratios.append((clock.sec["total"] - before) / sum(this.values()))
+            clock.sec.clear()
+            for rnd in range(warmup, warmup + rounds):  # interleaved: a round, then its bound
+                before = clock.sec.get("total", 0.0)
+                with clock.part("total"):
+                    one_round(rnd)
+                this = lower.round()
+                for arch, t in this.items():
+                    bare[arch] += t / rounds
+                ratios.append((clock.sec["total"] - before) / sum(this.values()))
+    finally:
+        if runtime is not None:
+            runtime.close()
     sec = {k: v / rounds for k, v in clock.sec.items()}
     df = _table(S, sec, dict(bare), sizes)
     df.attrs["round_ratios"] = ratios
@@ -295,8 +313,10 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
     rows[0].update(row("train", "all", parts["train"], n_steps, bare_total))
     rows.append(row("total", "all", total, n_steps, bare_total))
     rows.append(row("bare", "all", bare_total, n_steps, bare_total))
+    pooled = cfg.client_workers > 1  # training ran in worker processes: no split per arch
     for arch, bs in sizes.items():
-        rows.append(row("train", arch, sec.get(f"train:{arch}", 0.0), len(bs), bare[arch]))
+        seconds = math.nan if pooled else sec.get(f"train:{arch}", 0.0)
+        rows.append(row("train", arch, seconds, len(bs), bare[arch]))
         rows.append(row("bare", arch, bare[arch], len(bs), bare[arch]))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -328,6 +348,8 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
         share = r.seconds_per_round / tot.seconds_per_round if tot.seconds_per_round else 0
         lines.append(f"  {r.component:<16}{r.seconds_per_round:9.3f} s  {100 * share:5.1f} %")
     for _, r in df[(df.arch != "all") & (df.component == "train")].iterrows():
+        if math.isnan(r.seconds_per_round):  # client_workers > 1: trained in worker processes
+            continue
         lines.append(
             f"  {r.arch:<16}{r.seconds_per_round:9.3f} s  {int(r.steps)} steps, "
             f"{r.ms_per_step:.2f} ms/step; bare {r.bare_seconds:.3f} s: ratio {r.ratio:.2f}"
@@ -341,6 +363,12 @@ def cmd(args) -> int:
 
     cfg = config_from_args(args)
     df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
+    if cfg.client_workers > 1:
+        n = min(cfg.client_workers, cfg.num_clients)
+        print(
+            f"clients  in {n} worker processes, {max(1, torch.get_num_threads() // n)} torch "
+            "thread(s) each; the bare loop runs here with all threads"
+        )
     out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]))
     out.parent.mkdir(parents=True, exist_ok=True)
     store.write_csv(out, df)

@@ -14,7 +14,6 @@ with exactly the numbers of an uninterrupted one (on the CPU).
 from __future__ import annotations
 
 import functools
-import platform
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,12 +25,14 @@ import torch
 
 from tinyproto import store
 from tinyproto.algorithms import Algorithm, ClientData, ClientState, Context, build_algorithm
+from tinyproto.clientpool import open_clients
 from tinyproto.config import Config, ConfigError, check_device, check_environment
-from tinyproto.cps import hamming_stats, make_masks, off_mask_share
+from tinyproto.cps import make_masks, off_mask_share
 from tinyproto.data import FederatedData, PartitionError, load_dataset, make_federated
 from tinyproto.message import MessageError
 from tinyproto.models import client_model, client_seed, count_params
 from tinyproto.participation import ids, is_partial, participation
+from tinyproto.runreport import save_prototypes, summarise_run
 
 
 @dataclass
@@ -226,7 +227,7 @@ def run(
             store.discard_run_files(out)
     ck = store.load_checkpoint(ckpt_path, cfg, device) if resume and ckpt_path.exists() else None
     S = setup(cfg)
-    algo, states, data = S.algo, S.states, S.data
+    algo, states = S.algo, S.states
     rows: list[dict] = []
     client_rows: list[dict] = []
     start, elapsed = 0, 0.0
@@ -247,25 +248,51 @@ def run(
             ck["elapsed"],
         )
     store.write_json(out / "config.json", cfg.to_dict())
+    runtime = open_clients(S)  # in this process, or client_workers processes side by side
+    try:
+        if ck is not None:
+            runtime.load({cid: st.state_dict() for cid, st in enumerate(states)})
+        rows, client_rows, elapsed = _rounds(
+            S, runtime, rows, client_rows, start, elapsed, stop_after, progress, ckpt_path
+        )
+        runtime.sync(states)
+    finally:
+        runtime.close()
 
+    metrics = pd.DataFrame(rows)
+    clients = pd.DataFrame(client_rows)
+    if len(rows) < cfg.rounds:  # stopped early on purpose: keep the checkpoint, no summary
+        return RunResult(cfg, metrics, clients, {}, out)
+    summary = summarise_run(S, metrics, elapsed)
+    if runtime.threads is not None:  # the clients trained in client_workers processes
+        summary.update(torch_threads=runtime.threads, client_workers=runtime.workers)
+    store.write_csv(out / "metrics.csv", metrics)
+    store.write_csv(out / "clients.csv", clients)
+    if algo.prototype_based and cfg.save_prototypes:
+        save_prototypes(out, S)
+    store.write_json(out / "summary.json", summary)
+    if ckpt_path.exists():
+        ckpt_path.unlink()
+    return RunResult(cfg, metrics, clients, summary, out)
+
+
+def _rounds(S: Setup, clients, rows, client_rows, start, elapsed, stop_after, progress, ckpt_path):
+    """Rounds ``start`` .. the end (or ``stop_after``): train, aggregate, receive, evaluate,
+    checkpoint; returns the grown (rows, client_rows, elapsed)."""
+    cfg, algo, data = S.config, S.algo, S.data
     end = cfg.rounds if stop_after is None else min(cfg.rounds, stop_after)
     bar = _progress(range(start, end), cfg, progress, total=cfg.rounds, initial=start)
     for rnd in bar:
         t0 = time.perf_counter()
         part = participation(cfg, rnd)  # everyone, unless join_ratio < 1 or drop_rate > 0
-        uploads, losses, weights = {}, {}, []
-        for cid in part.sampled:
-            s = seed_for(cfg.seed, rnd, cid)
-            torch.manual_seed(s)
-            gen = torch.Generator().manual_seed(s)
-            upload, losses[cid] = algo.client_round(states[cid], data[cid], rnd, gen)
-            weights.append(data[cid].num_train)
-            if cid not in part.dropped:  # a dropped client trained; its upload is lost
-                uploads[cid] = upload
+        trained = clients.train(rnd, part.sampled)
+        losses = {cid: trained[cid][1] for cid in part.sampled}
+        weights = [data[cid].num_train for cid in part.sampled]
+        # a dropped client trained; its upload is lost
+        uploads = {cid: trained[cid][0] for cid in part.sampled if cid not in part.dropped}
         try:  # a refused message ends the run: say in which round (e.g. a divergence)
             downloads = algo.server_round(uploads, rnd) if uploads else {}
-            for cid in sorted(downloads):
-                algo.receive(states[cid], downloads[cid])
+            clients.receive(downloads)
         except MessageError as e:
             if str(e).startswith("server: round"):  # the server's own errors name the round
                 raise
@@ -280,28 +307,24 @@ def run(
             "test_acc": float("nan"),
         }
         if algo.prototype_based:  # structure of the local prototypes (paper Fig. 2, App. A)
-            local = [algo.prototypes(states[cid]) for cid in part.sampled]
-            row["off_mask_share"] = off_mask_share(
-                [(p.classes, p.local) for p in local if p.classes is not None], S.share_masks
-            )
+            local = [trained[cid][2] for cid in part.sampled]
+            row["off_mask_share"] = off_mask_share([p for p in local if p], S.share_masks)
         if is_partial(cfg):  # who took part: clients whose upload was aggregated, and lost ones
             row.update(clients=ids(uploads), dropped=ids(part.dropped))
         if (rnd + 1) % cfg.eval_every == 0 or rnd + 1 == cfg.rounds:
-            correct_total, n_total = 0, 0
-            for cid, (st, d) in enumerate(zip(states, data)):
-                c = evaluate(algo, st, d)
-                correct_total += c
-                n_total += d.num_test
+            correct = clients.evaluate(range(len(data)))
+            for cid, d in enumerate(data):
                 client_rows.append(
                     {
                         "round": rnd + 1,
                         "client": cid,
-                        "test_acc": c / max(d.num_test, 1),
+                        "test_acc": correct[cid] / max(d.num_test, 1),
                         "test_samples": d.num_test,
                         "train_loss": losses.get(cid, float("nan")),  # nan: not sampled
                     }
                 )
-            row["test_acc"] = correct_total / max(n_total, 1)
+            n_total = sum(d.num_test for d in data)
+            row["test_acc"] = sum(correct.values()) / max(n_total, 1)
         row["seconds"] = time.perf_counter() - t0
         elapsed += row["seconds"]
         rows.append(row)
@@ -311,21 +334,9 @@ def run(
         if done < cfg.rounds and (
             (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end
         ):
+            clients.sync(S.states)
             _checkpoint(ckpt_path, S, rows, client_rows, done, elapsed)
-
-    metrics = pd.DataFrame(rows)
-    clients = pd.DataFrame(client_rows)
-    if len(rows) < cfg.rounds:  # stopped early on purpose: keep the checkpoint, no summary
-        return RunResult(cfg, metrics, clients, {}, out)
-    summary = _summary(S, metrics, elapsed)
-    store.write_csv(out / "metrics.csv", metrics)
-    store.write_csv(out / "clients.csv", clients)
-    if algo.prototype_based and cfg.save_prototypes:
-        _save_prototypes(out, S)
-    store.write_json(out / "summary.json", summary)
-    if ckpt_path.exists():
-        ckpt_path.unlink()
-    return RunResult(cfg, metrics, clients, summary, out)
+    return rows, client_rows, elapsed
 
 
 def _progress(it, cfg, enabled, total, initial):
@@ -351,71 +362,6 @@ def _checkpoint(path: Path, S: Setup, rows, client_rows, done: int, elapsed: flo
         "config": S.config.to_dict(),
     }
     store.write_torch(path, state)
-
-
-def _summary(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
-    cfg, fed = S.config, S.fed
-    acc = metrics["test_acc"]
-    best_idx = int(acc.idxmax())
-    up = metrics["upload_floats"].mean()
-    down = metrics["download_floats"].mean()
-    U_train = int(sum((c.train_counts > 0).sum() for c in fed.clients))
-    U_full = int(sum((c.full_counts > 0).sum() for c in fed.clients))
-    summary = {
-        "run_id": cfg.run_id(),
-        "algorithm": cfg.algorithm,
-        "dataset": cfg.dataset,
-        "profile": cfg.profile,
-        "seed": cfg.seed,
-        "best_acc": float(acc.max()),
-        "best_round": int(metrics["round"][best_idx]),
-        "last_acc": float(acc.dropna().iloc[-1]),
-        "rounds": len(metrics),
-        "upload_floats_per_round": float(up),
-        "download_floats_per_round": float(down),
-        "comm_floats_per_round": float(up + down),
-        "comm_bytes_per_round": float((metrics["upload_bytes"] + metrics["download_bytes"]).mean()),
-        "classes_present_train": U_train,
-        "classes_present_full": U_full,
-        "num_classes": fed.num_classes,
-        "num_train": int(sum(c.train_idx.numel() for c in fed.clients)),
-        "num_test": int(sum(c.test_idx.numel() for c in fed.clients)),
-        "mu_resolved": S.ctx.mu,
-        "cps_dim": cfg.cps_dim,
-        "feature_dim": cfg.feature_dim,
-        "data_source": fed.dataset.source,
-        "archs": dict(S.archs),
-        "wall_seconds": float(elapsed),
-        "seconds_per_round": float(elapsed / max(len(metrics), 1)),
-        "device": str(S.device),
-        "torch_threads": torch.get_num_threads(),  # CPU numerics are deterministic per count
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    summary["expected_floats_per_round"] = S.algo.expected_floats(U_train)
-    summary.update(S.algo.report(S.states, S.data))  # FLOPs and step memory (compute.py)
-    if S.ctx.masks is not None:
-        summary["masks"] = hamming_stats(S.ctx.masks.cpu())
-    return summary
-
-
-def _save_prototypes(out: Path, S: Setup) -> None:
-    """Final local prototypes [N, K, d] (zeros where a client lacks the class), the mask of who
-    holds what, and the global prototypes clients use (reconstructed, scaled) [K, d]."""
-    K, d, N = S.ctx.num_classes, S.ctx.feature_dim, len(S.states)
-    local = np.zeros((N, K, d), dtype=np.float32)
-    holds = np.zeros((N, K), dtype=bool)
-    for cid, st in enumerate(S.states):
-        p = S.algo.prototypes(st)
-        local[cid, p.classes.cpu().numpy()] = p.local.detach().cpu().numpy()
-        holds[cid, p.classes.cpu().numpy()] = True
-    first = S.algo.prototypes(S.states[0])
-    glob = first.target.detach().cpu().numpy().astype(np.float32)
-    has = first.has_target.cpu().numpy()
-    arrays = {"local": local, "holds": holds, "global": glob, "has_global": has}
-    if S.ctx.masks is not None:
-        arrays["masks"] = S.ctx.masks.cpu().numpy()
-    store.write_npz(out / "prototypes.npz", **arrays)
 
 
 def _load_result(out: Path) -> RunResult:

@@ -37,12 +37,11 @@ from tinyproto.config.profiles import (
     AUTO,
     DATASET_SIZES,
     FEDTINY_ALGORITHMS,
-    MU_TARGET,
-    PAPER_MU,
     PROFILE_DEFAULTS,
     SYNTHETIC_DEFAULT_SAMPLES,
     TINYPROTO_ALGORITHMS,
     ConfigError,
+    resolve_mu,
 )
 
 # Run-wide fields and their defaults (None: the profile decides).
@@ -73,6 +72,7 @@ TOP_LEVEL = dict(
     drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
     precision="fp32",  # "bf16": local training's forward passes under bfloat16 autocast
     compile="off",  # torch.compile mode for the client models ("default", "reduce-overhead")
+    client_workers=1,  # processes training clients side by side (tinyproto.clientpool)
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
 )
 SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
@@ -132,6 +132,7 @@ class Config:
     drop_rate: float
     precision: str
     compile: str
+    client_workers: int
     extra: tuple
     proto: PrototypeOptions = field(default_factory=PrototypeOptions)
     tinyproto: TinyProtoOptions = field(default_factory=TinyProtoOptions)
@@ -358,7 +359,7 @@ class Config:
 
     # -- identity -----------------------------------------------------------------------------
     # Fields that do not change the numbers a run produces: left out of the run id.
-    OPERATIONAL = ("device", "checkpoint_every", "data_dir", "save_prototypes")
+    OPERATIONAL = ("device", "checkpoint_every", "data_dir", "save_prototypes", "client_workers")
 
     def to_dict(self) -> dict:
         """Flat: every top-level field and every option by its flat name (config.json)."""
@@ -386,28 +387,8 @@ class Config:
         return Config(**{**base, **changes})
 
     def resolve_mu(self, train_samples_per_class: float) -> float | None:
-        """The scaling constant this run uses: explicit, the paper's, or by the 0.68 / 4.5 rule.
-
-        The paper's constants belong to its full data sets; on a subset (``max_samples``) or on
-        another data set mu follows the product rule mu x (training samples per class) = 0.68
-        (FP) or 4.5 (FT), so that the scaled target keeps the paper's magnitude.
-        """
-        if not self.uses_aps:
-            return None
-        if self.tinyproto.mu is not None:
-            return float(self.tinyproto.mu)
-        full_data = self.max_samples is None or self.max_samples >= DATASET_SIZES.get(
-            self.dataset, math.inf
-        )
-        if (self.algorithm, self.dataset) in PAPER_MU and full_data:
-            return PAPER_MU[(self.algorithm, self.dataset)]
-        if not train_samples_per_class > 0:
-            raise ConfigError(
-                f"invalid mu='auto': the product rule needs training samples per class > 0, "
-                f"got {train_samples_per_class}"
-            )
-        target = MU_TARGET.get(self.algorithm, MU_TARGET["tinyproto-fp"])
-        return float(f"{target / train_samples_per_class:.2g}")
+        """The APS scaling constant this run uses (:func:`tinyproto.config.profiles.resolve_mu`)."""
+        return resolve_mu(self, train_samples_per_class)
 
 
 def config_from_dict(d: dict) -> Config:

@@ -111,6 +111,8 @@ G_SERVER = "server training (FedTGP, TinyProto-FT)"
 G_BASE = "other baselines"
 G_TINYNET = "FedTiny: distributed pruning to a sparse model"
 G_OPS = "operation (not part of the run id)"
+_TRAINED = tuple(a for a in ALGORITHMS if a not in FEDTINY_ALGORITHMS)  # via train_local
+_PREC, _COMPILE = ("fp32", "bf16"), ("off", "default", "reduce-overhead")
 
 PARAMS: dict[str, Param] = {
     "algorithm": Param("choice", "federated algorithm", G_RUN, choices=ALGORITHMS),
@@ -345,22 +347,9 @@ PARAMS: dict[str, Param] = {
     "eval_every": Param("int", "evaluate every N rounds (the last always)", G_RUN, 1, COUNT_MAX),
     "join_ratio": Param("float", "share of clients sampled per round", G_RUN, 0, 1, low_open=True),
     "drop_rate": Param("float", "chance a sampled upload is lost", G_RUN, 0, 1, high_open=True),
-    "precision": Param(
-        "choice",
-        "fp32, or bf16: local training's forward passes and losses under bfloat16 autocast "
-        "(weights, gradients, prototypes, messages and evaluation stay float32)",
-        G_RUN,
-        choices=("fp32", "bf16"),
-        applies=tuple(a for a in ALGORITHMS if a not in FEDTINY_ALGORITHMS),
-    ),
-    "compile": Param(
-        "choice",
-        "torch.compile the models clients train (nn.Module.compile): off, default, or "
-        "reduce-overhead (CUDA graphs on a GPU); compiled kernels may round differently, so it "
-        "is part of the run id",
-        G_RUN,
-        choices=("off", "default", "reduce-overhead"),
-    ),
+    "precision": Param("choice", "bf16: autocast training", G_RUN, choices=_PREC, applies=_TRAINED),
+    "client_workers": Param("int", "client processes (CPU)", G_OPS, 1, 64, applies=_TRAINED),
+    "compile": Param("choice", "torch.compile client models", G_RUN, choices=_COMPILE),
     "checkpoint_every": Param("int", "checkpoint every N rounds (0: never)", G_OPS, 0, COUNT_MAX),
     "save_prototypes": Param("bool", "write prototypes.npz (prototype methods)", G_OPS),
     "extra": Param("str", "(key, value) pairs for extension algorithms", G_RUN, cli=False),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from tinyproto import paper
 
 ALGORITHMS = (
@@ -137,3 +139,28 @@ def _fail(name: str, value, allowed: str):
 def _show(value) -> str:
     text = repr(value)
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def resolve_mu(cfg, train_samples_per_class: float) -> float | None:
+    """The scaling constant this run uses: explicit, the paper's, or by the 0.68 / 4.5 rule.
+
+    The paper's constants belong to its full data sets; on a subset (``max_samples``) or on
+    another data set mu follows the product rule mu x (training samples per class) = 0.68
+    (FP) or 4.5 (FT), so that the scaled target keeps the paper's magnitude.
+    """
+    if not cfg.uses_aps:
+        return None
+    if cfg.tinyproto.mu is not None:
+        return float(cfg.tinyproto.mu)
+    full_data = cfg.max_samples is None or cfg.max_samples >= DATASET_SIZES.get(
+        cfg.dataset, math.inf
+    )
+    if (cfg.algorithm, cfg.dataset) in PAPER_MU and full_data:
+        return PAPER_MU[(cfg.algorithm, cfg.dataset)]
+    if not train_samples_per_class > 0:
+        raise ConfigError(
+            f"invalid mu='auto': the product rule needs training samples per class > 0, "
+            f"got {train_samples_per_class}"
+        )
+    target = MU_TARGET.get(cfg.algorithm, MU_TARGET["tinyproto-fp"])
+    return float(f"{target / train_samples_per_class:.2g}")

@@ -1,0 +1,125 @@
+"""``client_workers``: clients trained side by side in worker processes (tinyproto.clientpool).
+
+The numbers must be exactly those of an in-process run with the workers' thread count (clients
+are independent within a round and seeded per (seed, round, client)), whatever the assignment;
+checkpoints and resume work across it; errors in a worker come back as one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tinyproto import Config, ConfigError, run
+from tinyproto.clientpool import ClientPool, assign
+from tinyproto.message import Message, MessageError
+
+SMALL = dict(
+    profile="smoke",
+    dataset="synthetic",
+    num_classes=4,
+    num_clients=5,
+    alpha=0.5,
+    rounds=3,
+    max_samples=200,
+    feature_dim=16,
+)
+
+
+def _one_thread_run(cfg, root):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run(cfg, root=root, progress=False)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _same(a, b):
+    cols = [c for c in a.metrics.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(a.metrics[cols], b.metrics[cols])
+    pd.testing.assert_frame_equal(a.clients, b.clients)
+
+
+@pytest.mark.parametrize(
+    "algorithm,extra",
+    [
+        ("fedproto", {}),
+        ("tinyproto-ft", {}),  # server training
+        ("fml", {}),  # two models per client
+        ("lg-fedavg", {"join_ratio": 0.6, "drop_rate": 0.3}),  # partial participation
+    ],
+)
+def test_side_by_side_gives_the_one_thread_numbers(algorithm, extra, tmp_path):
+    cfg = Config(algorithm=algorithm, **SMALL, **extra)
+    pooled_cfg = cfg.replace(client_workers=2)
+    assert pooled_cfg.run_id() == cfg.run_id()  # operational: not part of the run id
+    alone = _one_thread_run(cfg, tmp_path / "alone")
+    if torch.get_num_threads() < 2:
+        torch.set_num_threads(2)
+    pooled = run(pooled_cfg, root=tmp_path / "pooled", progress=False)
+    _same(alone, pooled)
+    assert pooled.summary["torch_threads"] == 1 and pooled.summary["client_workers"] == 2
+    for key in ("best_acc", "comm_floats_per_round", "train_flops_per_round"):
+        assert pooled.summary[key] == alone.summary[key], key
+    if cfg.algorithm in ("fedproto", "tinyproto-ft"):  # final states synced back: same npz
+        a = np.load(tmp_path / "alone" / cfg.run_id() / "prototypes.npz")
+        b = np.load(tmp_path / "pooled" / cfg.run_id() / "prototypes.npz")
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_side_by_side_resumes_to_the_uninterrupted_numbers(tmp_path):
+    cfg = Config(algorithm="tinyproto-fp", client_workers=2, checkpoint_every=1, **SMALL)
+    whole = run(cfg, root=tmp_path / "whole", progress=False)
+    run(cfg, root=tmp_path / "split", progress=False, stop_after=1)
+    resumed = run(cfg, root=tmp_path / "split", progress=False, resume=True)
+    _same(whole, resumed)
+
+
+def test_a_refused_download_in_a_worker_is_the_same_one_line_error(tmp_path):
+    cfg = Config(algorithm="fedproto", **SMALL)
+    pool = ClientPool(cfg, [[0, 1], [2, 3, 4]], threads=1)
+    try:
+        pool.train(0, range(5))
+        bad = Message({"classes": torch.tensor([0]), "protos": torch.full((1, 16), float("nan"))})
+        with pytest.raises(MessageError) as e:
+            pool.receive({0: bad, 3: bad})
+        assert "\n" not in str(e.value) and "message from server" in str(e.value)
+        assert "NaN or inf" in str(e.value)
+        assert set(pool.evaluate(range(5))) == set(range(5))  # the pipes are still in step
+    finally:
+        pool.close()
+
+
+def test_a_killed_worker_is_named(tmp_path):
+    cfg = Config(algorithm="fedproto", **SMALL)
+    pool = ClientPool(cfg, [[0, 1], [2, 3, 4]], threads=1)
+    try:
+        os.kill(pool.procs[1].pid, signal.SIGKILL)
+        pool.procs[1].wait()
+        with pytest.raises(RuntimeError, match=r"client worker 1 died \(exit -9\)"):
+            pool.train(0, range(5))
+    finally:
+        pool.close()
+
+
+def test_assignment_covers_every_client_once_and_balances():
+    costs = [5.0, 1.0, 4.0, 3.0, 2.0, 2.0, 1.0]
+    groups = assign(costs, 3)
+    flat = sorted(c for g in groups for c in g)
+    assert flat == list(range(len(costs)))
+    loads = [sum(costs[c] for c in g) for g in groups]
+    assert max(loads) - min(loads) <= max(costs)
+    assert assign([1.0, 1.0], 4) == [[0], [1]]  # never an empty worker
+
+
+def test_client_workers_is_checked():
+    with pytest.raises(ConfigError, match=r"invalid client_workers=0"):
+        Config(client_workers=0)
+    with pytest.raises(ConfigError, match=r"invalid client_workers=2.*fedtiny"):
+        Config(algorithm="fedtiny", client_workers=2)

@@ -1,0 +1,325 @@
+"""Clients side by side: ``client_workers`` processes train a run's clients at once.
+
+Batch-32 steps of the paper's networks use a second torch thread poorly (README, Benchmark), so
+on a CPU two clients trained at once with one thread each do more work per second than one
+client with two threads. With ``Config.client_workers`` = W > 1 the engine starts W worker
+processes (``python -m tinyproto.clientpool THREADS``); each builds the clients it is given
+(``engine.setup(cfg, clients=...)``: the same initial states as in-process, seeded per client)
+and keeps their states between rounds. A round is then: every worker trains its sampled
+clients (seeded per (seed, round, client), as in-process) and returns their uploads as
+``Message.to_bytes`` (and, for prototype methods, the local prototypes the engine records); the
+server aggregates in the main process; the downloads go back as bytes; the workers evaluate.
+Clients are independent within a round, so the numbers are those of an in-process run with
+THREADS torch threads, whatever the number of workers or the assignment. The main process's
+client states are brought up to date (``sync``) before a checkpoint and at the end.
+
+Clients are assigned once, longest first to the least loaded worker, by estimated training
+time (a few timed steps per architecture x the client's steps per round). Requests and answers are pickled over the workers' pipes
+(local, trusted processes). A user error in a worker (a refused download) comes back as the
+same error class with its one line; a worker that dies is a RuntimeError naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+from tinyproto.comm import MessageError
+from tinyproto.config import Config, ConfigError, config_from_dict
+from tinyproto.data import DataError
+
+ERRORS = {"MessageError": MessageError, "ConfigError": ConfigError, "DataError": DataError}
+
+
+def assign(costs: list[float], workers: int) -> list[list[int]]:
+    """Client ids per worker: longest first to the least loaded worker (ties: lowest index)."""
+    loads = [0.0] * workers
+    out: list[list[int]] = [[] for _ in range(workers)]
+    for cid in sorted(range(len(costs)), key=lambda c: (-costs[c], c)):
+        w = min(range(workers), key=lambda i: (loads[i], i))
+        out[w].append(cid)
+        loads[w] += costs[cid]
+    return [sorted(c) for c in out if c]
+
+
+def training_costs(S, steps: int = 3) -> list[float]:
+    """Each client's training time, estimated: seconds per step of its architecture (timed
+    here on a copy of the first model of that architecture, ``steps`` SGD steps after one
+    warm-up, batch ``batch_size``) x its steps per round. Only the assignment uses it, and the
+    numbers do not depend on the assignment; torch's random state is left as it was."""
+    import copy
+    import time
+
+    import torch.nn.functional as F
+
+    cfg = S.config
+    per_step: dict[str, float] = {}
+    costs = []
+    with torch.random.fork_rng(devices=[]):
+        for st, d in zip(S.states, S.data):
+            arch = st.model.arch
+            if arch not in per_step:
+                model = copy.deepcopy(st.model).train()
+                opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+                x, y = next(d.train_batches(cfg.batch_size, torch.Generator().manual_seed(0)))
+                t0 = 0.0
+                for i in range(steps + 1):
+                    if i == 1:
+                        t0 = time.perf_counter()
+                    loss = F.cross_entropy(model(x)[1], y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                per_step[arch] = (time.perf_counter() - t0) / steps
+            n_steps = -(-max(d.num_train, 1) // cfg.batch_size) * cfg.local_epochs
+            costs.append(per_step[arch] * n_steps)
+    return costs
+
+
+class LocalClients:
+    """The run's clients in this process (``client_workers`` = 1): the same calls as ClientPool."""
+
+    threads = None  # torch's own count
+
+    def __init__(self, S):
+        self.S = S
+
+    def train(self, rnd: int, cids) -> dict[int, tuple]:
+        """{client id: (upload Message, mean training loss, (classes, local) or None)}."""
+        from tinyproto.engine import seed_for
+
+        S, out = self.S, {}
+        for cid in cids:
+            s = seed_for(S.config.seed, rnd, cid)
+            torch.manual_seed(s)
+            gen = torch.Generator().manual_seed(s)
+            upload, loss = S.algo.client_round(S.states[cid], S.data[cid], rnd, gen)
+            out[cid] = (upload, loss, _prototypes(S.algo, S.states[cid]))
+        return out
+
+    def receive(self, downloads: dict) -> None:
+        for cid in sorted(downloads):
+            self.S.algo.receive(self.S.states[cid], downloads[cid])
+
+    def evaluate(self, cids) -> dict[int, int]:
+        from tinyproto.engine import evaluate
+
+        S = self.S
+        return {cid: evaluate(S.algo, S.states[cid], S.data[cid]) for cid in cids}
+
+    def load(self, states) -> None:
+        pass  # the states are this process's
+
+    def sync(self, states) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _prototypes(algo, state):
+    """(classes, local prototypes) a prototype client holds after training, else None."""
+    if not algo.prototype_based:
+        return None
+    p = algo.prototypes(state)
+    return None if p.classes is None else (p.classes, p.local)
+
+
+def open_clients(S):
+    """LocalClients, or a ClientPool of ``client_workers`` processes (CPU only)."""
+    cfg = S.config
+    n = min(cfg.client_workers, cfg.num_clients)
+    if n <= 1:
+        return LocalClients(S)
+    if S.device.type != "cpu":
+        raise ConfigError(
+            f"invalid client_workers={cfg.client_workers} on device {S.device.type!r}: clients "
+            "side by side run on the CPU (one accelerator runs one client at a time)"
+        )
+    threads = max(1, torch.get_num_threads() // n)
+    return ClientPool(cfg, assign(training_costs(S), n), threads)
+
+
+class ClientPool:
+    """W worker processes holding disjoint sets of a run's clients (see the module docstring)."""
+
+    def __init__(self, cfg: Config, groups: list[list[int]], threads: int):
+        self.threads, self.workers = threads, len(groups)
+        self.owner: dict[int, int] = {c: w for w, g in enumerate(groups) for c in g}
+        self.procs: list[subprocess.Popen] = []
+        self.errs = []
+        try:
+            for group in groups:
+                err = tempfile.TemporaryFile()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "tinyproto.clientpool", str(threads)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                )
+                self.procs.append(proc)
+                self.errs.append(err)
+                self._send(len(self.procs) - 1, (json.dumps(cfg.to_dict()), group))
+            for w in range(len(self.procs)):  # each answers once its clients are built
+                self._receive(w)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the pipes ----------------------------------------------------------------------------
+    def _send(self, w: int, obj) -> None:
+        try:
+            pickle.dump(obj, self.procs[w].stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.procs[w].stdin.flush()
+        except OSError:
+            self._died(w)
+
+    def _receive(self, w: int):
+        try:
+            status, value = pickle.load(self.procs[w].stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self._died(w)
+        if status == "error":
+            kind, line = value
+            raise ERRORS.get(kind, RuntimeError)(line)
+        return value
+
+    def _died(self, w: int):
+        proc = self.procs[w]
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        err = self.errs[w]
+        err.seek(0)
+        lines = err.read().decode(errors="replace").strip().splitlines()
+        raise RuntimeError(
+            f"client worker {w} died (exit {code}): {lines[-1] if lines else 'no output'}"
+        )
+
+    def _call(self, op: str, per_client: dict[int, object]) -> dict[int, object]:
+        """Send ``op`` with each worker's share of ``per_client`` to all workers at once, then
+        gather their answers ({client id: result})."""
+        shares: dict[int, dict] = {}
+        for cid, arg in per_client.items():
+            shares.setdefault(self.owner[cid], {})[cid] = arg
+        for w, share in shares.items():
+            self._send(w, (op, share))
+        out: dict[int, object] = {}
+        first: BaseException | None = None
+        for w in shares:  # every answer is read, so the pipes stay in step after an error
+            try:
+                out.update(self._receive(w))
+            except (MessageError, ConfigError, DataError) as e:
+                first = first or e
+        if first is not None:
+            raise first
+        return out
+
+    # -- what the engine asks -----------------------------------------------------------------
+    def train(self, rnd: int, cids) -> dict[int, tuple]:
+        """{client id: (upload Message, mean training loss, (classes, local) or None)}."""
+        from tinyproto.message import Message
+
+        got = self._call("train", {c: rnd for c in cids})
+        return {
+            cid: (Message.from_bytes(got[cid][0], f"client {cid}"), *got[cid][1:]) for cid in cids
+        }
+
+    def receive(self, downloads: dict) -> None:
+        self._call("receive", {cid: m.to_bytes() for cid, m in downloads.items()})
+
+    def evaluate(self, cids) -> dict[int, int]:
+        return self._call("evaluate", {c: None for c in cids})
+
+    def load(self, states: dict[int, dict]) -> None:
+        self._call("load", states)
+
+    def sync(self, states) -> None:
+        """Copy the workers' client states into ``states`` (the main process's list)."""
+        for cid, sd in self._call("state", {c: None for c in self.owner}).items():
+            states[cid].load_state_dict(sd)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc, err in zip(self.procs, self.errs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            err.close()
+        self.procs = []
+
+
+def serve(threads: int) -> int:
+    """The worker's side: build the clients named in the first request, then answer."""
+    from tinyproto import engine
+    from tinyproto.failures import user_errors
+    from tinyproto.message import Message
+
+    inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints go to stderr, not into the answers
+    sys.stdout = sys.stderr
+    torch.set_num_threads(threads)
+
+    def answer(status: str, value) -> None:
+        pickle.dump((status, value), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+    try:
+        config, group = pickle.load(inp)
+        cfg = config_from_dict(json.loads(config))
+        S = engine.setup(cfg, clients=group)
+    except user_errors() as e:
+        answer("error", (type(e).__name__, str(e).strip().splitlines()[0]))
+        return 2
+    algo = S.algo
+    answer("ok", None)
+    while True:
+        try:
+            op, share = pickle.load(inp)
+        except EOFError:
+            return 0
+        result: dict[int, object] = {}
+        try:
+            for cid, arg in share.items():
+                st, d = S.states[cid], S.data[cid]
+                if op == "train":
+                    s = engine.seed_for(cfg.seed, arg, cid)
+                    torch.manual_seed(s)
+                    upload, loss = algo.client_round(st, d, arg, torch.Generator().manual_seed(s))
+                    result[cid] = (upload.to_bytes(), loss, _prototypes(algo, st))
+                elif op == "receive":
+                    algo.receive(st, Message.from_bytes(arg, "server"))
+                elif op == "evaluate":
+                    result[cid] = engine.evaluate(algo, st, d)
+                elif op == "state":
+                    result[cid] = st.state_dict()
+                elif op == "load":
+                    st.load_state_dict(arg)
+                else:
+                    raise RuntimeError(f"unknown request {op!r}")
+        except user_errors() as e:
+            answer("error", (type(e).__name__, str(e).strip().splitlines()[0]))
+            continue
+        answer("ok", result)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not sys.argv[1].isdigit() or int(sys.argv[1]) < 1:
+        print("usage: python -m tinyproto.clientpool THREADS", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(serve(int(sys.argv[1])))

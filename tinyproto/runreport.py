@@ -1,0 +1,79 @@
+"""What a finished run writes besides its metrics: ``summary.json`` (accuracy, communication,
+data, compute, environment) and ``prototypes.npz`` (the final local and global prototypes)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tinyproto import store
+from tinyproto.cps import hamming_stats
+
+
+def summarise_run(S, metrics: pd.DataFrame, elapsed: float) -> dict:
+    cfg, fed = S.config, S.fed
+    acc = metrics["test_acc"]
+    best_idx = int(acc.idxmax())
+    up = metrics["upload_floats"].mean()
+    down = metrics["download_floats"].mean()
+    U_train = int(sum((c.train_counts > 0).sum() for c in fed.clients))
+    U_full = int(sum((c.full_counts > 0).sum() for c in fed.clients))
+    summary = {
+        "run_id": cfg.run_id(),
+        "algorithm": cfg.algorithm,
+        "dataset": cfg.dataset,
+        "profile": cfg.profile,
+        "seed": cfg.seed,
+        "best_acc": float(acc.max()),
+        "best_round": int(metrics["round"][best_idx]),
+        "last_acc": float(acc.dropna().iloc[-1]),
+        "rounds": len(metrics),
+        "upload_floats_per_round": float(up),
+        "download_floats_per_round": float(down),
+        "comm_floats_per_round": float(up + down),
+        "comm_bytes_per_round": float((metrics["upload_bytes"] + metrics["download_bytes"]).mean()),
+        "classes_present_train": U_train,
+        "classes_present_full": U_full,
+        "num_classes": fed.num_classes,
+        "num_train": int(sum(c.train_idx.numel() for c in fed.clients)),
+        "num_test": int(sum(c.test_idx.numel() for c in fed.clients)),
+        "mu_resolved": S.ctx.mu,
+        "cps_dim": cfg.cps_dim,
+        "feature_dim": cfg.feature_dim,
+        "data_source": fed.dataset.source,
+        "archs": dict(S.archs),
+        "wall_seconds": float(elapsed),
+        "seconds_per_round": float(elapsed / max(len(metrics), 1)),
+        "device": str(S.device),
+        "torch_threads": torch.get_num_threads(),  # CPU numerics are deterministic per count
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    summary["expected_floats_per_round"] = S.algo.expected_floats(U_train)
+    summary.update(S.algo.report(S.states, S.data))  # FLOPs and step memory (compute.py)
+    if S.ctx.masks is not None:
+        summary["masks"] = hamming_stats(S.ctx.masks.cpu())
+    return summary
+
+
+def save_prototypes(out: Path, S) -> None:
+    """Final local prototypes [N, K, d] (zeros where a client lacks the class), the mask of who
+    holds what, and the global prototypes clients use (reconstructed, scaled) [K, d]."""
+    K, d, N = S.ctx.num_classes, S.ctx.feature_dim, len(S.states)
+    local = np.zeros((N, K, d), dtype=np.float32)
+    holds = np.zeros((N, K), dtype=bool)
+    for cid, st in enumerate(S.states):
+        p = S.algo.prototypes(st)
+        local[cid, p.classes.cpu().numpy()] = p.local.detach().cpu().numpy()
+        holds[cid, p.classes.cpu().numpy()] = True
+    first = S.algo.prototypes(S.states[0])
+    glob = first.target.detach().cpu().numpy().astype(np.float32)
+    has = first.has_target.cpu().numpy()
+    arrays = {"local": local, "holds": holds, "global": glob, "has_global": has}
+    if S.ctx.masks is not None:
+        arrays["masks"] = S.ctx.masks.cpu().numpy()
+    store.write_npz(out / "prototypes.npz", **arrays)
