@@ -123,3 +123,18 @@ def test_client_workers_is_checked():
         Config(client_workers=0)
     with pytest.raises(ConfigError, match=r"invalid client_workers=2.*fedtiny"):
         Config(algorithm="fedtiny", client_workers=2)
+
+
+def test_training_costs_follow_each_clients_steps():
+    """The assignment's weights: per-step time of the client's architecture x its own steps."""
+    from tinyproto.clientpool import training_costs
+    from tinyproto.engine import setup
+
+    S = setup(Config(algorithm="fedproto", **SMALL))
+    costs = training_costs(S)
+    steps = [-(-d.num_train // 32) for d in S.data]
+    by_arch: dict[str, set] = {}
+    for st, c, s in zip(S.states, costs, steps):
+        by_arch.setdefault(st.model.arch, set()).add(round(c / s, 12))
+    assert all(len(v) == 1 for v in by_arch.values()), by_arch  # same per-step time per arch
+    assert all(c > 0 for c in costs) and len(by_arch) == 4  # cnn4: four architectures

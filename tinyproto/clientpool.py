@@ -14,8 +14,8 @@ THREADS torch threads, whatever the number of workers or the assignment. The mai
 client states are brought up to date (``sync``) before a checkpoint and at the end.
 
 Clients are assigned once, longest first to the least loaded worker, by estimated training
-time (a few timed steps per architecture x the client's steps per round). Requests and answers are pickled over the workers' pipes
-(local, trusted processes). A user error in a worker (a refused download) comes back as the
+time (a few timed steps per architecture x the client's steps per round). Requests and answers
+are pickled over the workers' pipes (local, trusted processes). A user error in a worker (a refused download) comes back as the
 same error class with its one line; a worker that dies is a RuntimeError naming it.
 """
 
@@ -60,14 +60,21 @@ def training_costs(S, steps: int = 3) -> list[float]:
 
     cfg = S.config
     per_step: dict[str, float] = {}
+    biggest: dict[str, int] = {}  # per architecture, the client with the most training samples
+    for cid, (st, d) in enumerate(zip(S.states, S.data)):
+        best = biggest.get(st.model.arch)
+        if best is None or d.num_train > S.data[best].num_train:
+            biggest[st.model.arch] = cid
     costs = []
     with torch.random.fork_rng(devices=[]):
         for st, d in zip(S.states, S.data):
             arch = st.model.arch
             if arch not in per_step:
-                model = copy.deepcopy(st.model).train()
+                big = biggest[arch]
+                model = copy.deepcopy(S.states[big].model).train()
                 opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-                x, y = next(d.train_batches(cfg.batch_size, torch.Generator().manual_seed(0)))
+                gen = torch.Generator().manual_seed(0)
+                x, y = next(S.data[big].train_batches(cfg.batch_size, gen))
                 t0 = 0.0
                 for i in range(steps + 1):
                     if i == 1:
