@@ -1,5 +1,6 @@
 """Config resolution and the CLI: defaults, profiles, and one-line errors with exit status 2."""
 
+import json
 import subprocess
 import sys
 
@@ -173,3 +174,28 @@ def test_extreme_but_valid_seeds_run(tmp_path):
     )
     res = run(cfg, root=tmp_path, progress=False)
     assert len(res.metrics) == 1
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "long", "paper"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"max_samples": 0},  # every sample, also where the profile presets a subset
+        {"max_samples": 5000},
+        {"algorithm": "tinyproto-fp", "cps_dim": None},
+        {"algorithm": "tinyproto-ft", "mu": None},
+        {"algorithm": "fml", "precision": "bf16", "client_workers": 2},
+    ],
+)
+def test_config_json_round_trip_keeps_the_config(profile, overrides):
+    """config.json (to_dict) read back (config_from_dict) is the same config with the same run
+    id: workers, resume and reuse all go through it. Before the fix, max_samples=0 (every
+    sample) on the quick profile came back as the preset 24 000, another run."""
+    from tinyproto.config import config_from_dict
+
+    kw = {"algorithm": "fedproto", "dataset": "fmnist", **overrides}
+    cfg = Config(profile=profile, **kw)
+    back = config_from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back.to_dict() == cfg.to_dict()
+    assert back.run_id() == cfg.run_id()

@@ -400,6 +400,10 @@ def config_from_dict(d: dict) -> Config:
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
     d = dict(d)
+    profile = d.get("profile", TOP_LEVEL["profile"])
+    preset = PROFILE_DEFAULTS.get(profile, {}).get("max_samples")
+    if "max_samples" in d and d["max_samples"] is None and preset is not None:
+        d["max_samples"] = 0  # written as null: every sample (None would mean the preset)
     for key, (legacy, *_) in ADDED_FIELDS.items():  # written before the field existed
         if key not in d and key in GROUP_OF:
             group_users = GROUPS[GROUP_OF[key][0]][1]
