@@ -17,6 +17,7 @@ import torch
 from tinyproto import Config, ConfigError, run
 from tinyproto.clientpool import ClientPool, assign
 from tinyproto.message import Message, MessageError
+from tinyproto.pool import torch_threads
 
 SMALL = dict(
     profile="smoke",
@@ -31,12 +32,8 @@ SMALL = dict(
 
 
 def _one_thread_run(cfg, root):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return run(cfg, root=root, progress=False)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _same(a, b):

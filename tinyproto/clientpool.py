@@ -22,7 +22,6 @@ same error class with its one line; a worker that dies is a RuntimeError naming 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import torch
 from tinyproto.comm import MessageError
 from tinyproto.config import Config, ConfigError, config_from_dict
 from tinyproto.data import DataError
+from tinyproto.pool import last_line, reap
 
 ERRORS = {"MessageError": MessageError, "ConfigError": ConfigError, "DataError": DataError}
 
@@ -198,18 +198,8 @@ class ClientPool:
         return value
 
     def _died(self, w: int):
-        proc = self.procs[w]
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        err = self.errs[w]
-        err.seek(0)
-        lines = err.read().decode(errors="replace").strip().splitlines()
-        raise RuntimeError(
-            f"client worker {w} died (exit {code}): {lines[-1] if lines else 'no output'}"
-        )
+        code = reap(self.procs[w])
+        raise RuntimeError(f"client worker {w} died (exit {code}): {last_line(self.errs[w])}")
 
     def _call(self, op: str, per_client: dict[int, object]) -> dict[int, object]:
         """Send ``op`` with each worker's share of ``per_client`` to all workers at once, then
@@ -261,11 +251,7 @@ class ClientPool:
             except OSError:
                 pass
         for proc, err in zip(self.procs, self.errs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            reap(proc)
             proc.stdout.close()
             err.close()
         self.procs = []
@@ -274,12 +260,11 @@ class ClientPool:
 def serve(threads: int) -> int:
     """The worker's side: build the clients named in the first request, then answer."""
     from tinyproto import engine
-    from tinyproto.failures import user_errors
+    from tinyproto.failures import one_line, user_errors
     from tinyproto.message import Message
+    from tinyproto.worker import answer_channel
 
-    inp, out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # stray prints go to stderr, not into the answers
-    sys.stdout = sys.stderr
+    inp, out = sys.stdin.buffer, answer_channel("wb")
     torch.set_num_threads(threads)
 
     def answer(status: str, value) -> None:
@@ -291,7 +276,7 @@ def serve(threads: int) -> int:
         cfg = config_from_dict(json.loads(config))
         S = engine.setup(cfg, clients=group)
     except user_errors() as e:
-        answer("error", (type(e).__name__, str(e).strip().splitlines()[0]))
+        answer("error", (type(e).__name__, one_line(e, type(e).__name__)))
         return 2
     algo = S.algo
     answer("ok", None)
@@ -320,7 +305,7 @@ def serve(threads: int) -> int:
                 else:
                     raise RuntimeError(f"unknown request {op!r}")
         except user_errors() as e:
-            answer("error", (type(e).__name__, str(e).strip().splitlines()[0]))
+            answer("error", (type(e).__name__, one_line(e, type(e).__name__)))
             continue
         answer("ok", result)
 

@@ -26,10 +26,16 @@ def user_errors() -> tuple:
 FAILED = "failed.json"  # in a run folder: the one-line error of a run that could not finish
 
 
+def one_line(text, empty: str = "no output") -> str:
+    """The first line of ``text`` (an error or a string), or ``empty`` when it has none."""
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else empty
+
+
 def record_failure(folder: Path, line: str) -> str:
     from tinyproto.store import write_json
 
-    line = line.strip().splitlines()[0] if line.strip() else "no output"
+    line = one_line(line)
     if folder.is_dir():
         write_json(folder / FAILED, {"error": line})
     return line

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 
 from tinyproto.config import Config, ConfigError
@@ -76,6 +77,22 @@ def _cuda_auto(missing: list[Config]) -> bool:
     return torch.cuda.is_available()
 
 
+def last_line(err) -> str:
+    """The last line a worker wrote to its stderr file (``err``: a binary temporary file)."""
+    err.seek(0)
+    lines = err.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+def reap(proc, timeout: float = 30) -> int:
+    """Wait for a worker process to exit (killing it after ``timeout`` s); its exit code."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 class RunFailed(RuntimeError):
     """A run computed by a worker process failed; the message is its error line."""
 
@@ -101,7 +118,8 @@ def _run_in_parallel(
     workers: int,
     bar,
     keep_going: bool = False,
-    threads: int | None = None,
+    *,
+    threads: int,
 ) -> dict[str, str]:
     """Compute ``missing`` in up to ``workers`` worker processes (``python -m tinyproto.worker``),
     each started once and handed one run at a time (imports are paid once per worker).
@@ -115,13 +133,8 @@ def _run_in_parallel(
     """
     import json
     import selectors
-    import subprocess
     import tempfile
 
-    import torch
-
-    if threads is None:
-        threads = max(1, torch.get_num_threads() // workers)
     queue = list(missing)
     procs: list[subprocess.Popen] = []
     errs: dict[subprocess.Popen, object] = {}
@@ -146,12 +159,6 @@ def _run_in_parallel(
         sel.register(proc.stdout, selectors.EVENT_READ, proc)
         return proc
 
-    def last_stderr_line(proc) -> str:
-        err = errs[proc]
-        err.seek(0)
-        lines = err.read().decode(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "no output"
-
     try:
         while (queue and failure is None) or busy:  # after a failure: drain, start nothing
             while queue and failure is None and (idle or len(busy) + len(idle) < workers):
@@ -163,7 +170,7 @@ def _run_in_parallel(
                     proc.stdin.flush()
                 except OSError:  # the worker died before reading its request (a crash)
                     sel.unregister(proc.stdout)
-                    failure = failure or (cfg, proc.wait(), last_stderr_line(proc))
+                    failure = failure or (cfg, proc.wait(), last_line(errs[proc]))
                     break
                 busy[proc] = cfg
             for key, _ in sel.select(timeout=1.0):
@@ -177,9 +184,8 @@ def _run_in_parallel(
                 cfg = busy.pop(proc)
                 if not line:  # the worker died: a crash (its traceback is on stderr)
                     sel.unregister(proc.stdout)
-                    code = proc.wait()
                     if failure is None:
-                        failure = (cfg, code, last_stderr_line(proc))
+                        failure = (cfg, proc.wait(), last_line(errs[proc]))
                     continue
                 answer = json.loads(line)
                 idle.append(proc)
@@ -202,11 +208,7 @@ def _run_in_parallel(
             except OSError:
                 pass
         for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            reap(proc)
             proc.stdout.close()
             errs[proc].close()
         sel.close()

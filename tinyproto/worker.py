@@ -27,19 +27,26 @@ import os
 import sys
 
 
+def answer_channel(mode: str = "w"):
+    """The process's original stdout as a file for protocol answers; from now on everything
+    else written to stdout (Python prints, C libraries on fd 1) goes to stderr instead."""
+    answers = os.fdopen(os.dup(1), mode, buffering=1 if "b" not in mode else -1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return answers
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit() or int(argv[0]) < 1:
         print("usage: python -m tinyproto.worker THREADS", file=sys.stderr)
         return 2
-    answers = os.fdopen(os.dup(1), "w", buffering=1)  # the answer channel: the original stdout
-    os.dup2(2, 1)  # everything else written to fd 1 goes to stderr
-    sys.stdout = sys.stderr
+    answers = answer_channel()
 
     import torch
 
     from tinyproto.config import config_from_dict
     from tinyproto.engine import run
-    from tinyproto.failures import user_errors
+    from tinyproto.failures import one_line, user_errors
 
     torch.set_num_threads(int(argv[0]))
     while True:
@@ -55,8 +62,7 @@ def main(argv: list[str]) -> int:
             run_id = cfg.run_id()
             run(cfg, root=request.get("root") or None, resume=True, reuse=True, progress=False)
         except user_errors() as e:
-            text = str(e).strip().splitlines()
-            error = text[0] if text else type(e).__name__
+            error = one_line(e, type(e).__name__)
             answers.write(json.dumps({"run_id": run_id, "status": "error", "line": error}) + "\n")
             continue
         answers.write(json.dumps({"run_id": run_id, "status": "ok"}) + "\n")

@@ -104,7 +104,9 @@ class ClassSums:
 
     @torch.no_grad()
     def add(self, z: torch.Tensor, y: torch.Tensor) -> None:
-        z = z.detach().float()  # sums in float32 also under bf16 autocast (no copy if float32)
+        z = z.detach()
+        if z.dtype != torch.float32:  # bf16 autocast: sum in float32
+            z = z.float()
         if self.sums is None:
             self.sums = torch.zeros(self.K, z.shape[1], device=z.device, dtype=z.dtype)
             if self.counting:
