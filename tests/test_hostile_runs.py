@@ -461,3 +461,61 @@ def test_a_refused_message_names_the_round_and_keeps_the_checkpoint(tmp_path, mo
     assert "'protos'" in text and "NaN or inf" in text
     ck = torch.load(tmp_path / cfg.run_id() / "checkpoint.pt", weights_only=False)
     assert ck["round"] == 2  # rounds 1 and 2 are kept
+
+
+def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatch):
+    """Rounds computed after the last checkpoint are not lost when a run ends with an error:
+    failed-metrics.csv holds every round before the failing one, the scorecard's words for it
+    name their best accuracy, and a later run that finishes removes the stale records."""
+    import pandas as pd
+
+    from tinyproto.algorithms.fedproto import FedProto
+    from tinyproto.failures import before_failure, failure, record_failure
+    from tinyproto.message import MessageError
+    from tinyproto.scorecard import Runs, arm
+    from tinyproto.store import FAILED_METRICS
+
+    fedproto = arm(
+        "FedProto",
+        "fedproto",
+        dataset="synthetic",
+        num_classes=4,
+        num_clients=3,
+        alpha=0.5,
+        rounds=5,
+        max_samples=120,
+        feature_dim=8,
+        checkpoint_every=2,
+        save_prototypes=False,
+    )
+    cfg = fedproto.config("smoke", 0)
+    real = FedProto.client_round
+
+    def diverging(self, state, data, rnd, gen):
+        msg, loss = real(self, state, data, rnd, gen)
+        if rnd == 3 and state.cid == 2:
+            msg.arrays["protos"] = msg["protos"] * float("inf")
+        return msg, loss
+
+    monkeypatch.setattr(FedProto, "client_round", diverging)
+    with pytest.raises(MessageError, match="^round 4 of 5: message from client 2:"):
+        run(cfg, root=tmp_path, progress=False)
+    folder = tmp_path / cfg.run_id()
+    kept = pd.read_csv(folder / FAILED_METRICS)
+    assert kept["round"].tolist() == [1, 2, 3]  # round 3 is in no checkpoint (every 2 rounds)
+    assert torch.load(folder / "checkpoint.pt", weights_only=False)["round"] == 2
+    record_failure(folder, "round 4 of 5: message from client 2: inf")  # as sweep does
+    best = 100 * kept["test_acc"].max()
+    assert before_failure(cfg, tmp_path) == f"best {best:.2f} % in rounds 1-3"
+    runs = Runs("smoke", tmp_path)
+    acc, _, _ = runs.arm(fedproto)
+    assert not acc and runs.failed["FedProto"] == [
+        f"seed 0: round 4 of 5: message from client 2: inf; best {best:.2f} % in rounds 1-3"
+    ]
+    (folder / FAILED_METRICS).write_text("round,test_acc\n1,oops\n")
+    assert before_failure(cfg, tmp_path) is None  # a damaged record is ignored, not raised
+
+    monkeypatch.setattr(FedProto, "client_round", real)
+    run(cfg, root=tmp_path, progress=False, resume=True)  # finishes: the records are stale
+    assert not (folder / FAILED_METRICS).exists() and not (folder / "failed.json").exists()
+    assert failure(cfg, tmp_path) is None and before_failure(cfg, tmp_path) is None

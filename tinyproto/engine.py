@@ -29,6 +29,7 @@ from tinyproto.clientpool import open_clients
 from tinyproto.config import Config, ConfigError, check_device, check_environment
 from tinyproto.cps import make_masks, off_mask_share
 from tinyproto.data import FederatedData, PartitionError, load_dataset, make_federated
+from tinyproto.failures import record_rows
 from tinyproto.message import MessageError
 from tinyproto.models import client_model, client_seed, count_params
 from tinyproto.participation import ids, is_partial, participation
@@ -256,6 +257,9 @@ def run(
             S, runtime, rows, client_rows, start, elapsed, stop_after, progress, ckpt_path
         )
         runtime.sync(states)
+    except Exception:  # e.g. a divergence: keep the rounds computed since the last checkpoint
+        record_rows(out, rows)  # _rounds grows ``rows`` in place
+        raise
     finally:
         runtime.close()
 
@@ -273,6 +277,8 @@ def run(
     store.write_json(out / "summary.json", summary)
     if ckpt_path.exists():
         ckpt_path.unlink()
+    for stale in (store.FAILED, store.FAILED_METRICS):  # the run finished after all
+        (out / stale).unlink(missing_ok=True)
     return RunResult(cfg, metrics, clients, summary, out)
 
 

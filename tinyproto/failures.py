@@ -3,7 +3,10 @@
 A run that diverges (a client's prototypes turn NaN and the server refuses the message) or
 meets bad data ends with a one-line error. ``sweep(..., keep_going=True)`` records it here and
 goes on with the other runs; the scorecard reads it back, so a row can say "diverged" instead of
-"missing". A later run of the same config that finishes makes the record stale (ignored).
+"missing". The rounds the run computed before its error are kept beside it
+(``failed-metrics.csv``, written by ``engine.run``: the rounds since the last checkpoint would
+otherwise be lost), and the scorecard names the best accuracy among them. A later run of the
+same config that finishes makes both stale (ignored).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyproto.config import Config, ConfigError
-from tinyproto.store import run_dir
+from tinyproto.store import FAILED, FAILED_METRICS, run_dir
 
 
 def user_errors() -> tuple:
@@ -21,9 +24,6 @@ def user_errors() -> tuple:
     from tinyproto.store import RunFolderError
 
     return (ConfigError, DataError, MessageError, RunFolderError, OSError)
-
-
-FAILED = "failed.json"  # in a run folder: the one-line error of a run that could not finish
 
 
 def one_line(text, empty: str = "no output") -> str:
@@ -39,6 +39,43 @@ def record_failure(folder: Path, line: str) -> str:
     if folder.is_dir():
         write_json(folder / FAILED, {"error": line})
     return line
+
+
+def record_rows(folder: Path, rows: list[dict]) -> None:
+    """Keep the metrics rows of a run that is ending with an error (nothing if it had none)."""
+    import pandas as pd
+
+    from tinyproto.store import write_csv
+
+    if rows and Path(folder).is_dir():
+        write_csv(Path(folder) / FAILED_METRICS, pd.DataFrame(rows))
+
+
+def before_failure(cfg: Config, root: str | Path | None = None) -> str | None:
+    """What a failed run computed before its error, in words: "best 99.82 % in rounds 1-69"
+    (the best test accuracy over the rounds it evaluated), or None if nothing is recorded."""
+    import math
+
+    import pandas as pd
+
+    from tinyproto.store import is_complete
+
+    folder = run_dir(cfg, root)
+    path = folder / FAILED_METRICS
+    if is_complete(folder) or not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path)
+        acc = pd.to_numeric(df["test_acc"], errors="coerce")
+        rounds = pd.to_numeric(df["round"], errors="coerce")
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return None
+    if acc.notna().sum() == 0 or rounds.isna().any():
+        return None
+    best = float(acc.max())
+    if not math.isfinite(best):
+        return None
+    return f"best {100 * best:.2f} % in rounds {int(rounds.min())}-{int(rounds.max())}"
 
 
 def failure(cfg: Config, root: str | Path | None = None) -> str | None:

@@ -95,7 +95,7 @@ class Runs:
 
     def arm(self, a: Arm) -> tuple[list[float], list[str], list[dict]]:
         """(best accuracies, run ids, summaries) over the seeds that have a finished run."""
-        from tinyproto.failures import failure
+        from tinyproto.failures import before_failure, failure
 
         accs, ids, sums, failed = [], [], [], []
         for seed in SEEDS:
@@ -109,7 +109,8 @@ class Runs:
                 ids.append(cfg.run_id())
                 sums.append(s)
             elif (line := failure(cfg, self.root)) is not None:  # a run that could not finish
-                failed.append(f"seed {seed}: {line}")
+                done = before_failure(cfg, self.root)  # e.g. "best 99.82 % in rounds 1-69"
+                failed.append(f"seed {seed}: {line}" + (f"; {done}" if done else ""))
         self.failed[a.label] = failed
         return accs, ids, sums
 

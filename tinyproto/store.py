@@ -35,6 +35,9 @@ RESULTS_ENV = "TINYPROTO_RESULTS"
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 3
 RUN_FILES = ("config.json", "metrics.csv", "clients.csv", "summary.json", "prototypes.npz")
+# a run that ended with an error: its one-line error, and the rounds it computed before it
+FAILED = "failed.json"
+FAILED_METRICS = "failed-metrics.csv"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -160,7 +163,7 @@ def clean_tmp(folder: Path) -> list[Path]:
     removed = []
     if not Path(folder).is_dir():
         return removed
-    names = (*RUN_FILES, CHECKPOINT)
+    names = (*RUN_FILES, CHECKPOINT, FAILED, FAILED_METRICS)
     for p in Path(folder).glob("*.tmp"):
         if p.is_file() and any(p.name.startswith(n) for n in names):
             p.unlink()
@@ -170,7 +173,7 @@ def clean_tmp(folder: Path) -> list[Path]:
 
 def discard_run_files(folder: Path) -> None:
     """``--restart``: remove the files a run writes (only those: never anything else)."""
-    for name in (*RUN_FILES, CHECKPOINT):
+    for name in (*RUN_FILES, CHECKPOINT, FAILED, FAILED_METRICS):
         p = Path(folder) / name
         if p.is_file():
             p.unlink()
