@@ -519,3 +519,37 @@ def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatc
     run(cfg, root=tmp_path, progress=False, resume=True)  # finishes: the records are stale
     assert not (folder / FAILED_METRICS).exists() and not (folder / "failed.json").exists()
     assert failure(cfg, tmp_path) is None and before_failure(cfg, tmp_path) is None
+
+
+def test_a_failed_record_of_rounds_does_not_hide_the_runs_error(tmp_path, monkeypatch):
+    """If keeping the rounds fails too (a full disk), the run's own one-line error is raised."""
+    import tinyproto.engine as engine_module
+    from tinyproto.algorithms.fedproto import FedProto
+    from tinyproto.message import MessageError
+
+    def full_disk(folder, rows):
+        raise OSError(28, "No space left on device")
+
+    real = FedProto.client_round
+
+    def diverging(self, state, data, rnd, gen):
+        msg, loss = real(self, state, data, rnd, gen)
+        if rnd == 1:
+            msg.arrays["protos"] = msg["protos"] * float("nan")
+        return msg, loss
+
+    monkeypatch.setattr(engine_module, "record_rows", full_disk)
+    monkeypatch.setattr(FedProto, "client_round", diverging)
+    cfg = Config(
+        algorithm="fedproto",
+        profile="smoke",
+        dataset="synthetic",
+        num_classes=4,
+        num_clients=3,
+        rounds=3,
+        max_samples=120,
+        feature_dim=8,
+        save_prototypes=False,
+    )
+    with pytest.raises(MessageError, match="^round 2 of 3: message from client 0:"):
+        run(cfg, root=tmp_path, progress=False)

@@ -258,7 +258,10 @@ def run(
         )
         runtime.sync(states)
     except Exception:  # e.g. a divergence: keep the rounds computed since the last checkpoint
-        record_rows(out, rows)  # _rounds grows ``rows`` in place
+        try:
+            record_rows(out, rows)  # _rounds grows ``rows`` in place
+        except OSError:  # e.g. a full disk: the run's own error is the one to report
+            pass
         raise
     finally:
         runtime.close()
