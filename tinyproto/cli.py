@@ -1,4 +1,4 @@
-"""Command line: ``tinyproto run|data|comm-table|bench|reproduce`` (also ``python -m tinyproto``).
+"""Command line: ``tinyproto run|data|comm-table|bench|scorecard|reproduce`` (also ``python -m tinyproto``).
 
 The ``run`` flags are generated from the typed Config and its constraint table
 (``tinyproto.config.PARAMS``): every field is a flag in kebab case with its type or choices, its
