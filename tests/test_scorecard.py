@@ -166,3 +166,6 @@ def test_a_run_that_did_not_finish_is_named_not_missing(tmp_path):
         _text("A", [0.5, 0.7], ["seed 2: boom"])
         == "A 60.00 ± 14.14 (1 did not finish: seed 2: boom)"
     )
+    assert _text("B", [], ["seed 0: boom", "seed 1: bang"]) == (
+        "B: did not finish (seed 0: boom | seed 1: bang)"  # every failed seed is named
+    )

@@ -158,9 +158,10 @@ def weakest(verdicts: list[str]) -> str:
 
 def _text(label: str, acc: list[float], failed: list[str] | None = None) -> str:
     """ "label mean ± std"; runs that did not finish (``failed``: their errors) are named."""
-    why = f" ({len(failed)} did not finish: {failed[0]})" if failed else ""
+    every = " | ".join(failed or [])  # each failed seed, with its error
+    why = f" ({len(failed)} did not finish: {every})" if failed else ""
     if not acc:
-        return f"{label}: did not finish ({failed[0]})" if failed else f"{label}: missing"
+        return f"{label}: did not finish ({every})" if failed else f"{label}: missing"
     m = 100 * np.mean(acc)
     sd = f" ± {100 * np.std(acc, ddof=1):.2f}" if len(acc) > 1 else ""
     return f"{label} {m:.2f}{sd}{why}"
