@@ -78,7 +78,13 @@ def test_a_deployment_gives_the_engines_numbers_bit_for_bit(federation, algorith
 
 
 def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_path):
-    cfg = Config(algorithm="fedproto", profile="smoke", device="cpu", checkpoint_every=1)
+    """A SuperNode killed after round 1 is left out of every later round, and the run finishes.
+
+    The kill lands after round 1's checkpoint, but a smoke round is short enough that the next
+    round may already be answered by then: the test finds the first round without the node
+    (2 or later; 4 rounds leave room) instead of assuming it, and checks every round around it.
+    """
+    cfg = Config(algorithm="fedproto", profile="smoke", device="cpu", rounds=4, checkpoint_every=1)
     run_id, run_dir = submit(federation, cfg, tmp_path / "flower", round_timeout=30.0)
     deadline, ticks = time.monotonic() + RUN_TIMEOUT, 0
     while not (run_dir / store.CHECKPOINT).exists():  # round 1 done: every client answered
@@ -94,15 +100,21 @@ def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_pat
     t0 = time.monotonic()
     status = federation.wait(run_id, RUN_TIMEOUT)
     assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
-    assert time.monotonic() - t0 < 300  # one round-timeout of 30 s, not a hang
     got = exact(run_dir)
-    assert got["clients"][0] == "0 1 2 3" and got["failed"][0] == ""
-    assert list(got["clients"][1:]) == ["0 1 2"] * 2 and list(got["failed"][1:]) == ["3"] * 2
+    took = list(got["clients"])
+    assert took[0] == "0 1 2 3" and got["failed"][0] == ""
+    first = next((i for i, c in enumerate(took) if c != "0 1 2 3"), None)
+    assert first is not None, f"the killed node took part in every round: {took}"
+    assert took[first:] == ["0 1 2"] * (4 - first) and list(got["failed"][first:]) == ["3"] * (
+        4 - first
+    )
+    assert list(got["failed"][:first]) == [""] * first
+    assert time.monotonic() - t0 < 60 + 60 * (4 - first)  # a round-timeout per round, no hang
     summary = store.verify_run(run_dir)["summary"]
     assert {f["client"] for f in summary["failures"]} == {3}
-    assert {f["round"] for f in summary["failures"]} == {2, 3}
+    assert {f["round"] for f in summary["failures"]} == set(range(first + 1, 5))
     clients = exact(run_dir, "clients")
-    assert sorted(clients[clients["round"] == 3]["client"]) == [0, 1, 2]
+    assert sorted(clients[clients["round"] == 4]["client"]) == [0, 1, 2]
     assert got["test_acc"].notna().all()
 
 
