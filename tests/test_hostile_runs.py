@@ -424,35 +424,44 @@ def test_kill_9_then_resume_equals_uninterrupted(point, tmp_path, uninterrupted)
         np.testing.assert_array_equal(protos[k], p0[k])
 
 
+# A tiny FedProto run on synthetic data, and a client whose upload turns non-finite in one round
+# (a divergence, as the server meets it): shared by the tests of runs that end with an error.
+DIVERGING_RUN = dict(
+    algorithm="fedproto",
+    profile="smoke",
+    dataset="synthetic",
+    num_classes=4,
+    num_clients=3,
+    alpha=0.5,
+    max_samples=120,
+    feature_dim=8,
+    save_prototypes=False,
+)
+
+
+def diverge(monkeypatch, rnd: int, cid: int, value: float = float("nan")) -> None:
+    """Client ``cid`` uploads its prototypes times ``value`` in round ``rnd`` (0-based)."""
+    from tinyproto.algorithms.fedproto import FedProto
+
+    real = FedProto.client_round
+
+    def diverging(self, state, data, r, gen):
+        msg, loss = real(self, state, data, r, gen)
+        if r == rnd and state.cid == cid:
+            msg.arrays["protos"] = msg["protos"] * value
+        return msg, loss
+
+    monkeypatch.setattr(FedProto, "client_round", diverging)
+
+
 def test_a_refused_message_names_the_round_and_keeps_the_checkpoint(tmp_path, monkeypatch):
     """A client whose prototypes turn NaN mid-run (a divergence) ends the run with a one-line
     error naming the round (1-based, as metrics.csv counts) and the sender; the checkpoint of
     the rounds before it is kept, so nothing computed is lost."""
-    from tinyproto.algorithms.fedproto import FedProto
     from tinyproto.message import MessageError
 
-    cfg = Config(
-        algorithm="fedproto",
-        profile="smoke",
-        dataset="synthetic",
-        num_classes=4,
-        num_clients=3,
-        alpha=0.5,
-        rounds=4,
-        max_samples=120,
-        feature_dim=8,
-        checkpoint_every=1,
-        save_prototypes=False,
-    )
-    real = FedProto.client_round
-
-    def diverging(self, state, data, rnd, gen):
-        msg, loss = real(self, state, data, rnd, gen)
-        if rnd == 2 and state.cid == 1:
-            msg.arrays["protos"] = msg["protos"] * float("nan")
-        return msg, loss
-
-    monkeypatch.setattr(FedProto, "client_round", diverging)
+    cfg = Config(**DIVERGING_RUN, rounds=4, checkpoint_every=1)
+    diverge(monkeypatch, rnd=2, cid=1)
     with pytest.raises(MessageError) as e:
         run(cfg, root=tmp_path, progress=False)
     text = str(e.value)
@@ -469,35 +478,16 @@ def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatc
     name their best accuracy, and a later run that finishes removes the stale records."""
     import pandas as pd
 
-    from tinyproto.algorithms.fedproto import FedProto
     from tinyproto.failures import before_failure, failure, record_failure
     from tinyproto.message import MessageError
     from tinyproto.scorecard import Runs, arm
     from tinyproto.store import FAILED_METRICS
 
-    fedproto = arm(
-        "FedProto",
-        "fedproto",
-        dataset="synthetic",
-        num_classes=4,
-        num_clients=3,
-        alpha=0.5,
-        rounds=5,
-        max_samples=120,
-        feature_dim=8,
-        checkpoint_every=2,
-        save_prototypes=False,
-    )
+    overrides = {k: v for k, v in DIVERGING_RUN.items() if k not in ("algorithm", "profile")}
+    fedproto = arm("FedProto", "fedproto", **overrides, rounds=5, checkpoint_every=2)
+    assert fedproto.config("smoke", 0) == Config(**DIVERGING_RUN, rounds=5, checkpoint_every=2)
     cfg = fedproto.config("smoke", 0)
-    real = FedProto.client_round
-
-    def diverging(self, state, data, rnd, gen):
-        msg, loss = real(self, state, data, rnd, gen)
-        if rnd == 3 and state.cid == 2:
-            msg.arrays["protos"] = msg["protos"] * float("inf")
-        return msg, loss
-
-    monkeypatch.setattr(FedProto, "client_round", diverging)
+    diverge(monkeypatch, rnd=3, cid=2, value=float("inf"))
     with pytest.raises(MessageError, match="^round 4 of 5: message from client 2:"):
         run(cfg, root=tmp_path, progress=False)
     folder = tmp_path / cfg.run_id()
@@ -515,7 +505,7 @@ def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatc
     (folder / FAILED_METRICS).write_text("round,test_acc\n1,oops\n")
     assert before_failure(cfg, tmp_path) is None  # a damaged record is ignored, not raised
 
-    monkeypatch.setattr(FedProto, "client_round", real)
+    monkeypatch.undo()  # no divergence any more
     run(cfg, root=tmp_path, progress=False, resume=True)  # finishes: the records are stale
     assert not (folder / FAILED_METRICS).exists() and not (folder / "failed.json").exists()
     assert failure(cfg, tmp_path) is None and before_failure(cfg, tmp_path) is None
@@ -524,32 +514,13 @@ def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatc
 def test_a_failed_record_of_rounds_does_not_hide_the_runs_error(tmp_path, monkeypatch):
     """If keeping the rounds fails too (a full disk), the run's own one-line error is raised."""
     import tinyproto.engine as engine_module
-    from tinyproto.algorithms.fedproto import FedProto
     from tinyproto.message import MessageError
 
     def full_disk(folder, rows):
         raise OSError(28, "No space left on device")
 
-    real = FedProto.client_round
-
-    def diverging(self, state, data, rnd, gen):
-        msg, loss = real(self, state, data, rnd, gen)
-        if rnd == 1:
-            msg.arrays["protos"] = msg["protos"] * float("nan")
-        return msg, loss
-
     monkeypatch.setattr(engine_module, "record_rows", full_disk)
-    monkeypatch.setattr(FedProto, "client_round", diverging)
-    cfg = Config(
-        algorithm="fedproto",
-        profile="smoke",
-        dataset="synthetic",
-        num_classes=4,
-        num_clients=3,
-        rounds=3,
-        max_samples=120,
-        feature_dim=8,
-        save_prototypes=False,
-    )
+    diverge(monkeypatch, rnd=1, cid=0)
+    cfg = Config(**DIVERGING_RUN, rounds=3)
     with pytest.raises(MessageError, match="^round 2 of 3: message from client 0:"):
         run(cfg, root=tmp_path, progress=False)

@@ -25,14 +25,13 @@ import json
 import pickle
 import subprocess
 import sys
-import tempfile
 
 import torch
 
 from tinyproto.comm import MessageError
 from tinyproto.config import Config, ConfigError, config_from_dict
 from tinyproto.data import DataError
-from tinyproto.pool import last_line, reap
+from tinyproto.pool import last_line, reap, spawn
 
 ERRORS = {"MessageError": MessageError, "ConfigError": ConfigError, "DataError": DataError}
 
@@ -163,13 +162,7 @@ class ClientPool:
         self.errs = []
         try:
             for group in groups:
-                err = tempfile.TemporaryFile()
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "tinyproto.clientpool", str(threads)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=err,
-                )
+                proc, err = spawn("tinyproto.clientpool", threads)
                 self.procs.append(proc)
                 self.errs.append(err)
                 self._send(len(self.procs) - 1, (json.dumps(cfg.to_dict()), group))

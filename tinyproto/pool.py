@@ -77,6 +77,22 @@ def _cuda_auto(missing: list[Config]) -> bool:
     return torch.cuda.is_available()
 
 
+def spawn(module: str, threads: int, **popen) -> tuple[subprocess.Popen, object]:
+    """A worker process ``python -m module threads`` answering on its stdout, and the binary
+    temporary file its stderr goes to (read back by :func:`last_line`)."""
+    import tempfile
+
+    err = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, str(threads)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        **popen,
+    )
+    return proc, err
+
+
 def last_line(err) -> str:
     """The last line a worker wrote to its stderr file (``err``: a binary temporary file)."""
     err.seek(0)
@@ -133,7 +149,6 @@ def _run_in_parallel(
     """
     import json
     import selectors
-    import tempfile
 
     queue = list(missing)
     procs: list[subprocess.Popen] = []
@@ -145,15 +160,7 @@ def _run_in_parallel(
     failed: dict[str, str] = {}
 
     def start() -> subprocess.Popen:
-        err = tempfile.TemporaryFile()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tinyproto.worker", str(threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            bufsize=1,
-        )
+        proc, err = spawn("tinyproto.worker", threads, text=True, bufsize=1)
         procs.append(proc)
         errs[proc] = err
         sel.register(proc.stdout, selectors.EVENT_READ, proc)
