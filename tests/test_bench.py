@@ -88,3 +88,29 @@ def test_rounds_are_interleaved_with_their_lower_bound(results):
     ratio = df[(df.arch == "all") & (df.component == "total")]["ratio"].iloc[0]
     assert min(per_round) - 1e-9 <= ratio <= max(per_round) + 1e-9
     assert any(line.startswith("per round ") for line in bench.summary_lines(df))
+
+
+def test_bench_with_client_workers_says_so(results, capsys):
+    """Timings with clients in worker processes are another measurement: the CSV records the
+    workers and their threads, and the default file name keeps it apart from an in-process one."""
+    import torch
+
+    assert main(["bench", *SMOKE, "--bench-rounds", "1", "--warmup", "0"]) == 0
+    assert (
+        main(["bench", *SMOKE, "--bench-rounds", "1", "--warmup", "0", "--client-workers", "2"])
+        == 0
+    )
+    csvs = sorted(p for p in (results / "bench").iterdir())
+    assert len(csvs) == 2, csvs  # neither overwrote the other
+    pooled = [p for p in csvs if "-clientworkers2-" in p.name]
+    assert len(pooled) == 1
+    df = pd.read_csv(pooled[0])
+    assert (df.client_workers == 2).all()
+    assert (df.worker_threads == max(1, torch.get_num_threads() // 2)).all()
+    per_arch = df[(df.arch != "all") & (df.component == "train")]
+    assert per_arch.seconds_per_round.isna().all()  # trained in the workers: no split per arch
+    alone = pd.read_csv(next(p for p in csvs if p != pooled[0]))
+    assert (alone.client_workers == 1).all() and (
+        alone.worker_threads == torch.get_num_threads()
+    ).all()
+    assert "in 2 worker processes" in capsys.readouterr().out

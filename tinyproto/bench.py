@@ -43,6 +43,8 @@ COLUMNS = (
     "num_clients",
     "device",
     "threads",
+    "client_workers",
+    "worker_threads",
     "component",
     "arch",
     "seconds_per_round",
@@ -295,6 +297,8 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
         num_clients=cfg.num_clients,
         device=str(S.device),
         threads=torch.get_num_threads(),
+        client_workers=workers(cfg),
+        worker_threads=worker_threads(cfg),
     )
 
     def row(component, arch, seconds, steps, bare_s):
@@ -321,10 +325,25 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def workers(config) -> int:
+    """Worker processes the clients train in (1: in this process; ``client_workers`` is capped
+    at the number of clients, as ``clientpool.open_clients`` does)."""
+    return max(1, min(config.client_workers, config.num_clients))
+
+
+def worker_threads(config) -> int:
+    """Torch threads per client: all of this process's, or an equal share per worker."""
+    n = workers(config)
+    return torch.get_num_threads() if n == 1 else max(1, torch.get_num_threads() // n)
+
+
 def default_path(config, device: str) -> Path:
     from tinyproto import store
 
-    name = f"{config.profile}-{config.run_id()}-{torch.device(device).type}.csv"
+    # client_workers is not in the run id (it does not change a run's numbers), but it changes
+    # the timings: a bench with workers gets its own file instead of overwriting the other
+    pooled = f"-clientworkers{workers(config)}" if workers(config) > 1 else ""
+    name = f"{config.profile}-{config.run_id()}{pooled}-{torch.device(device).type}.csv"
     return store.results_root() / "bench" / name
 
 
@@ -363,10 +382,9 @@ def cmd(args) -> int:
 
     cfg = config_from_args(args)
     df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
-    if cfg.client_workers > 1:
-        n = min(cfg.client_workers, cfg.num_clients)
+    if workers(cfg) > 1:
         print(
-            f"clients  in {n} worker processes, {max(1, torch.get_num_threads() // n)} torch "
+            f"clients  in {workers(cfg)} worker processes, {worker_threads(cfg)} torch "
             "thread(s) each; the bare loop runs here with all threads"
         )
     out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]))
