@@ -98,9 +98,7 @@ def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
 
     monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))  # no finished runs: all missing
     handed = []
-    monkeypatch.setattr(
-        sw, "sweep", lambda todo, desc="", keep_going=False: handed.extend(todo) or pd.DataFrame()
-    )
+    monkeypatch.setattr(sw, "sweep", lambda todo, **kw: handed.extend(todo) or pd.DataFrame())
     monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
     args = argparse.Namespace(
         compute="quick", markdown=False, check=False, update_readme=False, retry_failed=False
@@ -123,9 +121,7 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
 
     monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
     handed = []
-    monkeypatch.setattr(
-        sw, "sweep", lambda todo, desc="", keep_going=False: handed.extend(todo) or pd.DataFrame()
-    )
+    monkeypatch.setattr(sw, "sweep", lambda todo, **kw: handed.extend(todo) or pd.DataFrame())
     monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
     runs = Runs("quick")
     claims(runs)

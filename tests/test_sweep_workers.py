@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
 from tinyproto.config import ConfigError
+from tinyproto.data import DataError
 from tinyproto.sweep import grid, resolve_workers, sweep
 
 SMALL = dict(
@@ -139,6 +142,28 @@ def test_keep_going_records_the_failure_and_finishes_the_others(tmp_path):
         assert "no-such-folder" in line and "\n" not in line
         assert failure(bad, root) == line  # recorded in the run folder for the scorecard
         assert failure(good[0], root) is None
+
+
+def test_a_recorded_failure_is_not_computed_again_unless_asked(tmp_path):
+    """keep_going sweeps skip a run recorded as failed (it would fail the same way) and report
+    its recorded line; retry_failed computes it again; without keep_going it is computed (and
+    raises)."""
+    from tinyproto.failures import FAILED
+
+    bad = _small_fmnist_missing(tmp_path)
+    root = tmp_path / "runs"
+    (root / bad.run_id()).mkdir(parents=True)
+    first = sweep([bad], root=root, progress=False, workers=1, keep_going=True)
+    assert "no-such-folder" in first.attrs["failed"][bad.run_id()]
+    marker = "round 3 of 3: recorded earlier"  # what only the record says, not a new attempt
+    (root / bad.run_id() / FAILED).write_text(json.dumps({"error": marker}))
+    for workers in (1, 2):
+        again = sweep([bad], root=root, progress=False, workers=workers, keep_going=True)
+        assert again.attrs["failed"] == {bad.run_id(): marker} and again.empty
+    retried = sweep([bad], root=root, progress=False, workers=1, keep_going=True, retry_failed=True)
+    assert "no-such-folder" in retried.attrs["failed"][bad.run_id()]
+    with pytest.raises(DataError, match="no-such-folder"):
+        sweep([bad], root=root, progress=False, workers=1)
 
 
 def test_worker_protocol_serves_runs_until_stdin_closes(tmp_path):

@@ -280,20 +280,21 @@ def cmd(args) -> int:
         # interrupted computation (hours for long) leaves a 1-seed verdict on every row
         todo = sorted(runs.missing(), key=lambda c: c.seed)
         if not args.retry_failed:  # runs are deterministic: a recorded failure would recur
-            from tinyproto.failures import failure
+            from tinyproto.sweep import recorded_failures
 
-            recorded = {c.run_id(): failure(c) for c in todo}
-            for c in todo:
-                if recorded[c.run_id()] is not None:
-                    print(
-                        f"scorecard: skipping run {c.run_id()}, which failed before "
-                        f"({recorded[c.run_id()]}); --retry-failed computes it again",
-                        file=sys.stderr,
-                    )
-            todo = [c for c in todo if recorded[c.run_id()] is None]
+            recorded = recorded_failures(todo)
+            for rid, line in recorded.items():
+                print(
+                    f"scorecard: skipping run {rid}, which failed before ({line}); "
+                    "--retry-failed computes it again",
+                    file=sys.stderr,
+                )
+            todo = [c for c in todo if c.run_id() not in recorded]
         print(f"scorecard: {len(todo)} {args.compute} runs to compute", file=sys.stderr)
         if todo:  # a run that cannot finish (e.g. diverges) is recorded; the others go on
-            done = sweep(todo, desc=f"{args.compute} scorecard runs", keep_going=True)
+            done = sweep(
+                todo, desc=f"{args.compute} scorecard runs", keep_going=True, retry_failed=True
+            )
             for rid, line in done.attrs.get("failed", {}).items():
                 print(f"scorecard: run {rid} did not finish: {line}", file=sys.stderr)
     df, path = write()

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tinyproto.config import PROFILES, Config, ConfigError
-from tinyproto.failures import record_failure, user_errors
+from tinyproto.failures import failure, record_failure, user_errors
 from tinyproto.pool import (  # noqa: F401  (re-exported: sweep's public worker settings)
     WORKERS_ENV,
     RunFailed,
@@ -107,6 +107,13 @@ def grid(**axes) -> list[Config]:
     return configs
 
 
+def recorded_failures(configs: list[Config], root: str | Path | None = None) -> dict[str, str]:
+    """{run id: recorded one-line error} of the configs whose runs failed and have not finished
+    since (``failed.json``; ``root`` None: each config's profile folder)."""
+    lines = {cfg.run_id(): failure(cfg, root) for cfg in configs}
+    return {rid: line for rid, line in lines.items() if line is not None}
+
+
 def sweep(
     configs: list[Config],
     *,
@@ -115,6 +122,7 @@ def sweep(
     desc: str = "runs",
     workers: int | None = None,
     keep_going: bool = False,
+    retry_failed: bool = False,
 ) -> pd.DataFrame:
     """Run every config (reusing finished, verified runs by run id); one row per config.
 
@@ -128,7 +136,11 @@ def sweep(
     A run that fails with a one-line error (e.g. a diverging run's NaN prototypes, refused by
     the server) raises it, after the runs under way have finished. With ``keep_going`` the
     other runs go on instead: the failed runs get no row, their errors are in
-    ``df.attrs["failed"]`` ({run id: line}) and in ``<run folder>/failed.json``.
+    ``df.attrs["failed"]`` ({run id: line}) and in ``<run folder>/failed.json``. A later
+    ``keep_going`` sweep does not compute a recorded failure again (runs are deterministic: it
+    would fail the same way; its recorded line is in ``df.attrs["failed"]``) unless
+    ``retry_failed``, e.g. after a change of the code. Without ``keep_going`` every missing run is
+    computed.
     """
     from tinyproto.engine import run
     from tinyproto.store import is_complete
@@ -136,6 +148,10 @@ def sweep(
     unique = list({cfg.run_id(): cfg for cfg in configs}.values())
     folder = lambda cfg: Path(root) if root is not None else runs_root(cfg.profile)  # noqa: E731
     missing = [cfg for cfg in unique if not is_complete(folder(cfg) / cfg.run_id())]
+    failed: dict[str, str] = {}
+    if keep_going and not retry_failed:
+        failed = recorded_failures(missing, root)
+        missing = [cfg for cfg in missing if cfg.run_id() not in failed]
     n = resolve_workers(workers, missing)
     threads = run_threads(workers, missing)
     bar = None
@@ -143,9 +159,8 @@ def sweep(
         from tqdm import tqdm
 
         bar = tqdm(total=len(configs), desc=desc, file=sys.stderr, mininterval=2, leave=True)
-    failed: dict[str, str] = {}
     if n > 1:
-        failed = _run_in_parallel(missing, root, n, bar, keep_going, threads=threads)
+        failed.update(_run_in_parallel(missing, root, n, bar, keep_going, threads=threads))
     rows = []  # root None: each config's runs go to its profile's folder (store.runs_root)
     seen: dict[str, dict] = {}
     for cfg in configs:
