@@ -28,6 +28,28 @@ def test_compare_rules():
     assert compare([0.60, 0.61, 0.62], [0.80, 0.81, 0.82], "not_worse") == "does not hold"
     assert weakest(["holds", "inconclusive", "holds (1 seed)"]) == "inconclusive"
     assert weakest(["holds", "not measured"]) == "not measured"
+    # a comparison that does not hold over seeds sinks a claim made of several, missing runs or not
+    assert weakest(["holds", "not measured", "does not hold"]) == "does not hold"
+    assert weakest(["holds", "does not hold (1 seed)", "not measured"]) == "not measured"
+    why = "not testable here: B did not finish in any of its 3 runs"
+    assert weakest(["holds", why]) == why and weakest(["does not hold", why]) == "does not hold"
+
+
+def test_an_arm_whose_runs_all_failed_is_not_testable_not_missing():
+    """judge: "not measured" only while a run is missing; an arm whose every run failed (a
+    divergence) makes the comparison "not testable here", naming the arm and its failed runs."""
+    from tinyproto.scorecard import judge
+
+    class Found:  # what Runs.arm leaves behind: {arm label: its failed runs' lines}
+        failed = {"A": [], "B": ["seed 0: NaN", "seed 1: NaN", "seed 2: NaN"], "C": []}
+
+    runs = Found()
+    assert judge(runs, ("A", [0.99, 0.98]), ("B", [])) == (
+        "not testable here: B did not finish in any of its 3 runs"
+    )
+    assert judge(runs, ("A", [0.99]), ("C", [])) == "not measured"  # C: missing, not failed
+    assert judge(runs, ("C", []), ("B", [])) == "not measured"
+    assert judge(runs, ("A", [0.9, 0.91, 0.92]), ("C", [0.8, 0.81, 0.82])) == "holds"
 
 
 def test_claims_are_judged_on_the_runs_found(tmp_path):

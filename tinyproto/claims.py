@@ -13,7 +13,7 @@ from tinyproto.scorecard import (
     Runs,
     _text,
     arm,
-    compare,
+    judge,
     weakest,
 )
 from tinyproto.store import load_prototypes
@@ -77,7 +77,7 @@ def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") 
         runs,
         f"{_text(a.label, acc_a, runs.failed[a.label])} vs "
         f"{_text(b.label, acc_b, runs.failed[b.label])}{stable}",
-        compare(acc_a, acc_b, kind),
+        judge(runs, (a.label, acc_a), (b.label, acc_b), kind),
         ids_a + ids_b,
         min(len(acc_a), len(acc_b)),
         a,
@@ -130,7 +130,7 @@ def claims(runs: Runs) -> list[dict]:
     verdicts, parts, ids = [], [_text("TinyProto-FT", acc_ft, runs.failed[FT.label])], list(ids_ft)
     for algo in ALL_FEDERATED:
         acc, rid, _ = runs.arm(arm(LABEL[algo], algo))
-        verdicts.append(compare(acc_ft, acc))
+        verdicts.append(judge(runs, (FT.label, acc_ft), (LABEL[algo], acc)))
         parts.append(_text(LABEL[algo], acc, runs.failed[LABEL[algo]]))
         ids += rid
     second = max(v[0][0] for k, v in T1.items() if k != "tinyproto-ft")
@@ -155,8 +155,8 @@ def claims(runs: Runs) -> list[dict]:
         acc = {x.label: runs.arm(x) for x in (ft, tgp, pro)}
         v = weakest(
             [
-                compare(acc[ft.label][0], acc[tgp.label][0]),
-                compare(acc[ft.label][0], acc[pro.label][0]),
+                judge(runs, (ft.label, acc[ft.label][0]), (tgp.label, acc[tgp.label][0])),
+                judge(runs, (ft.label, acc[ft.label][0]), (pro.label, acc[pro.label][0])),
             ]
         )
         paper_text = (

@@ -12,7 +12,10 @@ Verdict rules (stated once, applied to every row):
   minus one standard error; otherwise "inconclusive". With one seed there is no standard error:
   the verdict is "holds (1 seed)" / "does not hold (1 seed)", never stronger.
 - "A is not worse than B": does not hold only if A is lower by more than one standard error.
-- "A best of all": A > each other algorithm, by the rule above; the weakest verdict wins.
+- "A best of all": A > each other algorithm, by the rule above; the weakest verdict wins
+  (``ORDER``: "does not hold" over seeds sinks the claim; then "not measured").
+- An arm whose runs all failed (``failed.json``: e.g. a divergence) is "not testable here", with
+  the reason, not "not measured".
 - Exact counts (the 10x cut) hold only if equal to the last float.
 - Structured sparsity (Fig. 2 / App. A): the share of local-prototype energy off the class masks
   at the last round holds if at most half the no-structure level 1 - s/d.
@@ -142,9 +145,15 @@ def compare(a: list[float], b: list[float], kind: str = "better") -> str:
     return "inconclusive"
 
 
+NOT_TESTABLE = "not testable here"  # followed by ": <why>"
+
+# weakest first: a comparison that does not hold (over seeds) sinks a claim made of several
+# comparisons ("best of all", "> both"), whatever the others say; then missing runs; then runs
+# that exist but cannot be compared (an arm that did not finish in any seed)
 ORDER = (
-    "not measured",
     "does not hold",
+    "not measured",
+    NOT_TESTABLE,
     "does not hold (1 seed)",
     "inconclusive",
     "holds (1 seed)",
@@ -152,8 +161,29 @@ ORDER = (
 )
 
 
+def _rank(verdict: str) -> int:
+    return ORDER.index(NOT_TESTABLE if verdict.startswith(NOT_TESTABLE) else verdict)
+
+
 def weakest(verdicts: list[str]) -> str:
-    return min(verdicts, key=ORDER.index)
+    return min(verdicts, key=_rank)
+
+
+def judge(runs: Runs, a: tuple[str, list[float]], b: tuple[str, list[float]], kind="better") -> str:
+    """``compare`` of two arms given as (label, best accuracies), after ``runs.arm`` read them.
+    Where an arm has no finished run but every run it has failed (e.g. diverged), the verdict is
+    "not testable here" and says so, instead of "not measured" (nothing is missing)."""
+    verdict = compare(a[1], b[1], kind)
+    if verdict != "not measured":
+        return verdict
+    if any(not acc and not runs.failed.get(label) for label, acc in (a, b)):
+        return verdict  # a run is missing: it may still be computed
+    why = [
+        f"{label} did not finish in any of its {len(runs.failed[label])} runs"
+        for label, acc in (a, b)
+        if not acc
+    ]
+    return f"{NOT_TESTABLE}: {'; '.join(why)}"
 
 
 def _text(label: str, acc: list[float], failed: list[str] | None = None) -> str:
