@@ -187,3 +187,23 @@ def test_a_run_that_did_not_finish_is_named_not_missing(tmp_path):
     assert _text("B", [], ["seed 0: boom", "seed 1: bang"]) == (
         "B: did not finish (seed 0: boom | seed 1: bang)"  # every failed seed is named
     )
+
+
+def test_the_same_error_of_many_runs_is_said_once():
+    """A missing dataset fails every run of a profile alike: one line per distinct error, with
+    the number of runs and a few of their ids, not one line per run."""
+    from tinyproto.scorecard import did_not_finish
+
+    failed = {f"fedproto-cifar10-{i:010d}": "CIFAR-10 not found at /x" for i in range(69)}
+    failed["fedtgp-fmnist-6b4cd446c0"] = "round 98 of 100: message from client 18: NaN"
+    lines = did_not_finish(failed)
+    assert len(lines) == 2
+    assert lines[0] == (
+        "scorecard: 69 runs (fedproto-cifar10-0000000000, fedproto-cifar10-0000000001, "
+        "fedproto-cifar10-0000000002 and 66 more) did not finish: CIFAR-10 not found at /x"
+    )
+    assert lines[1] == (
+        "scorecard: run fedtgp-fmnist-6b4cd446c0 did not finish: "
+        "round 98 of 100: message from client 18: NaN"
+    )
+    assert did_not_finish({}) == []

@@ -266,6 +266,23 @@ def update_readme(df: pd.DataFrame, readme: Path | None = None) -> bool:
     return new != text
 
 
+def did_not_finish(failed: dict[str, str], shown: int = 3) -> list[str]:
+    """One line per distinct error of the runs that did not finish ({run id: error}), naming
+    up to ``shown`` of its runs: a missing dataset fails every run of a profile the same way,
+    and is said once, not once per run."""
+    by_error: dict[str, list[str]] = {}
+    for rid, line in failed.items():
+        by_error.setdefault(line, []).append(rid)
+    lines = []
+    for error, ids in by_error.items():
+        named = ", ".join(ids[:shown]) + (
+            f" and {len(ids) - shown} more" if len(ids) > shown else ""
+        )
+        runs = f"run {named} did" if len(ids) == 1 else f"{len(ids)} runs ({named}) did"
+        lines.append(f"scorecard: {runs} not finish: {error}")
+    return lines
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "scorecard",
@@ -325,8 +342,8 @@ def cmd(args) -> int:
             done = sweep(
                 todo, desc=f"{args.compute} scorecard runs", keep_going=True, retry_failed=True
             )
-            for rid, line in done.attrs.get("failed", {}).items():
-                print(f"scorecard: run {rid} did not finish: {line}", file=sys.stderr)
+            for line in did_not_finish(done.attrs.get("failed", {})):
+                print(line, file=sys.stderr)
     df, path = write()
     table = markdown(df)
     if args.update_readme:
