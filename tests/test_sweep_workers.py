@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pandas as pd
 import pytest
@@ -252,3 +253,47 @@ def test_a_killed_worker_is_a_failure_naming_its_run(tmp_path):
     assert not t.is_alive(), "sweep hung after a worker was killed"
     assert "failed in a worker (exit -9)" in box["error"]
     assert any(c.run_id() in box["error"] for c in configs)
+
+
+def _gone(pid: int) -> bool:
+    """The process no longer runs (absent, or a zombie its new parent has not reaped yet)."""
+    from pathlib import Path
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_worker_exits_mid_run_when_the_sweep_that_started_it_is_killed(tmp_path):
+    """Regression: killing a sweep left its workers computing their current (long) runs as
+    orphans, racing a later sweep that computed the same runs into the same folders."""
+    import subprocess
+    import time
+
+    cfg = grid(algorithm="fedproto", **{**SMALL, "rounds": 5000})[0]  # minutes of rounds
+    parent = (
+        "import json, os, subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'tinyproto.worker', '1'],\n"
+        "    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)\n"
+        f"p.stdin.write(json.dumps({{'config': {cfg.to_dict()!r}, 'root': {str(tmp_path)!r}}}) + '\\n')\n"
+        "p.stdin.flush()\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"  # killed long before
+    )
+    sweeper = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    worker = int(sweeper.stdout.readline())
+    folder = tmp_path / cfg.run_id()
+    deadline = time.monotonic() + 120
+    while not (folder / "config.json").exists():  # the worker is computing the run
+        assert time.monotonic() < deadline and not _gone(worker), "the worker never started"
+        time.sleep(0.2)
+    sweeper.kill()
+    sweeper.wait()
+    killed = time.monotonic()
+    while not _gone(worker) and time.monotonic() - killed < 20:
+        time.sleep(0.2)
+    assert _gone(worker), "the worker outlived the sweep that started it"
+    assert not (folder / "summary.json").exists()  # it stopped mid-run, not after finishing

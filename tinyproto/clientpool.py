@@ -255,9 +255,10 @@ def serve(threads: int) -> int:
     from tinyproto import engine
     from tinyproto.failures import one_line, user_errors
     from tinyproto.message import Message
-    from tinyproto.worker import answer_channel
+    from tinyproto.worker import answer_channel, exit_with_parent
 
     inp, out = sys.stdin.buffer, answer_channel("wb")
+    exit_with_parent()  # the run that started it is gone: stop training its clients
     torch.set_num_threads(threads)
 
     def answer(status: str, value) -> None:

@@ -15,7 +15,8 @@ Protocol, one JSON object per line:
   a user or data error (the worker then waits for the next request).
 
 Anything else is a crash: its traceback goes to stderr and the process exits 1 (the caller
-reads the last stderr line). The worker exits 0 when stdin closes. Whatever a run itself prints
+reads the last stderr line). The worker exits 0 when stdin closes, and 3 as soon as the process
+that started it is gone, even in the middle of a run (:func:`exit_with_parent`). Whatever a run itself prints
 to stdout is sent to stderr, so it cannot corrupt the answers. Every run of a worker uses
 THREADS torch threads (CPU numerics are deterministic per thread count).
 """
@@ -36,11 +37,32 @@ def answer_channel(mode: str = "w"):
     return answers
 
 
+def exit_with_parent(poll: float = 1.0) -> None:
+    """Exit this process as soon as the process that started it is gone (killed, crashed).
+
+    A worker only notices a closed stdin between requests; without this, killing a sweep (or a
+    run with client workers) left its workers computing their current runs for minutes or hours,
+    orphaned, and racing a new sweep that computed the same runs into the same folders. Files
+    are written atomically and runs checkpoint, so a later sweep resumes what was cut off."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit() or int(argv[0]) < 1:
         print("usage: python -m tinyproto.worker THREADS", file=sys.stderr)
         return 2
     answers = answer_channel()
+    exit_with_parent()
 
     import torch
 
