@@ -66,3 +66,37 @@ def test_generated_outputs_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     for path in ("results/smoke/", "figures/smoke/", "notebooks/_runs/"):
         assert path in ignored
+
+
+def test_readme_local_floor_paragraph_quotes_the_committed_tables():
+    """The README's "Local training is a strong floor" numbers are the committed Table 1 CSVs'
+    (long and quick), and "a tie" holds: the gap to the best federated method is within about
+    one standard error of the difference."""
+    import math
+    import re
+
+    import pandas as pd
+
+    readme = (ROOT / "README.md").read_text()
+    para = readme[readme.index("**Local training is a strong floor here.**") :]
+    para = " ".join(para[: para.index("\n\n")].split())
+    long = pd.read_csv(ROOT / "results/long/table1_main.csv").set_index("algorithm")
+    quick = pd.read_csv(ROOT / "results/table1_main.csv").set_index("algorithm")
+    fed = long.drop(index="local")
+    best = fed["best_acc_mean"].idxmax()
+    assert f"reaches {long.loc['local', 'best_acc_text']} (3 seeds" in para
+    assert f"{long.loc[best, 'label']} at {long.loc[best, 'best_acc_text']}" in para
+    assert f"leads at {quick.loc['local', 'best_acc_text']}" in para
+    assert quick["best_acc_mean"].idxmax() == "local"
+    protos = [
+        "fedproto",
+        "fedtgp",
+        "tinyproto-fp",
+        "tinyproto-ft",
+    ]  # "above every prototype method"
+    assert (long.loc[protos, "best_acc_mean"] < long.loc["local", "best_acc_mean"]).all()
+    se = math.sqrt(
+        sum(long.loc[a, "best_acc_std"] ** 2 / long.loc[a, "n_seeds"] for a in ("local", best))
+    )
+    gap = long.loc["local", "best_acc_mean"] - long.loc[best, "best_acc_mean"]
+    assert 0 < gap <= 1.2 * se and re.search(r"about one standard error, so a tie", para)

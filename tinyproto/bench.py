@@ -33,6 +33,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from tinyproto.clientpool import open_clients, pool_size, pool_threads
+
 COMPONENTS = ("train", "prototypes", "messages", "server", "eval", "overhead")
 COLUMNS = (
     "config_id",
@@ -216,9 +218,7 @@ def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
         mn = min_last_batch(mods, cfg.batch_size)
         sizes[st.model.arch] += batch_sizes(d.num_train, cfg.batch_size, mn, cfg.local_epochs)
 
-    from tinyproto.clientpool import open_clients
-
-    runtime = open_clients(S) if cfg.client_workers > 1 else None
+    runtime = open_clients(S) if pool_size(cfg) > 1 else None
 
     def one_round(rnd: int) -> None:
         if runtime is not None:  # clients side by side in worker processes: train = client time
@@ -297,8 +297,8 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
         num_clients=cfg.num_clients,
         device=str(S.device),
         threads=torch.get_num_threads(),
-        client_workers=workers(cfg),
-        worker_threads=worker_threads(cfg),
+        client_workers=pool_size(cfg),
+        worker_threads=pool_threads(cfg),
     )
 
     def row(component, arch, seconds, steps, bare_s):
@@ -325,24 +325,12 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def workers(config) -> int:
-    """Worker processes the clients train in (1: in this process; ``client_workers`` is capped
-    at the number of clients, as ``clientpool.open_clients`` does)."""
-    return max(1, min(config.client_workers, config.num_clients))
-
-
-def worker_threads(config) -> int:
-    """Torch threads per client: all of this process's, or an equal share per worker."""
-    n = workers(config)
-    return torch.get_num_threads() if n == 1 else max(1, torch.get_num_threads() // n)
-
-
 def default_path(config, device: str) -> Path:
     from tinyproto import store
 
     # client_workers is not in the run id (it does not change a run's numbers), but it changes
     # the timings: a bench with workers gets its own file instead of overwriting the other
-    pooled = f"-clientworkers{workers(config)}" if workers(config) > 1 else ""
+    pooled = f"-clientworkers{pool_size(config)}" if pool_size(config) > 1 else ""
     name = f"{config.profile}-{config.run_id()}{pooled}-{torch.device(device).type}.csv"
     return store.results_root() / "bench" / name
 
@@ -382,9 +370,9 @@ def cmd(args) -> int:
 
     cfg = config_from_args(args)
     df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
-    if workers(cfg) > 1:
+    if pool_size(cfg) > 1:
         print(
-            f"clients  in {workers(cfg)} worker processes, {worker_threads(cfg)} torch "
+            f"clients  in {pool_size(cfg)} worker processes, {pool_threads(cfg)} torch "
             "thread(s) each; the bare loop runs here with all threads"
         )
     out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]))

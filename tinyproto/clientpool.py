@@ -137,10 +137,21 @@ def _prototypes(algo, state):
     return None if p.classes is None else (p.classes, p.local)
 
 
+def pool_size(cfg: Config) -> int:
+    """The worker processes a run's clients train in: ``client_workers``, at most one per
+    client; 1 means in the run's own process."""
+    return max(1, min(cfg.client_workers, cfg.num_clients))
+
+
+def pool_threads(cfg: Config) -> int:
+    """Torch threads per client: this process's threads, shared equally by the workers."""
+    return max(1, torch.get_num_threads() // pool_size(cfg))
+
+
 def open_clients(S):
     """LocalClients, or a ClientPool of ``client_workers`` processes (CPU only)."""
     cfg = S.config
-    n = min(cfg.client_workers, cfg.num_clients)
+    n = pool_size(cfg)
     if n <= 1:
         return LocalClients(S)
     if S.device.type != "cpu":
@@ -148,8 +159,7 @@ def open_clients(S):
             f"invalid client_workers={cfg.client_workers} on device {S.device.type!r}: clients "
             "side by side run on the CPU (one accelerator runs one client at a time)"
         )
-    threads = max(1, torch.get_num_threads() // n)
-    return ClientPool(cfg, assign(training_costs(S), n), threads)
+    return ClientPool(cfg, assign(training_costs(S), n), pool_threads(cfg))
 
 
 class ClientPool:

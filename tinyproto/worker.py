@@ -15,10 +15,11 @@ Protocol, one JSON object per line:
   a user or data error (the worker then waits for the next request).
 
 Anything else is a crash: its traceback goes to stderr and the process exits 1 (the caller
-reads the last stderr line). The worker exits 0 when stdin closes, and 3 as soon as the process
-that started it is gone, even in the middle of a run (:func:`exit_with_parent`). Whatever a run itself prints
-to stdout is sent to stderr, so it cannot corrupt the answers. Every run of a worker uses
-THREADS torch threads (CPU numerics are deterministic per thread count).
+reads the last stderr line). The worker exits 0 when stdin closes, and 3 as soon as the
+process that started it is gone, even in the middle of a run (:func:`exit_with_parent`).
+Whatever a run itself prints to stdout is sent to stderr, so it cannot corrupt the answers.
+Every run of a worker uses THREADS torch threads (CPU numerics are deterministic per thread
+count).
 """
 
 from __future__ import annotations
