@@ -20,12 +20,12 @@ import pytest
 import torch
 
 import tinyproto.algorithms as algorithms_pkg
-import tinyproto.engine as engine_module
+import tinyproto.runtime.engine as engine_module
 from tinyproto import Config
 from tinyproto.algorithms import build_algorithm
 from tinyproto.comm import Message
 from tinyproto.config import ALGORITHMS
-from tinyproto.engine import seed_for, setup
+from tinyproto.runtime.engine import seed_for, setup
 
 N, ROUNDS = 3, 2
 

@@ -24,7 +24,7 @@ from tinyproto.algorithms.svd import (
 )
 from tinyproto.comm import Message, MessageError
 from tinyproto.config import ConfigError
-from tinyproto.engine import seed_for, setup
+from tinyproto.runtime.engine import seed_for, setup
 
 
 def make(algorithm: str, **kw):

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from tinyproto import bench
 from tinyproto.cli import main
+from tinyproto.runtime import bench
 
 SMOKE = [
     "--profile",

@@ -1,4 +1,4 @@
-"""``client_workers``: clients trained side by side in worker processes (tinyproto.clientpool).
+"""``client_workers``: clients trained side by side in worker processes (tinyproto.runtime.clients).
 
 The numbers must be exactly those of an in-process run with the workers' thread count (clients
 are independent within a round and seeded per (seed, round, client)), whatever the assignment;
@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tinyproto import Config, ConfigError, run
-from tinyproto.clientpool import ClientPool, assign
-from tinyproto.message import Message, MessageError
-from tinyproto.pool import torch_threads
+from tinyproto.comm.message import Message, MessageError
+from tinyproto.runtime.clients import ClientPool, assign
+from tinyproto.sweep.workers import torch_threads
 
 SMALL = dict(
     profile="smoke",
@@ -124,8 +124,8 @@ def test_client_workers_is_checked():
 
 def test_training_costs_follow_each_clients_steps():
     """The assignment's weights: per-step time of the client's architecture x its own steps."""
-    from tinyproto.clientpool import training_costs
-    from tinyproto.engine import setup
+    from tinyproto.runtime.clients import training_costs
+    from tinyproto.runtime.engine import setup
 
     S = setup(Config(algorithm="fedproto", **SMALL))
     costs = training_costs(S)

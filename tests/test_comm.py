@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from tinyproto import Config, comm, run
+from tinyproto import Config, algorithms, comm, run
+from tinyproto.algorithms.fedtiny.pruning import sparse_round_costs
 from tinyproto.algorithms.svd import FACTORS, factor_key, ranks
-from tinyproto.comm_table import PAPER_M, add_parser, build_comm_table, class_presence, cmd
+from tinyproto.cli.comm_table import add_parser, cmd
 from tinyproto.config import ALGORITHMS, ConfigError
-from tinyproto.engine import seed_for, setup
 from tinyproto.models import FAMILIES, build_model, count_params
-from tinyproto.pruning import sparse_round_costs
+from tinyproto.runtime.engine import seed_for, setup
+from tinyproto.scorecard.comm_table import PAPER_M, build_comm_table, class_presence
 
 # (num_classes, num_clients, alpha, partition_seed, rounds): different skews and sizes
 PARTITIONS = [
@@ -92,14 +93,14 @@ def test_measured_equals_expected(algorithm, partition, tmp_path):
         kw["model_params"] = count_params(shared)
     if algorithm == "fedkd":  # data-dependent: the floats its SVD kept, from a replay
         kept = [algo.server.kept_floats_per_round[rnd] for rnd, algo, _, _ in replay(cfg)]
-        expected = [comm.expected_cost(algorithm, **kw, kept_floats=k) for k in kept]
-        assert all(e <= comm.expected_cost(algorithm, **kw) for e in expected)  # dense bound
+        expected = [algorithms.expected_cost(algorithm, **kw, kept_floats=k) for k in kept]
+        assert all(e <= algorithms.expected_cost(algorithm, **kw) for e in expected)  # dense bound
     elif algorithm == "fedtiny":  # setup exchanges, adjustments: per round (test_fedtiny.py)
         *_, (_, algo, _, _) = replay(cfg)
         costs = sparse_round_costs(algo.plan())
         expected = [r["upload_floats"] + r["download_floats"] for r in costs]
     else:
-        expected = [comm.expected_cost(algorithm, **kw)] * cfg.rounds
+        expected = [algorithms.expected_cost(algorithm, **kw)] * cfg.rounds
     assert measured == expected
     if algorithm == "local":
         assert measured == [0] * cfg.rounds
@@ -124,7 +125,7 @@ def test_fedkd_measured_equals_kept_floats(partition):
         from_ranks += sum(svd_floats(m, shapes) for m in downloads.values())
         kept = algo.server.kept_floats_per_round[rnd]
         assert measured == from_ranks == kept
-        assert measured == comm.expected_cost(
+        assert measured == algorithms.expected_cost(
             "fedkd", num_classes=K, dim=48, num_clients=N, classes_present=0, kept_floats=kept
         )
         T = algo.threshold(rnd)
@@ -178,11 +179,11 @@ def test_tinyproto_fp_upload_holds_only_compressed_vectors():
 
 def test_expected_cost_fedkd_forms():
     kw = dict(num_classes=10, dim=8, num_clients=3, classes_present=5)
-    assert comm.expected_cost("fedkd", **kw, model_params=100) == 600
-    assert comm.expected_cost("fedkd", **kw, model_params=100, kept_floats=123) == 123
-    assert comm.expected_cost("fml", **kw, model_params=100, kept_floats=123) == 600
+    assert algorithms.expected_cost("fedkd", **kw, model_params=100) == 600
+    assert algorithms.expected_cost("fedkd", **kw, model_params=100, kept_floats=123) == 123
+    assert algorithms.expected_cost("fml", **kw, model_params=100, kept_floats=123) == 600
     with pytest.raises(ValueError, match="model_params"):
-        comm.expected_cost("fedkd", **kw)
+        algorithms.expected_cost("fedkd", **kw)
 
 
 # -- the message itself: arrays apart from metadata, and its bytes --------------------------------

@@ -10,7 +10,7 @@ import torch
 from tinyproto import Config, run
 from tinyproto.algorithms.fedproto import nearest_prototype, prototype_loss
 from tinyproto.config import SERVER_TRAINING_ALGORITHMS
-from tinyproto.engine import setup
+from tinyproto.runtime.engine import setup
 from tinyproto.store import load_prototypes, load_runs
 
 

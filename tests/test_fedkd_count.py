@@ -10,7 +10,7 @@ import torch
 
 from tinyproto import Config
 from tinyproto.comm import Message
-from tinyproto.engine import seed_for, setup
+from tinyproto.runtime.engine import seed_for, setup
 
 
 def rank_by_energy(M: np.ndarray, T: float) -> int | None:

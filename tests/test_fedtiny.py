@@ -13,18 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from tinyproto import Config, comm, run, store
-from tinyproto.algorithms import fedtiny as fedtiny_module
+from tinyproto import Config, algorithms, run, store
 from tinyproto.algorithms.common import weighted_mean
-from tinyproto.comm import Message, MessageError
-from tinyproto.compute import layer_flops
-from tinyproto.config import GROUP_OF, ConfigError
-from tinyproto.config.core import ADDED_FIELDS
-from tinyproto.data import make_synthetic
-from tinyproto.engine import seed_for, setup
-from tinyproto.fewshot import outside_shots, server_shots
-from tinyproto.models import build_model
-from tinyproto.pruning import (
+from tinyproto.algorithms.compute import layer_flops
+from tinyproto.algorithms.fedtiny import algorithm as fedtiny_module
+from tinyproto.algorithms.fedtiny.fewshot import outside_shots, server_shots
+from tinyproto.algorithms.fedtiny.pruning import (
     adjustment_rounds,
     blocks,
     bn_key,
@@ -37,6 +31,12 @@ from tinyproto.pruning import (
     sparse_round_costs,
     unpack_bits,
 )
+from tinyproto.comm import Message, MessageError
+from tinyproto.config import GROUP_OF, ConfigError
+from tinyproto.config.core import ADDED_FIELDS
+from tinyproto.data import make_synthetic
+from tinyproto.models import build_model
+from tinyproto.runtime.engine import seed_for, setup
 
 N, K = 3, 6
 
@@ -307,7 +307,7 @@ def test_measured_comm_equals_the_closed_form(variant, tmp_path):
 
 def test_closed_form_by_hand():
     """Two layers (n = 100, 30; k = 10, 3), 2 dense floats, 2 clients, 2 candidates, select."""
-    from tinyproto.pruning import SparsePlan
+    from tinyproto.algorithms.fedtiny.pruning import SparsePlan
 
     plan = SparsePlan(
         num_clients=2,
@@ -338,7 +338,7 @@ def test_closed_form_by_hand():
     )
     assert r[3]["index_list_bytes"] == 2 * 4 * 13 and r[0]["index_list_bytes"] == 2 * 4 * 26
     assert (
-        comm.expected_cost(
+        algorithms.expected_cost(
             "fedtiny", num_classes=10, dim=1, num_clients=2, classes_present=0, sparse=plan
         )
         == sum(x["upload_floats"] + x["download_floats"] for x in r) / 5
@@ -357,7 +357,7 @@ def test_fedavg_is_the_weighted_mean_of_whole_models_with_bn_statistics():
         )
     assert uploads[0].floats() == S.algo.shared_params
     assert (
-        comm.expected_cost(
+        algorithms.expected_cost(
             "fedavg",
             num_classes=K,
             dim=16,
@@ -414,7 +414,7 @@ def test_partial_participation_runs_and_late_clients_catch_up(tmp_path):
     assert res.summary["expected_floats_per_round"] is None
     assert (res.metrics["dropped"].fillna("").astype(str) != "").any()
     S = setup(cfg)
-    from tinyproto.participation import participation
+    from tinyproto.config.participation import participation
 
     for rnd in range(cfg.rounds):
         part = participation(cfg, rnd)

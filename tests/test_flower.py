@@ -383,7 +383,7 @@ def test_the_launcher_refuses_a_bad_run_config_before_starting_anything(text, me
 
 
 def test_the_core_package_never_imports_flower():
-    code = "import sys, tinyproto, tinyproto.engine, tinyproto.cli, tinyproto.sweep\n"
+    code = "import sys, tinyproto, tinyproto.runtime.engine, tinyproto.cli, tinyproto.sweep\n"
     code += "assert not [m for m in sys.modules if m.split('.')[0] in ('flwr', 'ray')]"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -125,7 +125,7 @@ def test_order_since_skips_rounds_without_an_evaluation():
     import numpy as np
     import pandas as pd
 
-    from tinyproto.claims import order_since
+    from tinyproto.scorecard.claims import order_since
 
     a = pd.Series([0.5, np.nan, 0.7, np.nan, 0.9], index=range(1, 6))
     b = pd.Series([0.6, np.nan, 0.6, np.nan, 0.8], index=range(1, 6))

@@ -167,8 +167,8 @@ def eight_gib(monkeypatch):
 
 
 def test_memory_estimate_counts_the_real_parameters():
-    from tinyproto.config import estimate_memory
     from tinyproto.models import client_model, count_params
+    from tinyproto.runtime.environment import estimate_memory
 
     cfg = Config(**SMOKE, num_clients=6, feature_dim=33, family="cnn4")
     real = sum(
@@ -290,7 +290,7 @@ def test_module_and_script_give_the_same_help():
 def test_a_partition_no_draw_can_meet_is_a_config_error(tmp_path, monkeypatch):
     import numpy as np
 
-    import tinyproto.engine as engine
+    import tinyproto.runtime.engine as engine
     from tinyproto.data import PartitionError, dirichlet_partition
 
     labels = np.repeat(np.arange(10), 40)

@@ -21,7 +21,7 @@ from tinyproto import Config
 from tinyproto.algorithms import fedtgp as fedtgp_module
 from tinyproto.algorithms.svd import ranks
 from tinyproto.comm import Message, MessageError
-from tinyproto.engine import seed_for, setup
+from tinyproto.runtime.engine import seed_for, setup
 
 ALL = (
     "local",

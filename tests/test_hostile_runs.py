@@ -338,7 +338,7 @@ DRIVER = textwrap.dedent(
     import torch
     point, root, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(threads)
-    import tinyproto.engine as engine
+    import tinyproto.runtime.engine as engine
     from tinyproto import Config, run
 
     def die():
@@ -458,7 +458,7 @@ def test_a_refused_message_names_the_round_and_keeps_the_checkpoint(tmp_path, mo
     """A client whose prototypes turn NaN mid-run (a divergence) ends the run with a one-line
     error naming the round (1-based, as metrics.csv counts) and the sender; the checkpoint of
     the rounds before it is kept, so nothing computed is lost."""
-    from tinyproto.message import MessageError
+    from tinyproto.comm.message import MessageError
 
     cfg = Config(**DIVERGING_RUN, rounds=4, checkpoint_every=1)
     diverge(monkeypatch, rnd=2, cid=1)
@@ -478,10 +478,10 @@ def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatc
     name their best accuracy, and a later run that finishes removes the stale records."""
     import pandas as pd
 
-    from tinyproto.failures import before_failure, failure, record_failure
-    from tinyproto.message import MessageError
+    from tinyproto.comm.message import MessageError
     from tinyproto.scorecard import Runs, arm
     from tinyproto.store import FAILED_METRICS
+    from tinyproto.store.failures import before_failure, failure, record_failure
 
     overrides = {k: v for k, v in DIVERGING_RUN.items() if k not in ("algorithm", "profile")}
     fedproto = arm("FedProto", "fedproto", **overrides, rounds=5, checkpoint_every=2)
@@ -513,8 +513,8 @@ def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatc
 
 def test_a_failed_record_of_rounds_does_not_hide_the_runs_error(tmp_path, monkeypatch):
     """If keeping the rounds fails too (a full disk), the run's own one-line error is raised."""
-    import tinyproto.engine as engine_module
-    from tinyproto.message import MessageError
+    import tinyproto.runtime.engine as engine_module
+    from tinyproto.comm.message import MessageError
 
     def full_disk(folder, rows):
         raise OSError(28, "No space left on device")

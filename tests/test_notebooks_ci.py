@@ -13,8 +13,8 @@ import nbformat
 import pytest
 
 from tinyproto import nbtools
+from tinyproto.cli.reproduce import NOTEBOOKS
 from tinyproto.nbtools import ProfileMismatch, clean_nb, clean_notebook, require_profile
-from tinyproto.reproduce import NOTEBOOKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

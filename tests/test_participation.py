@@ -16,7 +16,7 @@ import pytest
 
 from tinyproto import Config, run, store
 from tinyproto.config import ConfigError
-from tinyproto.participation import is_partial, num_sampled, participation
+from tinyproto.config.participation import is_partial, num_sampled, participation
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = ["train_loss", "upload_floats", "download_floats", "upload_bytes", "test_acc"]
@@ -98,7 +98,7 @@ def test_a_run_records_who_took_part_and_only_their_uploads_count(tmp_path):
 
 
 def _fed(cfg: Config):
-    from tinyproto.engine import setup
+    from tinyproto.runtime.engine import setup
 
     return setup(cfg, clients=()).fed.clients
 

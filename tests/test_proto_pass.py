@@ -14,7 +14,7 @@ import torch
 
 from tinyproto import Config
 from tinyproto.config import ConfigError, config_from_dict
-from tinyproto.engine import seed_for, setup
+from tinyproto.runtime.engine import seed_for, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from tinyproto.algorithms.common import COUNT_KEY
 from tinyproto.comm import Message
 from tinyproto.config import config_from_dict
 from tinyproto.config.core import ADDED_FIELDS
-from tinyproto.engine import setup
+from tinyproto.runtime.engine import setup
 
 ROOT = Path(__file__).resolve().parents[1]
 

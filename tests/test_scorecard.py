@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from tinyproto import Config, run
-from tinyproto.claims import claims
 from tinyproto.scorecard import Runs, compare, markdown, scorecard, weakest
+from tinyproto.scorecard.claims import claims
 from tinyproto.sweep import flatten_round
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def test_committed_scorecard_recomputes_from_the_committed_runs():
 def test_order_since_is_the_round_the_final_ordering_began():
     import pandas as pd
 
-    from tinyproto.claims import order_since
+    from tinyproto.scorecard.claims import order_since
 
     rounds = range(1, 9)
     a = pd.Series([0.5, 0.6, 0.5, 0.7, 0.8, 0.8, 0.9, 0.9], index=rounds)
@@ -138,8 +138,8 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
 
     import tinyproto.scorecard as sc
     import tinyproto.sweep as sw
-    from tinyproto.failures import FAILED
     from tinyproto.store import run_dir
+    from tinyproto.store.failures import FAILED
 
     monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
     handed = []
@@ -165,8 +165,8 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
 
 
 def test_a_run_that_did_not_finish_is_named_not_missing(tmp_path):
-    from tinyproto.failures import FAILED, failure
     from tinyproto.scorecard import _text
+    from tinyproto.store.failures import FAILED, failure
 
     cfg = Config(algorithm="tinyproto-fp", profile="smoke", seed=0)
     folder = tmp_path / cfg.run_id()

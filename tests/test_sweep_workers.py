@@ -130,7 +130,7 @@ def test_a_failure_with_runs_still_queued_ends_the_sweep(tmp_path):
 
 
 def test_keep_going_records_the_failure_and_finishes_the_others(tmp_path):
-    from tinyproto.failures import failure
+    from tinyproto.store.failures import failure
 
     bad = _small_fmnist_missing(tmp_path)
     good = grid(algorithm="fedproto", seed=[0, 1], **SMALL)
@@ -149,7 +149,7 @@ def test_a_recorded_failure_is_not_computed_again_unless_asked(tmp_path):
     """keep_going sweeps skip a run recorded as failed (it would fail the same way) and report
     its recorded line; retry_failed computes it again; without keep_going it is computed (and
     raises)."""
-    from tinyproto.failures import FAILED
+    from tinyproto.store.failures import FAILED
 
     bad = _small_fmnist_missing(tmp_path)
     root = tmp_path / "runs"
@@ -177,7 +177,7 @@ def test_worker_protocol_serves_runs_until_stdin_closes(tmp_path):
     good = grid(algorithm="fedproto", seed=[0, 1], **SMALL)
     bad = _small_fmnist_missing(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tinyproto.worker", "1"],
+        [sys.executable, "-m", "tinyproto.sweep.worker", "1"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -200,7 +200,7 @@ def test_worker_protocol_serves_runs_until_stdin_closes(tmp_path):
     assert proc.returncode == 1 and out == ""
     assert "JSONDecodeError" in err.strip().splitlines()[-1]
     quiet = subprocess.run(
-        [sys.executable, "-m", "tinyproto.worker", "1"], input="", capture_output=True, text=True
+        [sys.executable, "-m", "tinyproto.sweep.worker", "1"], input="", capture_output=True, text=True
     )
     assert quiet.returncode == 0 and quiet.stdout == ""
 
@@ -236,7 +236,7 @@ def test_a_killed_worker_is_a_failure_naming_its_run(tmp_path):
                 cmd = open(f"/proc/{pid}/cmdline").read()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and "tinyproto.worker" in cmd:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and "tinyproto.sweep.worker" in cmd:
                 found.append(int(pid))
         return found
 
@@ -276,7 +276,7 @@ def test_a_worker_exits_mid_run_when_the_sweep_that_started_it_is_killed(tmp_pat
     cfg = grid(algorithm="fedproto", **{**SMALL, "rounds": 5000})[0]  # minutes of rounds
     parent = (
         "import json, os, subprocess, sys, time\n"
-        "p = subprocess.Popen([sys.executable, '-m', 'tinyproto.worker', '1'],\n"
+        "p = subprocess.Popen([sys.executable, '-m', 'tinyproto.sweep.worker', '1'],\n"
         "    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)\n"
         f"p.stdin.write(json.dumps({{'config': {cfg.to_dict()!r}, 'root': {str(tmp_path)!r}}}) + '\\n')\n"
         "p.stdin.flush()\n"

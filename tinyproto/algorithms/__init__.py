@@ -8,7 +8,7 @@ from tinyproto.algorithms.feddistill import FedDistill
 from tinyproto.algorithms.fedkd import FedKD
 from tinyproto.algorithms.fedproto import FedProto
 from tinyproto.algorithms.fedtgp import FedTGP
-from tinyproto.algorithms.fedtiny import FedTiny
+from tinyproto.algorithms.fedtiny.algorithm import FedTiny
 from tinyproto.algorithms.fml import FML
 from tinyproto.algorithms.lg_fedavg import LGFedAvg
 from tinyproto.algorithms.local import Local
@@ -33,6 +33,19 @@ REGISTRY: dict[str, type[Algorithm]] = {
 }
 
 
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The registered class of algorithm ``name``; ValueError naming the ones there are."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown algorithm {name!r}; have {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def expected_cost(algorithm: str, **kw) -> int | float:
+    """Floats per round, all clients, both directions (paper Table 2), as ``algorithm``'s class
+    declares it (``Algorithm.expected_cost``: the keywords and what they mean)."""
+    return algorithm_class(algorithm).expected_cost(**kw)
+
+
 def build_algorithm(ctx: Context) -> Algorithm:
     name = ctx.config.algorithm
     if name not in REGISTRY:
@@ -47,5 +60,7 @@ __all__ = [
     "Context",
     "REGISTRY",
     "ServerState",
+    "algorithm_class",
     "build_algorithm",
+    "expected_cost",
 ]

@@ -1,7 +1,7 @@
 """The algorithm protocol: typed client and server state, and steps that talk only in messages.
 
 An algorithm is a class with a client side and a server side that share nothing but
-``Message`` objects (tinyproto.message):
+``Message`` objects (tinyproto.comm.message):
 
     state        = algo.init_client(cid, model)              # a typed ClientState
     upload, loss = algo.client_round(state, data, rnd, gen)  # local training, then the upload
@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-from tinyproto import comm, compute
+from tinyproto import comm
+from tinyproto.algorithms import compute
 from tinyproto.comm import Bound, Message, check_downloads, check_message, collect_uploads, expect
 from tinyproto.config import Config
 from tinyproto.data import ClientSplit, Dataset
@@ -245,7 +246,7 @@ class Algorithm:
 
     # -- what the engine reports ----------------------------------------------------------------
     def report(self, states: list[ClientState], data: list[ClientData]) -> dict:
-        """Per-run compute and memory (tinyproto.compute): training FLOPs per round, FLOPs per
+        """Per-run compute and memory (tinyproto.algorithms.compute): training FLOPs per round, FLOPs per
         image, bytes of one client step, over the models the clients train."""
         return compute.summarise([self.client_cost(st, d) for st, d in zip(states, data)])
 
@@ -254,13 +255,40 @@ class Algorithm:
         cfg = self.cfg
         return compute.trained_cost(state.trained(), data, cfg.batch_size, cfg.local_epochs)
 
+    @classmethod
+    def expected_cost(
+        cls,
+        *,
+        num_classes: int,
+        dim: int,
+        num_clients: int,
+        classes_present: int,
+        cps_dim: int | None = None,
+        model_params: int | None = None,
+        kept_floats: int | None = None,
+        sparse=None,
+    ) -> int | float:
+        """Floats per round, all clients, both directions (paper Table 2), in closed form.
+
+        Every algorithm declares its own (``tinyproto.algorithms.expected_cost`` looks it up by
+        name). ``classes_present`` is U = sum over clients of the number of classes each
+        uploads; ``model_params`` the size of a shared model (FML / FedKD / FedAvg);
+        ``cps_dim`` the prototype width when CPS is on; ``kept_floats`` what FedKD's SVD kept
+        in a round (no closed form exists); ``sparse`` FedTiny's ``pruning.SparsePlan``."""
+        raise ValueError(f"expected_cost({cls.name!r}): no closed form declared")
+
+    @staticmethod
+    def _needs(name: str, model_params: int | None) -> int:
+        if model_params is None:
+            raise ValueError(f"expected_cost({name!r}) needs model_params")
+        return model_params
+
     def expected_floats(self, classes_present: int) -> float | None:
         """Paper Table 2's floats per round (both directions) for this run, to check the
         measured ones against; ``classes_present`` is U, counted on the training splits."""
         cfg = self.cfg
         try:
-            return comm.expected_cost(
-                cfg.algorithm,
+            return type(self).expected_cost(
                 num_classes=self.ctx.num_classes,
                 dim=cfg.feature_dim,
                 num_clients=cfg.num_clients,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tinyproto import timing
 from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context
 from tinyproto.comm import Bound, Message, MessageError, expect, read_config
 from tinyproto.config import Config, ConfigError
@@ -18,6 +19,7 @@ COUNT_KEY = "num_train"  # n_i, a client's training-sample count: an int config 
 # -- client side: training and what it reports ---------------------------------------------------
 
 
+@timing.timed("train")
 def train_local(
     state: ClientState,
     data: ClientData,
@@ -123,6 +125,7 @@ class ClassSums:
 
 
 @torch.no_grad()
+@timing.timed("prototypes")
 def class_means(
     model: torch.nn.Module, data: ClientData, num_classes: int, output: str = "features"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -251,6 +254,12 @@ def weighted_average(pairs: list[tuple[dict[str, torch.Tensor], int]], names) ->
 class FedAvgAlgorithm(Algorithm):
     """An algorithm whose server is FedAvg: uploads carry the arrays of ``self.spec`` and n_i
     (config), every client gets the n_i-weighted average (LG-FedAvg's heads, FML's memes)."""
+
+    @classmethod
+    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
+                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+        """The shared model, both ways, per client: 2 N x model_params (FML, FedAvg)."""
+        return 2 * num_clients * cls._needs(cls.name, model_params)
 
     upload_config = {COUNT_KEY: int}
     spec: dict[str, tuple]  # {name: (kind, shape)} of the averaged arrays, set in __init__

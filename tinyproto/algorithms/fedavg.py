@@ -24,9 +24,9 @@ from tinyproto.algorithms.common import (
     ce_loss,
     train_local,
 )
+from tinyproto.algorithms.fedtiny.pruning import check_variances, float_state, load_float_state
 from tinyproto.comm import Message, expect
 from tinyproto.models import count_params
-from tinyproto.pruning import check_variances, float_state, load_float_state
 
 
 class FedAvg(FedAvgAlgorithm):

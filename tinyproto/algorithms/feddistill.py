@@ -67,6 +67,13 @@ class FedDistill(ClassVectorAlgorithm):
     client_state = DistillClient
     key = "logits"
 
+    @classmethod
+    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
+                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+        """Table 2: K logits per class held, up; K x K per client, down."""
+        K = num_classes
+        return K * (classes_present + num_clients * K)
+
     def __init__(self, ctx):
         self.K = self.width = ctx.num_classes
         super().__init__(ctx)

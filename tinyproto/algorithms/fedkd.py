@@ -114,6 +114,16 @@ class FedKD(Algorithm):
     server_state = KDServer
     upload_config = {COUNT_KEY: int}
 
+    @classmethod
+    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
+                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+        """What the SVD kept (``kept_floats``: the round's total over its 2N messages, as FedKD's
+        compressor counts it from the ranks) when known; else the dense mentee both ways, per
+        client, the no-compression upper bound 2 N x model_params."""
+        if kept_floats is not None:
+            return int(kept_floats)
+        return 2 * num_clients * cls._needs(cls.name, model_params)
+
     def __init__(self, ctx):
         super().__init__(ctx)
         self.initial = build_shared(ctx)  # every mentee starts from these weights

@@ -91,6 +91,13 @@ class FedProto(ClassVectorAlgorithm):
     client_side_scaling = True  # FP: clients apply mu; FT applies it on the server (App. C)
     key = "protos"
 
+    @classmethod
+    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
+                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+        """Table 2: a d-float (s with CPS) prototype per class held, up; K per client, down."""
+        width = cps_dim if cps_dim is not None else dim
+        return width * (classes_present + num_clients * num_classes)
+
     def __init__(self, ctx):
         self.K = ctx.num_classes
         self.d = ctx.feature_dim

@@ -34,6 +34,12 @@ from tinyproto.models import client_model, client_seed
 class LGFedAvg(FedAvgAlgorithm):
     name = "lg-fedavg"
 
+    @classmethod
+    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
+                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+        """Table 2: the d x K head and its K biases, both ways, per client."""
+        return 2 * num_clients * (dim * num_classes + num_classes)
+
     def __init__(self, ctx):
         super().__init__(ctx)
         K, d = ctx.num_classes, ctx.feature_dim

@@ -10,5 +10,11 @@ from tinyproto.comm import Message
 class Local(Algorithm):
     name = "local"
 
+    @classmethod
+    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
+                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+        """Nothing is sent."""
+        return 0
+
     def client_round(self, state: ClientState, data: ClientData, rnd: int, generator):
         return Message(), train_local(state, data, self.cfg, generator, ce_loss)

@@ -4,7 +4,7 @@
     params.py       the constraint table PARAMS (type, range, users, help per flat option)
     options.py      per-algorithm option groups (cfg.tinyproto, cfg.fml, ...)
     core.py         Config, config_from_dict
-    environment.py  device, results folder, memory: check_environment
+    participation.py  which clients a round samples, and whose upload is lost (from seed, round)
 
 A profile (smoke | quick | paper) fills the fields left unset; explicit values override it.
 Algorithm-dependent defaults (CPS dim s = d // 10) are resolved at construction, so that a
@@ -12,13 +12,6 @@ Algorithm-dependent defaults (CPS dim s = d // 10) are resolved at construction,
 """
 
 from tinyproto.config.core import TOP_LEVEL, Config, config_from_dict
-from tinyproto.config.environment import (
-    available_memory,
-    check_device,
-    check_environment,
-    check_writable_folder,
-    estimate_memory,
-)
 from tinyproto.config.options import (
     GROUP_OF,
     GROUPS,
@@ -88,11 +81,6 @@ __all__ = [
     "PrototypeOptions",
     "SharedModelOptions",
     "TinyProtoOptions",
-    "available_memory",
-    "check_device",
-    "check_environment",
     "check_value",
-    "check_writable_folder",
     "config_from_dict",
-    "estimate_memory",
 ]

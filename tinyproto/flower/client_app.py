@@ -3,14 +3,14 @@
 A SuperNode's node config names its client: ``partition-id`` i and ``num-partitions`` N
 (Flower's simulation sets both; a deployment starts ``flower-supernode --node-config
 "partition-id=i num-partitions=N"``). The node derives the run-wide constants from the run
-config exactly as the in-process engine does (``engine.setup``: the data, the Dirichlet
-partition, masks, mu, the algorithm; then ``engine.add_client`` for client i's model), so node
+config exactly as the in-process engine does (``runtime.setup``: the data, the Dirichlet
+partition, masks, mu, the algorithm; then ``add_client`` for client i's model), so node
 i holds client i's data and starts from client i's model. Between messages the client's state lives in
 Flower's ``Context.state`` (its ``state_dict``, saved with torch): each message restores it,
 runs one step and stores it back.
 
     query     hello: check the node config, (re)start the client, reply with its partition
-    train     round r: seed as the engine does (seed_for(seed, r, i)), client_round -> the
+    train     round r: runtime.step.train_client, as every runtime runs it -> the
               upload (records.to_records) and a report {loss, num-train}
     evaluate  round r: receive the download (if one came), evaluate (if asked), save a
               checkpoint of the client's state (if asked), report {num-test, correct}
@@ -32,8 +32,9 @@ from flwr.clientapp import ClientApp
 
 from tinyproto import store
 from tinyproto.config import ConfigError
-from tinyproto.engine import Setup, add_client, seed_for, setup
 from tinyproto.flower import records, settings
+from tinyproto.runtime import step
+from tinyproto.runtime.setup import Setup, add_client, setup
 
 STATE = "tinyproto-state"  # the Context.state record holding the client's state
 KEEP = 2  # client checkpoints kept: the server's last checkpoint may be the one before
@@ -136,14 +137,10 @@ def train(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessag
     S, cid = client(context, run_config)
     restore(S, cid, context)
     rnd = records.envelope(msg.content)["round"]
-    s = seed_for(S.config.seed, rnd, cid)
-    torch.manual_seed(s)
-    upload, loss = S.algo.client_round(
-        S.states[cid], S.data[cid], rnd, torch.Generator().manual_seed(s)
-    )
+    trained = step.train_client(S.algo, S.states[cid], S.data[cid], S.config.seed, rnd, cid)
     keep(S, cid, context)
-    report = {"loss": float(loss), "num-train": S.data[cid].num_train}
-    return reply(msg, records.to_records(upload, report=report))
+    report = {"loss": trained.loss, "num-train": S.data[cid].num_train}
+    return reply(msg, records.to_records(trained.upload, report=report))
 
 
 @app.evaluate()
@@ -154,10 +151,10 @@ def evaluate(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMes
     env = records.envelope(msg.content)
     state, data = S.states[cid], S.data[cid]
     if env.get("download"):
-        S.algo.receive(state, records.from_records(msg.content, "the server"))
+        step.receive(S.algo, state, records.from_records(msg.content, "the server"))
     report = {"num-test": data.num_test}
     if env.get("evaluate"):
-        report["correct"] = S.algo.evaluate(state, data)
+        report["correct"] = step.evaluate(S.algo, state, data)
     keep(S, cid, context)
     if env.get("checkpoint"):
         folder = checkpoint_dir(context, env, S.config.run_id())

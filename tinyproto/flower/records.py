@@ -27,7 +27,7 @@ from flwr.app.message.message import remove_content_from_message
 from flwr.common.serde import message_to_proto
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree
 
-from tinyproto.message import (
+from tinyproto.comm.message import (
     CONFIG_TYPES,
     METRIC_TYPES,
     WIRE_DTYPES,

@@ -6,7 +6,7 @@
    Each must be a distinct partition-id holding exactly that client's data (the digest of its
    indices and labels must equal the server's own partition's); a duplicate, a foreign
    partition or a misconfigured node (its error names the key) stops the run with one line.
-2. each round r, as engine.run: the sampled clients (tinyproto.participation) get a train
+2. each round r, as engine.run: the sampled clients (tinyproto.config.participation) get a train
    message; their uploads (a simulated drop discards one), ordered by client id, go through
    the algorithm's server_round; every client with a download, and every client in an
    evaluation or checkpoint round, gets an evaluate message (the download and flags); test
@@ -29,20 +29,20 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 from flwr.app import ConfigRecord, Context, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from tinyproto import comm, store
-from tinyproto.config import ConfigError, check_environment
-from tinyproto.engine import Setup, setup
+from tinyproto.config import ConfigError
+from tinyproto.config.participation import ids, participation
 from tinyproto.flower import records, settings
 from tinyproto.flower.link import Exchange, Link
-from tinyproto.participation import ids, participation
+from tinyproto.runtime import step
+from tinyproto.runtime.environment import check_environment
+from tinyproto.runtime.setup import Setup, setup
+from tinyproto.store.summary import summarise_run
 
-CHECKPOINT_FORMAT = "flower-1"
 EXACT = "rounds.json"
 STATES = "client-states"  # clients' checkpoints in the run folder (a node's state-dir overrides)
 log = logging.getLogger("flwr")  # Flower's logger: its lines reach `flwr log`
@@ -79,13 +79,11 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
     client_rows = ck["client_rows"] if ck else []
     failures = ck["failures"] if ck else []
     elapsed = ck["elapsed"] if ck else 0.0
-    end = cfg.rounds if not run.stop_after else min(cfg.rounds, run.stop_after)
+    end = step.last_round(cfg, run.stop_after or None)
     for rnd in range(start, end):
         t0 = time.perf_counter()
         done = rnd + 1
-        save = done < cfg.rounds and (
-            (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == end
-        )
+        save = step.checkpoint_round(cfg, done, end)
         row, evaluated, failed = one_round(link, S, rnd, save, out)
         failures += [{"round": done, "client": c, "why": why} for c, why in sorted(failed.items())]
         client_rows += evaluated
@@ -93,20 +91,10 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
         elapsed += row["seconds"]
         rows.append(row)
         log.info("round %d: acc %.4f, failed %s", done, row["test_acc"], row["failed"] or "-")
-        if save:
-            state = S.algo.server_state_dict()
-            store.write_torch(
-                ckpt,
-                dict(
-                    format=CHECKPOINT_FORMAT,
-                    run_id=cfg.run_id(),
-                    round=done,
-                    server=state,
-                    rows=rows,
-                    client_rows=client_rows,
-                    failures=failures,
-                    elapsed=elapsed,
-                ),
+        if save:  # the engine's format; each client saved its own state (client_app)
+            store.write_checkpoint(
+                ckpt, cfg, done, S.algo.server_state_dict(), rows, client_rows, elapsed,
+                failures=failures,
             )
     if len(rows) < cfg.rounds:
         return out
@@ -179,7 +167,7 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         str(done),
     )
     failed = {c: f"train: {why}" for c, why in train.failed.items()}
-    uploads, losses, weights, control = {}, {}, [], sum(train.sent_bytes.values())
+    uploads, losses, weights, control = {}, {}, {}, sum(train.sent_bytes.values())
     for cid, reply in sorted(train.replies.items()):
         sender = comm.sender_name(cid)
         try:
@@ -192,15 +180,16 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
             control += train.received_bytes[cid]
             continue
         losses[cid] = rep["loss"]
-        weights.append(rep["num-train"])
+        weights[cid] = rep["num-train"]
         if cid in part.dropped:  # simulated: the upload is lost on its way
             control += train.received_bytes[cid]
         else:
             uploads[cid] = msg
     if not losses:
         raise RuntimeError(f"round {done}: no client trained ({'; '.join(failed.values())})")
-    downloads = algo.server_round(uploads, rnd) if uploads else {}
-    evaluate = done % cfg.eval_every == 0 or done == cfg.rounds
+    with step.naming_round(rnd, cfg.rounds):
+        downloads = step.aggregate(algo, rnd, uploads)
+    evaluate = step.eval_round(cfg, done)
     targets = sorted(link.nodes) if evaluate or save else sorted(downloads)
     contents = {}
     for cid in targets:
@@ -212,19 +201,9 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         )
     ev = link.exchange(contents, str(done))
     failed.update({c: f"evaluate: {why}" for c, why in ev.failed.items() if c not in failed})
-    row = {
-        "round": done,
-        "train_loss": float(np.average(list(losses.values()), weights=weights)),
-        "upload_floats": sum(m.floats() for m in uploads.values()),
-        "download_floats": sum(m.floats() for m in downloads.values()),
-        "upload_bytes": sum(m.nbytes() for m in uploads.values()),
-        "download_bytes": sum(m.nbytes() for m in downloads.values()),
-        "test_acc": float("nan"),
-        "clients": ids(uploads),
-        "dropped": ids(part.dropped),
-        "failed": ids(failed),
-    }
-    client_rows, correct, tested = [], 0, 0
+    row = step.round_row(cfg, rnd, part, losses, weights, uploads, downloads, always_ids=True)
+    row["failed"] = ids(failed)
+    results, client_rows = {}, []
     for cid, reply in sorted(ev.replies.items()) if evaluate else ():
         try:
             rep = records.report(
@@ -233,19 +212,9 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         except comm.MessageError as e:
             failed[cid] = f"evaluate: refused: {e}"
             continue
-        correct, tested = correct + rep["correct"], tested + rep["num-test"]
-        acc = rep["correct"] / max(rep["num-test"], 1)
-        client_rows.append(
-            {
-                "round": done,
-                "client": cid,
-                "test_acc": acc,
-                "test_samples": rep["num-test"],
-                "train_loss": losses.get(cid, float("nan")),
-            }
-        )
-    if evaluate and tested:
-        row["test_acc"] = correct / tested
+        results[cid] = (rep["correct"], rep["num-test"])
+    if evaluate:  # the accuracy over the clients that answered
+        step.add_evaluation(row, client_rows, results, losses)
     row["failed"] = ids(failed)
     row.update(wire_columns(uploads, downloads, train, ev, control))
     return row, client_rows, failed
@@ -272,51 +241,26 @@ def wire_columns(
 
 
 def summarise(S: Setup, metrics: pd.DataFrame, elapsed: float) -> dict:
-    """summary.json: what engine.run reports that the server knows (the clients' models and
-    prototypes stay on the SuperNodes), and the bytes on the wire."""
-    cfg, fed, acc = S.config, S.fed, metrics["test_acc"]
+    """summary.json: the engine's (``store.summary.summarise_run``) for what the server knows
+    (the clients' models and prototypes stay on the SuperNodes), and the bytes on the wire."""
     mean = {k: float(metrics[k].mean()) for k in metrics if k.endswith(("_floats", "_bytes"))}
     payload = mean["upload_bytes"] + mean["download_bytes"]
     wire = mean["wire_upload_bytes"] + mean["wire_download_bytes"]
-    U_train = int(sum((c.train_counts > 0).sum() for c in fed.clients))
-    return {
-        "run_id": cfg.run_id(),
-        "runtime": "flower",
-        "algorithm": cfg.algorithm,
-        "dataset": cfg.dataset,
-        "profile": cfg.profile,
-        "seed": cfg.seed,
-        "best_acc": float(acc.max()),
-        "best_round": int(metrics["round"][int(acc.idxmax())]),
-        "last_acc": float(acc.dropna().iloc[-1]),
-        "rounds": len(metrics),
-        "comm_floats_per_round": mean["upload_floats"] + mean["download_floats"],
-        "comm_bytes_per_round": payload,
-        "message_bytes_per_round": mean["message_upload_bytes"] + mean["message_download_bytes"],
-        "wire_bytes_per_round": wire,
-        "wire_overhead_bytes_per_round": wire - payload,
-        "wire_control_bytes_per_round": mean["wire_control_bytes"],
-        "expected_floats_per_round": S.algo.expected_floats(U_train),
-        "classes_present_train": U_train,
-        "num_train": int(sum(c.train_idx.numel() for c in fed.clients)),
-        "num_test": int(sum(c.test_idx.numel() for c in fed.clients)),
-        "mu_resolved": S.ctx.mu,
-        "wall_seconds": float(elapsed),
-        "seconds_per_round": float(elapsed / max(len(metrics), 1)),
-        "device": str(S.device),
-    }
+    summary = summarise_run(S, metrics, elapsed, runtime="flower")
+    summary.update(
+        message_bytes_per_round=mean["message_upload_bytes"] + mean["message_download_bytes"],
+        wire_bytes_per_round=wire,
+        wire_overhead_bytes_per_round=wire - payload,
+        wire_control_bytes_per_round=mean["wire_control_bytes"],
+    )
+    return summary
 
 
 def load_checkpoint(path, S: Setup) -> dict:
-    """The Flower server's checkpoint of this run, checked, with the server state restored."""
-    cfg = S.config
-    try:
-        ck = torch.load(path, map_location=S.device, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - zip/pickle/EOF errors: all mean damaged
-        raise store.RunFolderError(f"{path}: unreadable checkpoint ({type(e).__name__})") from None
-    ok = isinstance(ck, dict) and ck.get("format") == CHECKPOINT_FORMAT
-    ok = ok and ck.get("run_id") == cfg.run_id() and isinstance(ck.get("round"), int)
-    if not ok or not 1 <= ck["round"] <= cfg.rounds or len(ck["rows"]) != ck["round"]:
-        raise store.RunFolderError(f"{path}: not a Flower checkpoint of run {cfg.run_id()}")
+    """The server's checkpoint of this run (the engine's format, without client states),
+    checked, with the server state restored."""
+    ck = store.load_checkpoint(path, S.config, S.device, clients=False)
+    if not isinstance(ck.get("failures"), list):
+        raise store.RunFolderError(f"{path}: not a Flower checkpoint of run {S.config.run_id()}")
     S.algo.load_server_state_dict(ck["server"])
     return ck

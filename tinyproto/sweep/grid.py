@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from tinyproto.config import PROFILES, Config, ConfigError
-from tinyproto.failures import failure, record_failure, user_errors
-from tinyproto.pool import (  # noqa: F401  (re-exported: sweep's public worker settings)
+from tinyproto.store import default_profile, project_root, results_root, run_dir, runs_root  # noqa: F401
+from tinyproto.store.failures import failure, record_failure, user_errors
+from tinyproto.sweep.workers import (  # noqa: F401  (re-exported: sweep's public worker settings)
     WORKERS_ENV,
     RunFailed,
     _run_in_parallel,
@@ -30,7 +31,6 @@ from tinyproto.pool import (  # noqa: F401  (re-exported: sweep's public worker 
     run_threads,
     torch_threads,
 )
-from tinyproto.store import default_profile, project_root, results_root, run_dir, runs_root  # noqa: F401
 
 DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "long": [0, 1, 2], "paper": [0, 1, 2]}
 SUMMARY_COLUMNS = [
@@ -142,7 +142,7 @@ def sweep(
     ``retry_failed``, e.g. after a change of the code. Without ``keep_going`` every missing run is
     computed.
     """
-    from tinyproto.engine import run
+    from tinyproto.runtime.engine import run
     from tinyproto.store import is_complete
 
     unique = list({cfg.run_id(): cfg for cfg in configs}.values())

@@ -306,8 +306,32 @@ def load_run(path: str | Path) -> dict:
     return verify_run(path)
 
 
-def load_checkpoint(path: Path, config: Config, map_location=None) -> dict:
-    """A checkpoint of ``config``'s run, checked; RunFolderError naming the file otherwise."""
+def write_checkpoint(
+    path: Path, config: Config, done: int, server, rows, client_rows, elapsed: float, *,
+    clients: list | None = None, **extra,
+) -> None:
+    """A run's checkpoint after ``done`` rounds, one format for every runtime: the server
+    state, both tables so far, the elapsed seconds and ``clients`` (their states, where the
+    writer holds them; None where each client keeps its own, as on Flower); ``extra`` keys
+    (Flower: the failures so far) are kept as they are."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "run_id": config.run_id(),
+        "round": done,
+        "clients": clients,
+        "server": server,
+        "rows": rows,
+        "client_rows": client_rows,
+        "elapsed": elapsed,
+        "config": config.to_dict(),
+        **extra,
+    }
+    write_torch(path, state)
+
+
+def load_checkpoint(path: Path, config: Config, map_location=None, *, clients: bool = True) -> dict:
+    """A checkpoint of ``config``'s run, checked; RunFolderError naming the file otherwise.
+    ``clients``: whether it must hold every client's state (False: the Flower server's)."""
     import torch
 
     try:
@@ -329,7 +353,9 @@ def load_checkpoint(path: Path, config: Config, map_location=None) -> dict:
     done = ck.get("round")
     if not isinstance(done, int) or not 1 <= done <= config.rounds:
         raise _bad(path, f"checkpoint round {done!r} outside 1..{config.rounds}")
-    if len(ck.get("rows", ())) != done or len(ck.get("clients", ())) != config.num_clients:
+    held = ck.get("clients")
+    n_states = len(held) if isinstance(held, list) else None
+    if len(ck.get("rows", ())) != done or (clients and n_states != config.num_clients):
         raise _bad(path, "checkpoint rows or client states do not match its round / clients")
     return ck
 

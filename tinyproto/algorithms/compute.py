@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyproto.pruning import bitmap_bytes
+from tinyproto.algorithms.fedtiny.pruning import bitmap_bytes
 
 FLOAT_BYTES = 4
 
@@ -156,15 +156,3 @@ def summarise(costs: list[dict[str, float]], prefix: str = "") -> dict[str, floa
         out[f"{prefix}client_{key}_mean"] = float(sum(vals) / len(vals))
         out[f"{prefix}client_{key}_max"] = float(max(vals))
     return out
-
-
-def config_costs(config) -> dict[str, float]:
-    """A run's compute and memory numbers (``Algorithm.report``) for a config whose clients
-    train dense models, without training: what a finished run written before the engine
-    reported them would have had. FedTiny's depend on its chosen mask: read its summary."""
-    from tinyproto.engine import setup
-
-    if config.algorithm == "fedtiny":
-        raise ValueError("fedtiny's costs depend on its chosen mask: read its run's summary")
-    S = setup(config)
-    return S.algo.report(S.states, S.data)

@@ -10,11 +10,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tinyproto import store
 from tinyproto.cps import hamming_stats
+from tinyproto.store import runs as store
 
 
-def summarise_run(S, metrics: pd.DataFrame, elapsed: float) -> dict:
+def summarise_run(S, metrics: pd.DataFrame, elapsed: float, runtime: str = "engine") -> dict:
+    """summary.json of a finished run, the same keys from every runtime. ``S``: the run's
+    ``runtime.setup.Setup``; where it holds no client states (the Flower server: the models
+    stay on the SuperNodes) the per-client report (FLOPs, step memory, architectures) is left
+    out and the runtime adds what it measured itself (Flower: the bytes on the wire)."""
     cfg, fed = S.config, S.fed
     acc = metrics["test_acc"]
     best_idx = int(acc.idxmax())
@@ -24,6 +28,7 @@ def summarise_run(S, metrics: pd.DataFrame, elapsed: float) -> dict:
     U_full = int(sum((c.full_counts > 0).sum() for c in fed.clients))
     summary = {
         "run_id": cfg.run_id(),
+        "runtime": runtime,
         "algorithm": cfg.algorithm,
         "dataset": cfg.dataset,
         "profile": cfg.profile,
@@ -54,7 +59,8 @@ def summarise_run(S, metrics: pd.DataFrame, elapsed: float) -> dict:
         "python": platform.python_version(),
     }
     summary["expected_floats_per_round"] = S.algo.expected_floats(U_train)
-    summary.update(S.algo.report(S.states, S.data))  # FLOPs and step memory (compute.py)
+    if all(st is not None for st in S.states):  # FLOPs and step memory (algorithms.compute)
+        summary.update(S.algo.report(S.states, S.data))
     if S.ctx.masks is not None:
         summary["masks"] = hamming_stats(S.ctx.masks.cpu())
     return summary

@@ -23,11 +23,8 @@ from tinyproto.algorithms.common import (
     read_count,
     weighted_mean,
 )
-from tinyproto.comm import Message, MessageError, expect, read_config
-from tinyproto.config import ConfigError
-from tinyproto.fewshot import pretrain, server_shots
-from tinyproto.participation import is_partial
-from tinyproto.pruning import (
+from tinyproto.algorithms.fedtiny.fewshot import pretrain, server_shots
+from tinyproto.algorithms.fedtiny.pruning import (
     INDEX_BYTES,
     VAL_KEY,
     VERSION_KEY,
@@ -47,7 +44,11 @@ from tinyproto.pruning import (
     maskable,
     pack_bits,
     prune_grow,
+    sparse_round_costs,
 )
+from tinyproto.comm import Message, MessageError, expect, read_config
+from tinyproto.config import ConfigError
+from tinyproto.config.participation import is_partial
 
 
 @dataclass
@@ -78,6 +79,16 @@ class FedTinyServerSide(Algorithm):
 
     server_state = TinyServer
     upload_config = {COUNT_KEY: int, VAL_KEY: int, VERSION_KEY: int}
+
+    @classmethod
+    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
+                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+        """The rounds differ (setup exchanges, adjustment uploads): the mean over the run's
+        rounds of ``pruning.sparse_round_costs(sparse)`` (``sparse``: the run's SparsePlan)."""
+        if sparse is None:
+            raise ValueError("expected_cost('fedtiny') needs sparse (a pruning.SparsePlan)")
+        rounds = sparse_round_costs(sparse)
+        return sum(r["upload_floats"] + r["download_floats"] for r in rounds) / max(len(rounds), 1)
 
     def __init__(self, ctx: Context):
         opts = ctx.config.fedtiny
@@ -383,8 +394,7 @@ class FedTinyServerSide(Algorithm):
         which setup stage then depends on the draw)."""
         if is_partial(self.cfg):
             return None
-        return comm.expected_cost(
-            "fedtiny",
+        return self.expected_cost(
             num_classes=self.ctx.num_classes,
             dim=self.ctx.feature_dim,
             num_clients=self.ctx.num_clients,

@@ -1,5 +1,6 @@
 """Worker processes for ``sweep``: how many, with how many torch threads each, and the parent's
-side of the worker protocol (``tinyproto.worker`` is the child's side).
+side of the worker protocol (``tinyproto.sweep.worker`` is the child's side; the processes and
+their frames are ``tinyproto.runtime.procs``'s).
 
 A run's numbers on the CPU depend on its torch thread count, so the count is fixed by the
 number of workers asked for, never by how many runs happen to be missing (:func:`run_threads`).
@@ -7,14 +8,14 @@ number of workers asked for, never by how many runs happen to be missing (:func:
 
 from __future__ import annotations
 
-import contextlib
 import os
+import pickle
 import subprocess
-import sys
 
 from tinyproto.config import Config, ConfigError
-from tinyproto.failures import record_failure
-from tinyproto.store import run_dir
+from tinyproto.runtime.procs import last_line, reap, receive, send, spawn, torch_threads  # noqa: F401
+from tinyproto.store.failures import record_failure
+from tinyproto.store.runs import run_dir
 
 WORKERS_ENV = "TINYPROTO_WORKERS"
 
@@ -77,55 +78,8 @@ def _cuda_auto(missing: list[Config]) -> bool:
     return torch.cuda.is_available()
 
 
-def spawn(module: str, threads: int, **popen) -> tuple[subprocess.Popen, object]:
-    """A worker process ``python -m module threads`` answering on its stdout, and the binary
-    temporary file its stderr goes to (read back by :func:`last_line`)."""
-    import tempfile
-
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, str(threads)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=err,
-        **popen,
-    )
-    return proc, err
-
-
-def last_line(err) -> str:
-    """The last line a worker wrote to its stderr file (``err``: a binary temporary file)."""
-    err.seek(0)
-    lines = err.read().decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else "no output"
-
-
-def reap(proc, timeout: float = 30) -> int:
-    """Wait for a worker process to exit (killing it after ``timeout`` s); its exit code."""
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
 class RunFailed(RuntimeError):
     """A run computed by a worker process failed; the message is its error line."""
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with ``n`` torch threads (None: unchanged), then restore the count."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 def _run_in_parallel(
@@ -137,7 +91,7 @@ def _run_in_parallel(
     *,
     threads: int,
 ) -> dict[str, str]:
-    """Compute ``missing`` in up to ``workers`` worker processes (``python -m tinyproto.worker``),
+    """Compute ``missing`` in up to ``workers`` worker processes (``python -m tinyproto.sweep.worker``),
     each started once and handed one run at a time (imports are paid once per worker).
 
     The first failure stops new runs from starting; the runs under way finish (their folders
@@ -147,7 +101,6 @@ def _run_in_parallel(
     With ``keep_going`` a one-line failure is recorded and the others go on; returns
     {run id: error line} of those.
     """
-    import json
     import selectors
 
     queue = list(missing)
@@ -160,7 +113,7 @@ def _run_in_parallel(
     failed: dict[str, str] = {}
 
     def start() -> subprocess.Popen:
-        proc, err = spawn("tinyproto.worker", threads, text=True, bufsize=1)
+        proc, err = spawn("tinyproto.sweep.worker", threads)
         procs.append(proc)
         errs[proc] = err
         sel.register(proc.stdout, selectors.EVENT_READ, proc)
@@ -171,10 +124,9 @@ def _run_in_parallel(
             while queue and failure is None and (idle or len(busy) + len(idle) < workers):
                 proc = idle.pop() if idle else start()
                 cfg = queue.pop(0)
-                request = {"config": cfg.to_dict(), "root": "" if root is None else str(root)}
+                request = {"config": cfg.to_dict(), "root": None if root is None else str(root)}
                 try:
-                    proc.stdin.write(json.dumps(request) + "\n")
-                    proc.stdin.flush()
+                    send(proc.stdin, request)
                 except OSError:  # the worker died before reading its request (a crash)
                     sel.unregister(proc.stdout)
                     failure = failure or (cfg, proc.wait(), last_line(errs[proc]))
@@ -182,30 +134,33 @@ def _run_in_parallel(
                 busy[proc] = cfg
             for key, _ in sel.select(timeout=1.0):
                 proc = key.data
-                line = proc.stdout.readline()
+                try:
+                    answer = receive(proc.stdout)
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    answer = None
                 if proc not in busy:  # an idle worker died (killed): no run lost
                     sel.unregister(proc.stdout)
                     idle.remove(proc)
                     proc.wait()
                     continue
                 cfg = busy.pop(proc)
-                if not line:  # the worker died: a crash (its traceback is on stderr)
+                if answer is None:  # the worker died: a crash (its traceback is on stderr)
                     sel.unregister(proc.stdout)
                     if failure is None:
                         failure = (cfg, proc.wait(), last_line(errs[proc]))
                     continue
-                answer = json.loads(line)
+                status, value = answer
                 idle.append(proc)
-                if answer["status"] == "ok":
+                if status == "ok":
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix_str(f"{cfg.algorithm} seed {cfg.seed}", refresh=False)
                 elif keep_going:
-                    failed[cfg.run_id()] = record_failure(run_dir(cfg, root), answer["line"])
+                    failed[cfg.run_id()] = record_failure(run_dir(cfg, root), value[1])
                     if bar is not None:
                         bar.update(1)
                 elif failure is None:
-                    failure = (cfg, 2, answer["line"])
+                    failure = (cfg, 2, value[1])
     finally:
         for proc in procs:  # idle workers exit when their stdin closes; busy ones are stopped
             if proc in busy:

@@ -1,5 +1,5 @@
 """The scorecard's claims: one function per row kind, each judged on the finished runs of one
-profile by the rules in ``tinyproto.scorecard`` (configs are those the notebooks build)."""
+profile by the rules in ``scorecard.rules`` (configs are those the notebooks build)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import numpy as np
 
 from tinyproto import paper
 from tinyproto.config import ConfigError
-from tinyproto.scorecard import (
+from tinyproto.scorecard.rules import (
     ALL_FEDERATED,
     Arm,
     Runs,
-    _text,
     arm,
     judge,
+    text,
     weakest,
 )
 from tinyproto.store import load_prototypes
@@ -75,8 +75,8 @@ def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") 
         source,
         paper_text,
         runs,
-        f"{_text(a.label, acc_a, runs.failed[a.label])} vs "
-        f"{_text(b.label, acc_b, runs.failed[b.label])}{stable}",
+        f"{text(a.label, acc_a, runs.failed[a.label])} vs "
+        f"{text(b.label, acc_b, runs.failed[b.label])}{stable}",
         judge(runs, (a.label, acc_a), (b.label, acc_b), kind),
         ids_a + ids_b,
         min(len(acc_a), len(acc_b)),
@@ -127,11 +127,11 @@ def claims(runs: Runs) -> list[dict]:
     )
     # TinyProto-FT best of all federated methods
     acc_ft, ids_ft, _ = runs.arm(FT)
-    verdicts, parts, ids = [], [_text("TinyProto-FT", acc_ft, runs.failed[FT.label])], list(ids_ft)
+    verdicts, parts, ids = [], [text("TinyProto-FT", acc_ft, runs.failed[FT.label])], list(ids_ft)
     for algo in ALL_FEDERATED:
         acc, rid, _ = runs.arm(arm(LABEL[algo], algo))
         verdicts.append(judge(runs, (FT.label, acc_ft), (LABEL[algo], acc)))
-        parts.append(_text(LABEL[algo], acc, runs.failed[LABEL[algo]]))
+        parts.append(text(LABEL[algo], acc, runs.failed[LABEL[algo]]))
         ids += rid
     second = max(v[0][0] for k, v in T1.items() if k != "tinyproto-ft")
     rows.append(
@@ -163,7 +163,7 @@ def claims(runs: Runs) -> list[dict]:
             f"{_table_acc(T3, 'tinyproto-ft', col)} vs {_table_acc(T3, 'fedtgp', col)}"
             f" / {_table_acc(T3, 'fedproto', col)} (CIFAR-100)"
         )
-        ours = " vs ".join(_text(k, a[0], runs.failed[k]) for k, a in acc.items())
+        ours = " vs ".join(text(k, a[0], runs.failed[k]) for k, a in acc.items())
         ids = [i for a in acc.values() for i in a[1]]
         rows.append(
             _row(

@@ -14,6 +14,7 @@ parameters cell), not through a papermill injected-parameters cell, and
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import time
@@ -57,13 +58,13 @@ def reproduce(
     """Write results/table1_comm.csv and execute the notebooks; returns (name, seconds) pairs."""
     import papermill
 
-    from tinyproto import comm_table
     from tinyproto.nbtools import (
         PROFILE_ENV,
         REQUIRE_ENV,
         clean_notebook,
         kernel_manager_config,
     )
+    from tinyproto.scorecard import comm_table
     from tinyproto.sweep import outputs
 
     if profile not in PROFILES:
@@ -115,3 +116,20 @@ def reproduce(
     total = time.perf_counter() - t0
     print(f"[reproduce] all done in {total / 60:.1f} min ({profile} profile)")
     return timings
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    rp = subparsers.add_parser("reproduce", help="write every table and figure (papermill notebooks)")
+    rp.add_argument(
+        "--profile", default="quick", choices=PROFILES, help="profile to run (default quick)"
+    )
+    rp.add_argument(
+        "--notebooks", default=None, metavar="A,B", help="comma list (default: all, in order)"
+    )
+    return rp
+
+
+def cmd(args) -> int:
+    names = args.notebooks.split(",") if args.notebooks else None
+    reproduce(args.profile, names)
+    return 0

@@ -42,13 +42,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from tinyproto import compute
+from tinyproto.algorithms import compute
 from tinyproto.algorithms.base import ClientData, ClientState
 from tinyproto.algorithms.common import COUNT_KEY, min_last_batch
-from tinyproto.algorithms.fedtiny_server import FedTinyServerSide
-from tinyproto.comm import Message, MessageError, check_message, expect, read_config
-from tinyproto.models import count_params
-from tinyproto.pruning import (
+from tinyproto.algorithms.fedtiny.pruning import (
     VAL_KEY,
     VERSION_KEY,
     bitmap_bytes,
@@ -59,6 +56,9 @@ from tinyproto.pruning import (
     load_float_state,
     unpack_bits,
 )
+from tinyproto.algorithms.fedtiny.server import FedTinyServerSide
+from tinyproto.comm import Message, MessageError, check_message, expect, read_config
+from tinyproto.models import count_params
 
 VAL_FRACTION = 0.1
 

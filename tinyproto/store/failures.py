@@ -14,14 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyproto.config import Config, ConfigError
-from tinyproto.store import FAILED, FAILED_METRICS, run_dir
+from tinyproto.store.runs import FAILED, FAILED_METRICS, run_dir
 
 
 def user_errors() -> tuple:
     """The one-line errors a run can end with (a worker exits 2 with them): not crashes."""
     from tinyproto.comm import MessageError
     from tinyproto.data import DataError
-    from tinyproto.store import RunFolderError
+    from tinyproto.store.runs import RunFolderError
 
     return (ConfigError, DataError, MessageError, RunFolderError, OSError)
 
@@ -33,7 +33,7 @@ def one_line(text, empty: str = "no output") -> str:
 
 
 def record_failure(folder: Path, line: str) -> str:
-    from tinyproto.store import write_json
+    from tinyproto.store.runs import write_json
 
     line = one_line(line)
     if folder.is_dir():
@@ -45,7 +45,7 @@ def record_rows(folder: Path, rows: list[dict]) -> None:
     """Keep the metrics rows of a run that is ending with an error (nothing if it had none)."""
     import pandas as pd
 
-    from tinyproto.store import write_csv
+    from tinyproto.store.runs import write_csv
 
     if rows and Path(folder).is_dir():
         write_csv(Path(folder) / FAILED_METRICS, pd.DataFrame(rows))
@@ -58,7 +58,7 @@ def before_failure(cfg: Config, root: str | Path | None = None) -> str | None:
 
     import pandas as pd
 
-    from tinyproto.store import is_complete
+    from tinyproto.store.runs import is_complete
 
     folder = run_dir(cfg, root)
     path = folder / FAILED_METRICS
@@ -82,7 +82,7 @@ def failure(cfg: Config, root: str | Path | None = None) -> str | None:
     """The recorded one-line error of ``cfg``'s run if it failed and has not finished since."""
     import json
 
-    from tinyproto.store import is_complete
+    from tinyproto.store.runs import is_complete
 
     folder = run_dir(cfg, root)
     if is_complete(folder) or not (folder / FAILED).is_file():

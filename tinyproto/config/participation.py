@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyproto.config import Config
+from tinyproto.config.core import Config
 
 STREAM = 40_503  # keeps this draw's random stream apart from every other use of the seed
 

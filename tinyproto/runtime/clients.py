@@ -1,9 +1,10 @@
-"""Clients side by side: ``client_workers`` processes train a run's clients at once.
+"""Where a run's clients live: in this process (LocalClients) or side by side in
+``client_workers`` processes (ClientPool); both run ``runtime.step``'s client step.
 
 Batch-32 steps of the paper's networks use a second torch thread poorly (README, Benchmark), so
 on a CPU two clients trained at once with one thread each do more work per second than one
 client with two threads. With ``Config.client_workers`` = W > 1 the engine starts W worker
-processes (``python -m tinyproto.clientpool THREADS``); each builds the clients it is given
+processes (``python -m tinyproto.runtime.clients THREADS``); each builds the clients it is given
 (``engine.setup(cfg, clients=...)``: the same initial states as in-process, seeded per client)
 and keeps their states between rounds. A round is then: every worker trains its sampled
 clients (seeded per (seed, round, client), as in-process) and returns their uploads as
@@ -15,7 +16,7 @@ client states are brought up to date (``sync``) before a checkpoint and at the e
 
 Clients are assigned once, longest first to the least loaded worker, by estimated training
 time (a few timed steps per architecture x the client's steps per round). Requests and answers
-are pickled over the workers' pipes (local, trusted processes). A user error in a worker (a refused download) comes back as the
+are ``runtime.procs`` frames over the workers' pipes (local, trusted processes). A user error in a worker (a refused download) comes back as the
 same error class with its one line; a worker that dies is a RuntimeError naming it.
 """
 
@@ -28,10 +29,11 @@ import sys
 
 import torch
 
-from tinyproto.comm import MessageError
+from tinyproto import timing
+from tinyproto.comm import Message, MessageError
 from tinyproto.config import Config, ConfigError, config_from_dict
 from tinyproto.data import DataError
-from tinyproto.pool import last_line, reap, spawn
+from tinyproto.runtime import procs, step
 
 ERRORS = {"MessageError": MessageError, "ConfigError": ConfigError, "DataError": DataError}
 
@@ -96,28 +98,20 @@ class LocalClients:
     def __init__(self, S):
         self.S = S
 
-    def train(self, rnd: int, cids) -> dict[int, tuple]:
-        """{client id: (upload Message, mean training loss, (classes, local) or None)}."""
-        from tinyproto.engine import seed_for
-
+    def train(self, rnd: int, cids) -> dict[int, step.Trained]:
         S, out = self.S, {}
         for cid in cids:
-            s = seed_for(S.config.seed, rnd, cid)
-            torch.manual_seed(s)
-            gen = torch.Generator().manual_seed(s)
-            upload, loss = S.algo.client_round(S.states[cid], S.data[cid], rnd, gen)
-            out[cid] = (upload, loss, _prototypes(S.algo, S.states[cid]))
+            timing.label(S.states[cid].model.arch)
+            out[cid] = step.train_client(S.algo, S.states[cid], S.data[cid], S.config.seed, rnd, cid)
         return out
 
     def receive(self, downloads: dict) -> None:
         for cid in sorted(downloads):
-            self.S.algo.receive(self.S.states[cid], downloads[cid])
+            step.receive(self.S.algo, self.S.states[cid], downloads[cid])
 
     def evaluate(self, cids) -> dict[int, int]:
-        from tinyproto.engine import evaluate
-
         S = self.S
-        return {cid: evaluate(S.algo, S.states[cid], S.data[cid]) for cid in cids}
+        return {cid: step.evaluate(S.algo, S.states[cid], S.data[cid]) for cid in cids}
 
     def load(self, states) -> None:
         pass  # the states are this process's
@@ -127,14 +121,6 @@ class LocalClients:
 
     def close(self) -> None:
         pass
-
-
-def _prototypes(algo, state):
-    """(classes, local prototypes) a prototype client holds after training, else None."""
-    if not algo.prototype_based:
-        return None
-    p = algo.prototypes(state)
-    return None if p.classes is None else (p.classes, p.local)
 
 
 def pool_size(cfg: Config) -> int:
@@ -172,7 +158,7 @@ class ClientPool:
         self.errs = []
         try:
             for group in groups:
-                proc, err = spawn("tinyproto.clientpool", threads)
+                proc, err = procs.spawn("tinyproto.runtime.clients", threads)
                 self.procs.append(proc)
                 self.errs.append(err)
                 self._send(len(self.procs) - 1, (json.dumps(cfg.to_dict()), group))
@@ -185,14 +171,13 @@ class ClientPool:
     # -- the pipes ----------------------------------------------------------------------------
     def _send(self, w: int, obj) -> None:
         try:
-            pickle.dump(obj, self.procs[w].stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self.procs[w].stdin.flush()
+            procs.send(self.procs[w].stdin, obj)
         except OSError:
             self._died(w)
 
     def _receive(self, w: int):
         try:
-            status, value = pickle.load(self.procs[w].stdout)
+            status, value = procs.receive(self.procs[w].stdout)
         except (EOFError, OSError, pickle.UnpicklingError):
             self._died(w)
         if status == "error":
@@ -201,8 +186,8 @@ class ClientPool:
         return value
 
     def _died(self, w: int):
-        code = reap(self.procs[w])
-        raise RuntimeError(f"client worker {w} died (exit {code}): {last_line(self.errs[w])}")
+        code = procs.reap(self.procs[w])
+        raise RuntimeError(f"client worker {w} died (exit {code}): {procs.last_line(self.errs[w])}")
 
     def _call(self, op: str, per_client: dict[int, object]) -> dict[int, object]:
         """Send ``op`` with each worker's share of ``per_client`` to all workers at once, then
@@ -224,20 +209,21 @@ class ClientPool:
         return out
 
     # -- what the engine asks -----------------------------------------------------------------
-    def train(self, rnd: int, cids) -> dict[int, tuple]:
-        """{client id: (upload Message, mean training loss, (classes, local) or None)}."""
-        from tinyproto.message import Message
-
-        got = self._call("train", {c: rnd for c in cids})
+    def train(self, rnd: int, cids) -> dict[int, step.Trained]:
+        with timing.part("client"), timing.part("train"):  # the workers' time, as a whole
+            got = self._call("train", {c: rnd for c in cids})
         return {
-            cid: (Message.from_bytes(got[cid][0], f"client {cid}"), *got[cid][1:]) for cid in cids
+            cid: step.Trained(Message.from_bytes(got[cid][0], f"client {cid}"), *got[cid][1:])
+            for cid in cids
         }
 
     def receive(self, downloads: dict) -> None:
-        self._call("receive", {cid: m.to_bytes() for cid, m in downloads.items()})
+        with timing.part("receive"):
+            self._call("receive", {cid: m.to_bytes() for cid, m in downloads.items()})
 
     def evaluate(self, cids) -> dict[int, int]:
-        return self._call("evaluate", {c: None for c in cids})
+        with timing.part("eval"):
+            return self._call("evaluate", {c: None for c in cids})
 
     def load(self, states: dict[int, dict]) -> None:
         self._call("load", states)
@@ -254,7 +240,7 @@ class ClientPool:
             except OSError:
                 pass
         for proc, err in zip(self.procs, self.errs):
-            reap(proc)
+            procs.reap(proc)
             proc.stdout.close()
             err.close()
         self.procs = []
@@ -262,31 +248,24 @@ class ClientPool:
 
 def serve(threads: int) -> int:
     """The worker's side: build the clients named in the first request, then answer."""
-    from tinyproto import engine
-    from tinyproto.failures import one_line, user_errors
-    from tinyproto.message import Message
-    from tinyproto.worker import answer_channel, exit_with_parent
+    from tinyproto.runtime.setup import setup
+    from tinyproto.store.failures import user_errors
 
-    inp, out = sys.stdin.buffer, answer_channel("wb")
-    exit_with_parent()  # the run that started it is gone: stop training its clients
+    inp, out = sys.stdin.buffer, procs.answer_channel()
+    procs.exit_with_parent()  # the run that started it is gone: stop training its clients
     torch.set_num_threads(threads)
-
-    def answer(status: str, value) -> None:
-        pickle.dump((status, value), out, protocol=pickle.HIGHEST_PROTOCOL)
-        out.flush()
-
     try:
-        config, group = pickle.load(inp)
+        config, group = procs.receive(inp)
         cfg = config_from_dict(json.loads(config))
-        S = engine.setup(cfg, clients=group)
+        S = setup(cfg, clients=group)
     except user_errors() as e:
-        answer("error", (type(e).__name__, one_line(e, type(e).__name__)))
+        procs.answer_error(out, e)
         return 2
     algo = S.algo
-    answer("ok", None)
+    procs.answer_ok(out)
     while True:
         try:
-            op, share = pickle.load(inp)
+            op, share = procs.receive(inp)
         except EOFError:
             return 0
         result: dict[int, object] = {}
@@ -294,14 +273,12 @@ def serve(threads: int) -> int:
             for cid, arg in share.items():
                 st, d = S.states[cid], S.data[cid]
                 if op == "train":
-                    s = engine.seed_for(cfg.seed, arg, cid)
-                    torch.manual_seed(s)
-                    upload, loss = algo.client_round(st, d, arg, torch.Generator().manual_seed(s))
-                    result[cid] = (upload.to_bytes(), loss, _prototypes(algo, st))
+                    t = step.train_client(algo, st, d, cfg.seed, arg, cid)
+                    result[cid] = (t.upload.to_bytes(), t.loss, t.prototypes)
                 elif op == "receive":
-                    algo.receive(st, Message.from_bytes(arg, "server"))
+                    step.receive(algo, st, Message.from_bytes(arg, "server"))
                 elif op == "evaluate":
-                    result[cid] = engine.evaluate(algo, st, d)
+                    result[cid] = step.evaluate(algo, st, d)
                 elif op == "state":
                     result[cid] = st.state_dict()
                 elif op == "load":
@@ -309,13 +286,11 @@ def serve(threads: int) -> int:
                 else:
                     raise RuntimeError(f"unknown request {op!r}")
         except user_errors() as e:
-            answer("error", (type(e).__name__, one_line(e, type(e).__name__)))
+            procs.answer_error(out, e)
             continue
-        answer("ok", result)
+        procs.answer_ok(out, result)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not sys.argv[1].isdigit() or int(sys.argv[1]) < 1:
-        print("usage: python -m tinyproto.clientpool THREADS", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(serve(int(sys.argv[1])))
+    _threads = procs.usage_threads(sys.argv[1:], "tinyproto.runtime.clients")
+    sys.exit(2 if _threads is None else serve(_threads))

@@ -1,7 +1,7 @@
 """Checking messages, and the closed-form communication costs.
 
 Communication is always *measured* from what the messages carry (``Message.floats``,
-tinyproto.message); the closed forms of paper Table 2 (``expected_cost``) exist to check the
+tinyproto.comm.message); the closed forms of paper Table 2 (``expected_cost``) exist to check the
 measurement.
 
 Every message is validated before anything reads it (``collect_uploads`` for a round's
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tinyproto.message import Message, MessageError, show
+from tinyproto.comm.message import Message, MessageError, show
 
 __all__ = ["Message", "MessageError", "show"]  # re-exported: most callers import them from here
 
@@ -284,58 +284,3 @@ def check_downloads(downloads: dict[int, Message], algorithm: str, rnd: int) -> 
                 f"server: round {rnd}: {algorithm} produced NaN or inf in download field "
                 f"{key!r}{where}; refused, server state rolled back"
             )
-
-
-def expected_cost(
-    algorithm: str,
-    *,
-    num_classes: int,
-    dim: int,
-    num_clients: int,
-    classes_present: int,
-    cps_dim: int | None = None,
-    model_params: int | None = None,
-    kept_floats: int | None = None,
-    sparse=None,
-) -> int | float:
-    """Floats per round, all clients, both directions (paper Table 2).
-
-    ``classes_present`` is U = sum over clients of the number of classes each uploads;
-    ``model_params`` the size of the shared model of FML / FedKD (FedKD: after SVD).
-    Prototype algorithms use ``cps_dim`` when CPS is on (TinyProto, or an ablation).
-
-    FedKD's SVD keeps a data-dependent number of factors per matrix and message, so no closed
-    form exists: ``kept_floats`` is the round's total over its 2N messages of what the SVD keeps
-    (sum of k * (m + n + 1) per factored matrix plus the dense parameters, as FedKD's compressor
-    counts it from the ranks) and is returned as is; without it, ``model_params`` = the dense
-    mentee size gives the no-compression upper bound 2 * N * model_params.
-
-    FedAvg sends the whole model both ways: 2 * N * model_params (parameters and BN
-    statistics). FedTiny's rounds differ (setup exchanges, adjustment uploads): ``sparse`` is
-    its ``pruning.SparsePlan`` (sizes and kept counts) and the mean over the run's rounds of
-    ``pruning.sparse_round_costs`` is returned.
-    """
-    K, d, N, U = num_classes, dim, num_clients, classes_present
-    if algorithm == "local":
-        return 0
-    if algorithm in ("fedproto", "fedtgp", "tinyproto-fp", "tinyproto-ft"):
-        width = cps_dim if cps_dim is not None else d
-        return width * (U + N * K)
-    if algorithm == "feddistill":
-        return K * (U + N * K)
-    if algorithm == "lg-fedavg":
-        return 2 * N * (d * K + K)
-    if algorithm == "fedkd" and kept_floats is not None:
-        return int(kept_floats)
-    if algorithm == "fedtiny":
-        from tinyproto.pruning import sparse_round_costs
-
-        if sparse is None:
-            raise ValueError("expected_cost('fedtiny') needs sparse (a pruning.SparsePlan)")
-        rounds = sparse_round_costs(sparse)
-        return sum(r["upload_floats"] + r["download_floats"] for r in rounds) / max(len(rounds), 1)
-    if algorithm in ("fml", "fedkd", "fedavg"):
-        if model_params is None:
-            raise ValueError(f"expected_cost({algorithm!r}) needs model_params")
-        return 2 * N * model_params
-    raise ValueError(f"unknown algorithm {algorithm!r}")

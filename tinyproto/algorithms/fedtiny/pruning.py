@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyproto.message import MessageError
+from tinyproto.comm.message import MessageError
 
 RELATIVE_TOLERANCE = 0.02  # a candidate's overall density is within 2 % of the target
 MAX_DRAWS = 10_000  # per candidate, before the density is declared unreachable

@@ -1,8 +1,9 @@
-"""``tinyproto bench``: where a round's time goes, and how far it is from a bare PyTorch loop.
+"""The bench: where a round's time goes, and how far it is from a bare PyTorch loop.
 
-Builds a run exactly as ``tinyproto run`` does (``engine.setup``, the same flags) and drives a few
-rounds the way ``engine.run`` does (same order, seeds from ``engine.seed_for``), writing nothing
-but one CSV. A round is split into
+Builds a run exactly as ``tinyproto run`` does (``runtime.setup``, the same flags) and runs a few
+of its rounds with the engine's own round (``runtime.step.run_round``), writing nothing (the
+``tinyproto bench`` command, ``cli.bench``, writes one CSV). The parts are timed by the hooks
+of ``tinyproto.timing`` inside the code a run executes. A round is split into
 
     train       local training (``common.train_local``), also per client architecture
     prototypes  per-class means of features or logits (``common.class_means``)
@@ -15,17 +16,13 @@ The lower bound (``bare``) is, per architecture, one fresh model of that archite
 an eager forward + cross-entropy + backward + SGD step loop over the same batches (sizes) as its
 clients, from an already normalised image tensor on the device. ``ratio`` = round time / bare
 time; the bench alternates a timed round with a bare round, so both see the same load. Rows with ``arch`` "all" cover the whole round, the others one architecture's clients.
-The wrappers are installed only while the bench runs; the numerics of the rounds are those
-of a run (a benchmark, not a test: timings vary between machines and runs).
+The clock is installed only while the bench runs; the numerics of the rounds are those of a
+run (a benchmark, not a test: timings vary between machines and runs).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import math
-import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,7 +30,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from tinyproto.clientpool import open_clients, pool_size, pool_threads
+from tinyproto import timing
+from tinyproto.runtime import step
+from tinyproto.runtime.clients import open_clients, pool_size, pool_threads
+from tinyproto.runtime.setup import setup
 
 COMPONENTS = ("train", "prototypes", "messages", "server", "eval", "overhead")
 COLUMNS = (
@@ -55,89 +55,6 @@ COLUMNS = (
     "bare_seconds",
     "ratio",
 )
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``bench`` subcommand (every ``run`` flag, plus the bench's own) and return it."""
-    from tinyproto.cli import _add_config_flags, int_at_least
-
-    p = subparsers.add_parser(
-        "bench",
-        help="time a few rounds of a config against a bare PyTorch loop (writes one CSV)",
-        description="Time a few rounds of the config the flags describe (the same flags as "
-        "`tinyproto run`), split into train (per architecture), prototypes, messages, server, "
-        "eval and overhead, against a bare PyTorch training loop over the same models and "
-        "batches. Writes results/bench/<profile>-<run-id>-<device>.csv; no run folder.",
-    )
-    _add_config_flags(p)
-    b = p.add_argument_group("bench")
-    b.add_argument(
-        "--bench-rounds",
-        type=int_at_least("bench_rounds", 1),
-        default=2,
-        metavar="N",
-        help="timed rounds (2)",
-    )
-    b.add_argument(
-        "--warmup",
-        type=int_at_least("warmup", 0),
-        default=1,
-        metavar="N",
-        help="untimed rounds before them (1)",
-    )
-    b.add_argument("--out", default=None, metavar="CSV", help="CSV path (default above)")
-    return p
-
-
-class _Clock:
-    """Accumulates seconds per key; synchronises CUDA around every measurement."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.sec: dict[str, float] = defaultdict(float)
-
-    def now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    @contextlib.contextmanager
-    def part(self, key: str):
-        t0 = self.now()
-        try:
-            yield
-        finally:
-            self.sec[key] += self.now() - t0
-
-
-@contextlib.contextmanager
-def _wrapped(clock: _Clock, current: dict):
-    """Time ``train_local`` and ``class_means`` in every algorithm module that calls them."""
-    from tinyproto.algorithms import common
-
-    orig = {"train_local": common.train_local, "class_means": common.class_means}
-    key = {"train_local": "train", "class_means": "prototypes"}
-
-    def wrap(name):
-        fn = orig[name]
-
-        def timed(*a, **kw):
-            with clock.part(key[name]), clock.part(f"{key[name]}:{current['arch']}"):
-                return fn(*a, **kw)
-
-        return timed
-
-    patched = []
-    for mod in [m for n, m in list(sys.modules.items()) if n.startswith("tinyproto.algorithms")]:
-        for name, fn in orig.items():
-            if getattr(mod, name, None) is fn:
-                patched.append((mod, name, fn))
-                setattr(mod, name, wrap(name))
-    try:
-        yield
-    finally:
-        for mod, name, fn in patched:
-            setattr(mod, name, fn)
 
 
 def batch_sizes(n: int, batch_size: int, min_last: int, epochs: int) -> list[int]:
@@ -163,7 +80,7 @@ class BareLoop:
     batch sizes in ``sizes``; ``round()`` times one round's worth and returns seconds per arch.
     The bench interleaves its rounds with the framework's, so both see the same machine load."""
 
-    def __init__(self, S, sizes: dict[str, list[int]], clock: _Clock):
+    def __init__(self, S, sizes: dict[str, list[int]], clock: timing.Clock):
         from tinyproto.models import build_model
 
         ctx, cfg = S.ctx, S.config
@@ -199,74 +116,44 @@ class BareLoop:
 
 def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
     """Time ``rounds`` rounds of ``config`` (after ``warmup`` untimed ones): one row per
-    component and per architecture (columns ``COLUMNS``). Writes nothing."""
-    from tinyproto import engine
+    component and per architecture (columns ``COLUMNS``). Writes nothing.
+
+    A round is ``runtime.step.run_round``, the engine's own, on the engine's own clients
+    (``runtime.clients.open_clients``: in this process or in ``client_workers`` processes),
+    with every client evaluated; the parts are timed by the hooks of ``tinyproto.timing``."""
     from tinyproto.algorithms.common import min_last_batch
-    from tinyproto.config import check_environment
+    from tinyproto.runtime.environment import check_environment
 
     cfg = config
     cfg.validate()
     check_environment(cfg, None)
-    S = engine.setup(cfg)
-    algo, states, data = S.algo, S.states, S.data
-    clock = _Clock(S.device)
-    current = {"arch": ""}
-    arch_of = [st.model.arch for st in states]
+    S = setup(cfg)
+    clock = timing.Clock(cuda=S.device.type == "cuda")
     sizes: dict[str, list[int]] = defaultdict(list)
-    for st, d in zip(states, data):
+    for st, d in zip(S.states, S.data):
         mods = [m for m, _ in st.trained()]
         mn = min_last_batch(mods, cfg.batch_size)
         sizes[st.model.arch] += batch_sizes(d.num_train, cfg.batch_size, mn, cfg.local_epochs)
 
-    runtime = open_clients(S) if pool_size(cfg) > 1 else None
-
-    def one_round(rnd: int) -> None:
-        if runtime is not None:  # clients side by side in worker processes: train = client time
-            with clock.part("client"), clock.part("train"):
-                trained = runtime.train(rnd, range(len(states)))
-            with clock.part("server"):
-                downloads = algo.server_round({c: t[0] for c, t in trained.items()}, rnd)
-            with clock.part("receive"):
-                runtime.receive(downloads)
-            with clock.part("eval"):
-                runtime.evaluate(range(len(states)))
-            return
-        uploads = {}
-        for cid, (st, d) in enumerate(zip(states, data)):
-            current["arch"] = arch_of[cid]
-            s = engine.seed_for(cfg.seed, rnd, cid)
-            torch.manual_seed(s)
-            gen = torch.Generator().manual_seed(s)
-            with clock.part("client"):
-                uploads[cid], _ = algo.client_round(st, d, rnd, gen)
-        with clock.part("server"):
-            downloads = algo.server_round(uploads, rnd)
-        with clock.part("receive"):
-            for cid, st in enumerate(states):
-                algo.receive(st, downloads[cid])
-        with clock.part("eval"):
-            for st, d in zip(states, data):
-                engine.evaluate(algo, st, d)
-
+    runtime = open_clients(S)
     lower = BareLoop(S, sizes, clock)
     bare: dict[str, float] = defaultdict(float)
     ratios = []
     try:
-        with _wrapped(clock, current):
+        with timing.installed(clock):
             for rnd in range(warmup):
-                one_round(rnd)
+                step.run_round(S, runtime, rnd, [], evaluate_now=True)
             clock.sec.clear()
             for rnd in range(warmup, warmup + rounds):  # interleaved: a round, then its bound
                 before = clock.sec.get("total", 0.0)
                 with clock.part("total"):
-                    one_round(rnd)
+                    step.run_round(S, runtime, rnd, [], evaluate_now=True)
                 this = lower.round()
                 for arch, t in this.items():
                     bare[arch] += t / rounds
                 ratios.append((clock.sec["total"] - before) / sum(this.values()))
     finally:
-        if runtime is not None:
-            runtime.close()
+        runtime.close()
     sec = {k: v / rounds for k, v in clock.sec.items()}
     df = _table(S, sec, dict(bare), sizes)
     df.attrs["round_ratios"] = ratios
@@ -362,23 +249,3 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
             f"{r.ms_per_step:.2f} ms/step; bare {r.bare_seconds:.3f} s: ratio {r.ratio:.2f}"
         )
     return lines
-
-
-def cmd(args) -> int:
-    from tinyproto import store
-    from tinyproto.cli import config_from_args
-
-    cfg = config_from_args(args)
-    df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
-    if pool_size(cfg) > 1:
-        print(
-            f"clients  in {pool_size(cfg)} worker processes, {pool_threads(cfg)} torch "
-            "thread(s) each; the bare loop runs here with all threads"
-        )
-    out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    store.write_csv(out, df)
-    for line in summary_lines(df):
-        print(line)
-    print(f"saved    {out}")
-    return 0

@@ -14,7 +14,6 @@ results/table1_comm.csv; ``tinyproto comm-table`` is its command line.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 import torch
 
 from tinyproto import paper, store
-from tinyproto.comm import expected_cost
+from tinyproto.algorithms import expected_cost
 from tinyproto.config import ConfigError
 from tinyproto.data import Dataset, make_federated
 
@@ -276,99 +275,3 @@ def _check(**values) -> None:
 
 
 # -- command line (wired into tinyproto.cli by ``add_parser`` / ``cmd``) ------------------------
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``comm-table`` subcommand to ``subparsers`` and return its parser."""
-    from tinyproto.cli import int_at_least, param_type  # the same checks as `tinyproto run`'s
-
-    p = subparsers.add_parser(
-        "comm-table", help="paper Table 1's Comm column from the real partitions (no images)"
-    )
-    p.add_argument(
-        "--datasets",
-        default=None,
-        help=f"comma list from {', '.join(CLASS_COUNTS)} "
-        f"(default {','.join(PAPER_DATASETS)}, or none with --classes)",
-    )
-    p.add_argument(
-        "--classes", default=None, help="extra label vectors with these class counts, e.g. 10,100"
-    )
-    p.add_argument(
-        "--per-class",
-        type=int_at_least("per_class", 1),
-        default=600,
-        help="samples per class for --classes (default 600)",
-    )
-    p.add_argument("--num-clients", type=param_type("num_clients"), default=20)
-    p.add_argument("--alpha", type=param_type("alpha"), default=0.1)
-    p.add_argument(
-        "--seed", type=param_type("partition_seed"), default=1, help="partition seed (HtFLlib: 1)"
-    )
-    p.add_argument(
-        "--dim", type=param_type("feature_dim"), default=500, help="prototype dimension d"
-    )
-    p.add_argument(
-        "--cps-dim", type=param_type("cps_dim"), default=50, help="TinyProto's CPS dim s"
-    )
-    p.add_argument(
-        "--least-samples",
-        type=param_type("least_samples"),
-        default=1,
-        help="Dirichlet redraw rule (METHOD.md 1; HtFLlib 40: same partitions here)",
-    )
-    p.add_argument("--out", default="results/table1_comm.csv", help="CSV to write")
-    return p
-
-
-def _int_list(text: str, name: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 2 for v in values):
-        raise ConfigError(f"invalid {name}={text!r}: a comma list of integers >= 2, e.g. 10,100")
-    return values
-
-
-def cmd(args) -> int:
-    """``tinyproto comm-table``: write the CSV and print the table."""
-    class_counts = {}
-    if args.classes is not None:
-        if args.per_class is None or args.per_class < 1:
-            raise ConfigError(f"invalid per_class={args.per_class!r}: an integer >= 1")
-        for K in _int_list(args.classes, "classes"):
-            class_counts[f"K{K}x{args.per_class}"] = [args.per_class] * K
-    if args.datasets is None:
-        datasets = [] if class_counts else list(PAPER_DATASETS)
-    else:
-        datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-        if not datasets and not class_counts:
-            raise ConfigError(
-                f"invalid datasets={args.datasets!r}: a comma list from {', '.join(CLASS_COUNTS)}"
-            )
-    if args.cps_dim is None or args.cps_dim == "auto" or args.cps_dim > args.dim:
-        raise ConfigError(f"invalid cps_dim={args.cps_dim!r}: an integer in [1, dim={args.dim}]")
-    df = write_comm_table(
-        args.out,
-        datasets=datasets,
-        num_clients=args.num_clients,
-        alpha=args.alpha,
-        seed=args.seed,
-        dim=args.dim,
-        cps_dim=args.cps_dim,
-        least_samples=args.least_samples,
-        class_counts=class_counts,
-    )
-    cols = ["dataset", "algorithm", "paper_M", "convention_M", "measured_M", "matches_paper"]
-    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
-        print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(
-        "U_full / U_train per dataset: "
-        + ", ".join(
-            f"{n} {g.U_full.iloc[0]}/{g.U_train.iloc[0]}"
-            for n, g in df.groupby("dataset", sort=False)
-        )
-    )
-    print(f"saved    {args.out}")
-    return 0

@@ -1,0 +1,96 @@
+"""Command line: ``tinyproto run|data|comm-table|bench|scorecard|reproduce`` (also ``python -m tinyproto``).
+
+The ``run`` flags are generated from the typed Config and its constraint table
+(``tinyproto.config.PARAMS``): every field is a flag in kebab case with its type or choices, its
+default and one line of help, grouped by topic; booleans are ``--x/--no-x``. The parser is
+argparse, used strictly: no abbreviated flags, no flag given twice, no contradictory pair
+(``--no-cps`` with ``--cps-dim``). Every mistake of the user's or of the environment (bad value,
+unavailable device, unwritable results folder, missing data, corrupted run folder, full disk)
+exits with status 2 and one line naming the parameter or path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+
+from tinyproto.cli.flags import EXIT_USAGE, UserError, config_from_args  # noqa: F401
+from tinyproto.config import ConfigError
+
+SUBCOMMANDS = ("run", "data", "comm-table", "bench", "scorecard", "reproduce")
+
+
+def build_parser():
+    """The ``tinyproto`` parser: each subcommand module adds its own parser."""
+    from tinyproto import __version__
+    from tinyproto.cli import bench, comm_table, reproduce, run, scorecard
+    from tinyproto.cli.flags import _Parser
+
+    p = _Parser(prog="tinyproto", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"tinyproto {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    run.add_parser(sub)
+    comm_table.add_parser(sub)
+    bench.add_parser(sub)
+    scorecard.add_parser(sub)
+    reproduce.add_parser(sub)
+    return p
+
+
+def _command(name: str):
+    from tinyproto.cli import bench, comm_table, reproduce, run, scorecard
+
+    return {
+        "run": run.cmd,
+        "data": run.cmd_data,
+        "comm-table": comm_table.cmd,
+        "bench": bench.cmd,
+        "scorecard": scorecard.cmd,
+        "reproduce": reproduce.cmd,
+    }[name]
+
+
+def _os_error_line(e: OSError) -> str:
+    """One line for an OSError: the path, what went wrong, and what to do."""
+    path = e.filename or ""
+    what = e.strerror or str(e)
+    hint = {
+        errno.ENOSPC: "free some space or pass --results to another disk",
+        errno.EDQUOT: "free some space or pass --results to another disk",
+        errno.EACCES: "check the permissions or pass --results to a folder you own",
+        errno.EPERM: "check the permissions or pass --results to a folder you own",
+        errno.EROFS: "pass --results to a writable folder",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EISDIR: "the path is a folder, a file was expected",
+    }.get(e.errno, "")
+    line = f"{path}: {what}" if path else what
+    return (line + (f"; {hint}" if hint else "")).replace("\n", " ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tinyproto.comm import MessageError
+    from tinyproto.data import DataError
+    from tinyproto.store import RunFolderError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        return _command(args.command)(args)
+    except (UserError, ConfigError, DataError, MessageError, RunFolderError) as e:
+        text = str(e).strip()
+        line = text.splitlines()[0] if text else type(e).__name__
+        print(f"tinyproto: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # permissions, full disk, a file where a folder should be, ...
+        print(f"tinyproto: error: {_os_error_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            "tinyproto: interrupted (checkpoints, if any, are kept; rerun with --resume)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

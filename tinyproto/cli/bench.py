@@ -1,0 +1,60 @@
+"""``tinyproto bench``: time a few rounds of a config against a bare PyTorch loop
+(``runtime.bench``); writes one CSV."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tinyproto.cli.flags import add_config_flags, config_from_args, int_at_least
+from tinyproto.runtime.bench import bench, default_path, summary_lines
+from tinyproto.runtime.clients import pool_size, pool_threads
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``bench`` subcommand (every ``run`` flag, plus the bench's own) and return it."""
+    p = subparsers.add_parser(
+        "bench",
+        help="time a few rounds of a config against a bare PyTorch loop (writes one CSV)",
+        description="Time a few rounds of the config the flags describe (the same flags as "
+        "`tinyproto run`), split into train (per architecture), prototypes, messages, server, "
+        "eval and overhead, against a bare PyTorch training loop over the same models and "
+        "batches. Writes results/bench/<profile>-<run-id>-<device>.csv; no run folder.",
+    )
+    add_config_flags(p)
+    b = p.add_argument_group("bench")
+    b.add_argument(
+        "--bench-rounds",
+        type=int_at_least("bench_rounds", 1),
+        default=2,
+        metavar="N",
+        help="timed rounds (2)",
+    )
+    b.add_argument(
+        "--warmup",
+        type=int_at_least("warmup", 0),
+        default=1,
+        metavar="N",
+        help="untimed rounds before them (1)",
+    )
+    b.add_argument("--out", default=None, metavar="CSV", help="CSV path (default above)")
+    return p
+
+
+def cmd(args) -> int:
+    from tinyproto import store
+
+    cfg = config_from_args(args)
+    df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
+    if pool_size(cfg) > 1:
+        print(
+            f"clients  in {pool_size(cfg)} worker processes, {pool_threads(cfg)} torch "
+            "thread(s) each; the bare loop runs here with all threads"
+        )
+    out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    store.write_csv(out, df)
+    for line in summary_lines(df):
+        print(line)
+    print(f"saved    {out}")
+    return 0

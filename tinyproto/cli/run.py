@@ -1,0 +1,80 @@
+"""``tinyproto run`` (one federated experiment) and ``tinyproto data`` (where the embedded
+Fashion-MNIST comes from)."""
+
+from __future__ import annotations
+
+from tinyproto.cli.flags import add_config_flags, config_from_args
+
+
+def add_parser(subparsers) -> None:
+    r = subparsers.add_parser(
+        "run",
+        help="run one federated experiment",
+        description="Run one federated experiment and write results/.../runs/<run-id>/. "
+        "Unset fields come from --profile.",
+    )
+    add_config_flags(r)
+    o = r.add_argument_group("run folder")
+    o.add_argument(
+        "--results",
+        default=None,
+        metavar="DIR",
+        help="runs folder. Default: results/runs (quick), results/<profile>/runs (smoke, paper)",
+    )
+    mode = o.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--resume", action="store_true", help="continue from the run's checkpoint, if any"
+    )
+    mode.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the run's checkpoint or damaged files and start from round 0",
+    )
+    mode.add_argument(
+        "--reuse", action="store_true", help="return the finished run with the same id, if any"
+    )
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    d = subparsers.add_parser("data", help="locate (or fetch) the embedded Fashion-MNIST and say where")
+    d.add_argument(
+        "--data-dir", default=None, metavar="DIR", help="folder with the idx files (explicit)"
+    )
+
+
+def cmd(args) -> int:
+    from tinyproto.runtime.engine import run
+
+    cfg = config_from_args(args)
+    res = run(
+        cfg,
+        root=args.results,
+        resume=args.resume,
+        reuse=args.reuse,
+        restart=args.restart,
+        progress=not args.no_progress,
+    )
+    s = res.summary
+    print(f"run      {s['run_id']}  ({cfg.profile} profile, {cfg.dataset}, seed {cfg.seed})")
+    print(f"data     {s['data_source']}")
+    print(f"accuracy best {s['best_acc']:.4f} (round {s['best_round']}), last {s['last_acc']:.4f}")
+    print(
+        f"comm     {s['comm_floats_per_round']:.0f} floats/round "
+        f"(up {s['upload_floats_per_round']:.0f}, down {s['download_floats_per_round']:.0f}), "
+        f"{s['comm_bytes_per_round']:.0f} bytes/round"
+    )
+    if s.get("mu_resolved") is not None:
+        print(f"mu       {s['mu_resolved']:g}")
+    print(
+        f"time     {s['wall_seconds']:.1f} s ({s['seconds_per_round']:.2f} s/round, {s['device']})"
+    )
+    print(f"saved    {res.run_dir}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from tinyproto.data import locate_fmnist
+
+    path, source = locate_fmnist(args.data_dir)
+    print(f"Fashion-MNIST: {source}")
+    print(f"files in {path}")
+    return 0
