@@ -16,12 +16,12 @@ import torch
 from tinyproto import Config, algorithms, run, store
 from tinyproto.algorithms.common import weighted_mean
 from tinyproto.algorithms.compute import layer_flops
-from tinyproto.algorithms.fedtiny import algorithm as fedtiny_module
+from tinyproto.algorithms.fedtiny import client as fedtiny_module
 from tinyproto.algorithms.fedtiny.fewshot import outside_shots, server_shots
+from tinyproto.algorithms.fedtiny.protocol import Phase, Stage, bn_key
 from tinyproto.algorithms.fedtiny.pruning import (
     adjustment_rounds,
     blocks,
-    bn_key,
     candidate_masks,
     cosine_rate,
     magnitude_mask,
@@ -179,10 +179,10 @@ def test_mask_density_is_exact_after_every_step_and_every_adjustment(mode, monke
         masks = S.algo.server.masks
         if masks and kept is None:
             kept = {n: int(m.sum()) for n, m in masks.items()}
-        if rnd in S.algo.schedule:
+        if rnd in S.algo.consts.schedule:
             adjusted += 1
-            K = S.algo.adjust_sizes(rnd, kept)
-            assert set(K) == set(S.algo.schedule[rnd][1])
+            K = S.algo.consts.adjust_sizes(rnd, kept)
+            assert set(K) == set(S.algo.consts.schedule[rnd][1])
             for up in uploads.values():
                 for n, k in K.items():
                     assert up[f"gidx/{n}"].numel() == k and up[f"grad/{n}"].numel() == k
@@ -194,7 +194,7 @@ def test_mask_density_is_exact_after_every_step_and_every_adjustment(mode, monke
                 for n, m in st.masks.items():
                     assert torch.equal(m, S.algo.server.masks[n])
     assert adjusted == len(adjustment_rounds(8 - 2, 2, 100)) == 2 and seen["steps"] > 0
-    density = sum(kept.values()) / sum(S.algo.sizes.values())
+    density = sum(kept.values()) / sum(S.algo.consts.sizes.values())
     assert abs(density - 0.05) <= 0.02 * 0.05
 
 
@@ -203,8 +203,8 @@ def test_adjustments_move_the_mask_and_follow_the_schedule():
     masks = {}
     for rnd, _, _ in rounds(S):
         now = {n: m.clone() for n, m in S.algo.server.masks.items()}
-        if rnd in S.algo.schedule and masks:
-            rate = S.algo.schedule[rnd][0]
+        if rnd in S.algo.consts.schedule and masks:
+            rate = S.algo.consts.schedule[rnd][0]
             for n, m in now.items():
                 moved = int((m & ~masks[n]).sum())
                 k = int(m.sum())
@@ -256,8 +256,8 @@ def test_aggregated_bn_statistics_are_the_sample_weighted_mean(abns_setup):
     counts = {c: u.config["num_val"] for c, u in uploads.items()}
     assert len(set(counts.values())) > 1  # unequal: the weighting matters
     algo = S.algo
-    for c in range(algo.C):
-        for name in algo.bn_names:
+    for c in range(algo.consts.C):
+        for name in algo.consts.bn_names:
             key = bn_key(c, name)
             want = weighted_mean([uploads[i][key] for i in counts], list(counts.values()))
             torch.testing.assert_close(downloads[0][key], want)
@@ -429,7 +429,7 @@ def test_partial_participation_runs_and_late_clients_catch_up(tmp_path):
         downloads = S.algo.server_round(uploads, rnd) if uploads else {}
         for cid, msg in downloads.items():
             S.algo.receive(S.states[cid], msg)
-            if S.algo.server.phase == "train" and S.states[cid].stage == "model":
+            if S.algo.server.phase is Phase.TRAIN and S.states[cid].stage is Stage.MODEL:
                 assert S.states[cid].version == S.algo.server.version
                 for n, m in S.states[cid].masks.items():
                     assert torch.equal(m, S.algo.server.masks[n])
@@ -444,7 +444,7 @@ def at_adjustment():
     S = setup(config())
     for _ in rounds(S, upto=4):
         pass
-    assert 4 in S.algo.schedule
+    assert 4 in S.algo.consts.schedule
     uploads = {}
     for st, d in zip(S.states, S.data):
         uploads[st.cid], _ = S.algo.client_round(st, d, 4, torch.Generator().manual_seed(st.cid))
@@ -648,8 +648,8 @@ def test_client_refuses_malformed_downloads():
     pkg = down0[0]
     key = "cand0/head.weight"
     bad_bits = pkg[key].clone()
-    bad_bits[-1] = 0xFF if S.algo.sizes["head.weight"] % 8 else bad_bits[-1]
-    if S.algo.sizes["head.weight"] % 8:
+    bad_bits[-1] = 0xFF if S.algo.consts.sizes["head.weight"] % 8 else bad_bits[-1]
+    if S.algo.consts.sizes["head.weight"] % 8:
         client_refuses(S.algo, st, edited(pkg, {key: bad_bits}), "padding")
     client_refuses(S.algo, st, edited(pkg, {"head.weight": pkg["head.weight"][:-1]}), "union")
     client_refuses(S.algo, st, Message({"choice": torch.tensor([0])}, {"mask_version": 1}), "stage")
@@ -747,7 +747,9 @@ def test_flops_by_hand_and_sparse_flops_scale_with_layer_density(tmp_path):
     model = S.states[0].model
     F = layer_flops(model, 1, 28)
     kept = {n: int(m.sum()) for n, m in S.states[0].masks.items()}
-    per_image = sum(f * (kept[n] / S.algo.sizes[n] if n in kept else 1.0) for n, f in F.items())
+    per_image = sum(
+        f * (kept[n] / S.algo.consts.sizes[n] if n in kept else 1.0) for n, f in F.items()
+    )
     s = res.summary
     assert s["client_inference_flops_mean"] == pytest.approx(per_image)
     n_train = sum(d.num_train for d in S.data)
@@ -756,6 +758,6 @@ def test_flops_by_hand_and_sparse_flops_scale_with_layer_density(tmp_path):
     assert dense["client_inference_flops_mean"] == pytest.approx(sum(F.values()))
     assert s["client_step_memory_bytes_max"] < dense["client_step_memory_bytes_max"]
     assert s["client_activation_bytes_max"] == dense["client_activation_bytes_max"] > 0
-    assert s["density_kept"] == sum(kept.values()) / sum(S.algo.sizes.values())
-    assert s["kept_per_layer"] == {n: [k, S.algo.sizes[n]] for n, k in kept.items()}
+    assert s["density_kept"] == sum(kept.values()) / sum(S.algo.consts.sizes.values())
+    assert s["kept_per_layer"] == {n: [k, S.algo.consts.sizes[n]] for n, k in kept.items()}
     assert s["archs"] == {"cnn_a": sum(p.numel() for p in model.parameters())}

@@ -161,9 +161,9 @@ def test_results_folder_not_writable_is_refused(tmp_path):
 @pytest.fixture
 def eight_gib(monkeypatch):
     """This machine has 8 GiB free, whatever it really has (the estimate is what is tested)."""
-    import tinyproto.config as config
+    from tinyproto.runtime import environment
 
-    monkeypatch.setattr(config, "available_memory", lambda device: 8 * 2**30)
+    monkeypatch.setattr(environment, "available_memory", lambda device: 8 * 2**30)
 
 
 def test_memory_estimate_counts_the_real_parameters():
@@ -290,7 +290,7 @@ def test_module_and_script_give_the_same_help():
 def test_a_partition_no_draw_can_meet_is_a_config_error(tmp_path, monkeypatch):
     import numpy as np
 
-    import tinyproto.runtime.engine as engine
+    import tinyproto.runtime.setup as engine
     from tinyproto.data import PartitionError, dirichlet_partition
 
     labels = np.repeat(np.arange(10), 40)

@@ -338,7 +338,7 @@ DRIVER = textwrap.dedent(
     import torch
     point, root, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(threads)
-    import tinyproto.runtime.engine as engine
+    import tinyproto.runtime.step as engine  # where every runtime evaluates a client
     from tinyproto import Config, run
 
     def die():

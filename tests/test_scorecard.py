@@ -115,13 +115,14 @@ def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
     before any seed 1 (an interrupted long computation leaves a 1-seed verdict on every row)."""
     import argparse
 
-    import tinyproto.scorecard as sc
+    import tinyproto.cli.scorecard as sc
+    from tinyproto.scorecard import COLUMNS
     import tinyproto.sweep as sw
 
     monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))  # no finished runs: all missing
     handed = []
     monkeypatch.setattr(sw, "sweep", lambda todo, **kw: handed.extend(todo) or pd.DataFrame())
-    monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
+    monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(COLUMNS)), tmp_path))
     args = argparse.Namespace(
         compute="quick", markdown=False, check=False, update_readme=False, retry_failed=False
     )
@@ -136,7 +137,8 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
     run diverges again), and the skip is said; --retry-failed hands it to sweep."""
     import argparse
 
-    import tinyproto.scorecard as sc
+    import tinyproto.cli.scorecard as sc
+    from tinyproto.scorecard import COLUMNS
     import tinyproto.sweep as sw
     from tinyproto.store import run_dir
     from tinyproto.store.failures import FAILED
@@ -144,7 +146,7 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
     monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
     handed = []
     monkeypatch.setattr(sw, "sweep", lambda todo, **kw: handed.extend(todo) or pd.DataFrame())
-    monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(sc.COLUMNS)), tmp_path))
+    monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(COLUMNS)), tmp_path))
     runs = Runs("quick")
     claims(runs)
     bad = runs.missing()[0]
@@ -165,7 +167,7 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
 
 
 def test_a_run_that_did_not_finish_is_named_not_missing(tmp_path):
-    from tinyproto.scorecard import _text
+    from tinyproto.scorecard.rules import text as _text
     from tinyproto.store.failures import FAILED, failure
 
     cfg = Config(algorithm="tinyproto-fp", profile="smoke", seed=0)

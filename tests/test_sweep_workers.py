@@ -168,11 +168,13 @@ def test_a_recorded_failure_is_not_computed_again_unless_asked(tmp_path):
 
 
 def test_worker_protocol_serves_runs_until_stdin_closes(tmp_path):
-    """One worker process computes several runs: an answer line per request, a user error is an
-    "error" answer and the worker goes on, garbage is a crash (exit 1, traceback on stderr)."""
-    import json
+    """One worker process computes several runs: one answer frame per request (runtime.procs),
+    a user error is an "error" answer and the worker goes on, garbage is a crash (exit 1,
+    traceback on stderr)."""
     import subprocess
     import sys
+
+    from tinyproto.runtime import procs
 
     good = grid(algorithm="fedproto", seed=[0, 1], **SMALL)
     bad = _small_fmnist_missing(tmp_path)
@@ -181,24 +183,23 @@ def test_worker_protocol_serves_runs_until_stdin_closes(tmp_path):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     answers = []
     for cfg in (good[0], bad, good[1]):
-        proc.stdin.write(json.dumps({"config": cfg.to_dict(), "root": str(tmp_path)}) + "\n")
-        proc.stdin.flush()
-        answers.append(json.loads(proc.stdout.readline()))
-    assert [a["status"] for a in answers] == ["ok", "error", "ok"]
-    assert [a["run_id"] for a in answers] == [good[0].run_id(), bad.run_id(), good[1].run_id()]
-    assert "no-such-folder" in answers[1]["line"] and "\n" not in answers[1]["line"]
+        procs.send(proc.stdin, {"config": cfg.to_dict(), "root": str(tmp_path)})
+        answers.append(procs.receive(proc.stdout))
+    assert [a[0] for a in answers] == ["ok", "error", "ok"]
+    assert [answers[0][1], answers[2][1]] == [good[0].run_id(), good[1].run_id()]
+    kind, line = answers[1][1]
+    assert kind == "DataError" and "no-such-folder" in line and "\n" not in line
     for cfg in good:
         summary = json.loads((tmp_path / cfg.run_id() / "summary.json").read_text())
         assert summary["torch_threads"] == 1
-    proc.stdin.write("not json\n")
+    proc.stdin.write(b"not a frame\n")
     proc.stdin.flush()
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and out == ""
-    assert "JSONDecodeError" in err.strip().splitlines()[-1]
+    assert proc.returncode == 1 and out == b""
+    assert "UnpicklingError" in err.decode().strip().splitlines()[-1]
     quiet = subprocess.run(
         [sys.executable, "-m", "tinyproto.sweep.worker", "1"], input="", capture_output=True, text=True
     )
@@ -275,11 +276,11 @@ def test_a_worker_exits_mid_run_when_the_sweep_that_started_it_is_killed(tmp_pat
 
     cfg = grid(algorithm="fedproto", **{**SMALL, "rounds": 5000})[0]  # minutes of rounds
     parent = (
-        "import json, os, subprocess, sys, time\n"
+        "import os, subprocess, sys, time\n"
+        "from tinyproto.runtime import procs\n"
         "p = subprocess.Popen([sys.executable, '-m', 'tinyproto.sweep.worker', '1'],\n"
-        "    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)\n"
-        f"p.stdin.write(json.dumps({{'config': {cfg.to_dict()!r}, 'root': {str(tmp_path)!r}}}) + '\\n')\n"
-        "p.stdin.flush()\n"
+        "    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f"procs.send(p.stdin, {{'config': {cfg.to_dict()!r}, 'root': {str(tmp_path)!r}}})\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(60)\n"  # killed long before
     )

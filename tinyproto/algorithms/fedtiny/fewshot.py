@@ -1,5 +1,6 @@
-"""FedTiny's server-side data: a few labelled images per class that no client holds, and the
-pre-training of the shared model on them (../shared/FEDTINY.md, "Setup")."""
+"""FedTiny's server-side setup data: a few labelled images per class that no client holds, and
+the pre-training of the shared model on them (../shared/FEDTINY.md, "Setup"). Only the server
+(server.py) uses it; the data it reads are outside every client's split."""
 
 from __future__ import annotations
 

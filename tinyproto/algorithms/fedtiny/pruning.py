@@ -1,10 +1,13 @@
-"""Masks for FedTiny (../shared/FEDTINY.md): which weights are masked, candidate and magnitude
-masks, bitmaps on the wire, prune/grow, the cosine schedule, and the closed-form cost.
+"""FedTiny's pruning arithmetic (../shared/FEDTINY.md): which weights are masked and in which
+blocks, what travels dense (and the float-state helpers that copy it in and out of a model,
+also used by dense FedAvg), candidate and magnitude masks, prune/grow, bitmaps (a mask on the
+wire), the cosine schedule, and the closed-form cost (``SparsePlan``, ``sparse_round_costs``).
 
 A mask is a bool tensor shaped like its weight; ``kept`` (k_l) is its number of ones and ``size``
 (n_l) its number of elements. Masked tensors: every Conv2d and Linear weight except the first
 convolution; biases, BatchNorm parameters and statistics stay dense. Everything here is pure:
-no global state, randomness only from the generators passed in.
+no global state, randomness only from the generators passed in; no message field names (those
+are protocol.py's).
 """
 
 from __future__ import annotations
@@ -21,16 +24,6 @@ from tinyproto.comm.message import MessageError
 RELATIVE_TOLERANCE = 0.02  # a candidate's overall density is within 2 % of the target
 MAX_DRAWS = 10_000  # per candidate, before the density is declared unreachable
 INDEX_BYTES = 4  # a kept index in the index-list alternative, and in adjustment uploads
-VAL_KEY = "num_val"  # a client's validation-sample count (ABNS, selection): int metadata
-VERSION_KEY = "mask_version"  # which mask a model's values follow: int metadata, both ways
-
-
-def bn_key(c: int, stat: str) -> str:
-    return f"bn{c}/{stat}"
-
-
-def cand_key(c: int, name: str) -> str:
-    return f"cand{c}/{name}"
 
 
 # -- which tensors are masked, in which blocks ---------------------------------------------------
