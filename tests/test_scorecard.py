@@ -116,8 +116,8 @@ def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
     import argparse
 
     import tinyproto.cli.scorecard as sc
-    from tinyproto.scorecard import COLUMNS
     import tinyproto.sweep as sw
+    from tinyproto.scorecard import COLUMNS
 
     monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))  # no finished runs: all missing
     handed = []
@@ -138,8 +138,8 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
     import argparse
 
     import tinyproto.cli.scorecard as sc
-    from tinyproto.scorecard import COLUMNS
     import tinyproto.sweep as sw
+    from tinyproto.scorecard import COLUMNS
     from tinyproto.store import run_dir
     from tinyproto.store.failures import FAILED
 
