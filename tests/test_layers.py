@@ -183,3 +183,24 @@ def test_every_module_imports_alone(group):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert not r.stdout.strip(), r.stdout
+
+
+def test_the_public_api_is_reachable_from_the_top_package_alone():
+    """``import tinyproto`` and nothing else gives run, Config, RunResult and load_runs (the
+    last used to need ``import tinyproto.store`` first), without loading torch's training
+    stack until one of them is used."""
+    code = (
+        "import sys, tinyproto\n"
+        "assert 'tinyproto.runtime.engine' not in sys.modules\n"
+        "assert callable(tinyproto.run) and callable(tinyproto.load_runs)\n"
+        "assert tinyproto.RunResult.__name__ == 'RunResult' and tinyproto.Config\n"
+        "assert set(tinyproto.__all__) <= set(dir(tinyproto))\n"
+        "try:\n"
+        "    tinyproto.nothing_here\n"
+        "except AttributeError as e:\n"
+        "    assert 'nothing_here' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]

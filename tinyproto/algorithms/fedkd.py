@@ -30,7 +30,7 @@ average with the same threshold and sends it to every client, which reconstructs
 Each message's metrics record the threshold, the rank and kept energy of every parameter and
 the floats the SVD keeps; the server state tallies the per-round totals
 (``kept_floats_per_round``; ``expected_floats`` reports their mean, which
-``comm.expected_cost("fedkd", kept_floats=...)`` checks the measurement against).
+``FedKD.expected_cost(kept_floats=...)`` checks the measurement against).
 HtFLlib's decomposition differs in two details we do not copy: it factors 4-D convolution kernels
 as a batch of [kh, kw] matrices (not [out, in*kh*kw]) and averages the clients uniformly.
 """

@@ -63,7 +63,7 @@ def partition_id(node_config, num_clients: int) -> int:
 def client(context: Context, run_config=None) -> tuple[Setup, int]:
     """This node's client in its initial state: the run's Setup (data, partition, algorithm;
     built once per process) with client ``partition-id``'s model and state built afresh
-    (engine.add_client). ``run_config``: instead of the context's."""
+    (runtime.setup.add_client). ``run_config``: instead of the context's."""
     cfg = settings.parse(context.run_config if run_config is None else run_config).config
     cid = partition_id(context.node_config, cfg.num_clients)
     key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)

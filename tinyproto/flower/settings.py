@@ -182,7 +182,7 @@ def to_arg(run_config: Mapping) -> str:
 
 
 def digest(fed, cid: int) -> str:
-    """What client ``cid`` holds in the partition ``fed`` (engine.setup's FederatedData): its
+    """What client ``cid`` holds in the partition ``fed`` (runtime.setup's FederatedData): its
     train and test indices and their labels, hashed; the server checks each node's against its
     own, so a node with another data set, subset or partition seed is refused."""
     split, y = fed.clients[cid], fed.dataset.y

@@ -5,7 +5,7 @@ Batch-32 steps of the paper's networks use a second torch thread poorly (README,
 on a CPU two clients trained at once with one thread each do more work per second than one
 client with two threads. With ``Config.client_workers`` = W > 1 the engine starts W worker
 processes (``python -m tinyproto.runtime.clients THREADS``); each builds the clients it is given
-(``engine.setup(cfg, clients=...)``: the same initial states as in-process, seeded per client)
+(``runtime.setup.setup(cfg, clients=...)``: the same initial states as in-process, seeded per client)
 and keeps their states between rounds. A round is then: every worker trains its sampled
 clients (seeded per (seed, round, client), as in-process) and returns their uploads as
 ``Message.to_bytes`` (and, for prototype methods, the local prototypes the engine records); the
