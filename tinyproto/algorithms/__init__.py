@@ -1,4 +1,14 @@
-"""The algorithms: one module each, typed client and server state, steps over messages."""
+"""The algorithms: one module each, typed client and server state, steps over messages.
+
+    base.py        the protocol (Algorithm, ClientState, ServerState, Context, ClientData)
+    common.py      local training, class means, per-class messages, FedAvg, the shared model
+    compute.py     FLOPs and step memory counted from the models (summary.json's report)
+    svd.py         FedKD's SVD compression
+    <name>.py      one algorithm each; fedtiny/ is a package (FedTiny has several roles)
+
+Each class declares what it sends in closed form (``Algorithm.expected_cost``). May import:
+comm, config, data, models, cps, aps, timing; never runtime or anything above it.
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,11 @@ argparse, used strictly: no abbreviated flags, no flag given twice, no contradic
 (``--no-cps`` with ``--cps-dim``). Every mistake of the user's or of the environment (bad value,
 unavailable device, unwritable results folder, missing data, corrupted run folder, full disk)
 exits with status 2 and one line naming the parameter or path, the value and what is allowed.
+
+Modules: ``flags`` (the Config flags, strict parsing, UserError: what every subcommand shares)
+and one per subcommand (``run`` with ``data``, ``comm_table``, ``bench``, ``scorecard``,
+``reproduce``), each with ``add_parser`` and ``cmd``. Subcommands import ``flags``, never each
+other; the top of the package's layers, it may import anything below.
 """
 
 from __future__ import annotations

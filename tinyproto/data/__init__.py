@@ -10,6 +10,8 @@ Modules: ``base`` (Dataset, DataError, sources and safe file access), one per so
 client splits) and ``load`` (:func:`load_dataset`, :func:`check_data_source`). Settings that
 tests move (``base.DEFAULT_CACHE``, ``fmnist.DEBIAN_FMNIST_DIR``, the torchvision download
 hooks) live only in the module that reads them and are not re-exported here.
+
+May import: tinyproto.config (profiles' constants) and nothing above it.
 """
 
 from tinyproto.data.base import ENV_VAR, DataError, Dataset

@@ -11,4 +11,7 @@
 
 Needs the ``flower`` extra (``pip install -e '.[flower]'``); nothing else in tinyproto imports
 this package. The Flower app's pyproject.toml is ``flower-app/`` at the project's root.
+
+May import: config, store, comm, runtime (the same setup and round step as the engine:
+``runtime.setup``, ``runtime.step``), never sweep, scorecard or cli.
 """

@@ -4,6 +4,8 @@ figures folder (see tinyproto.sweep.outputs) and names the profile/dataset/seeds
 Importing this module changes nothing global: every helper draws and saves inside
 ``style()`` (a ``matplotlib.rc_context`` with :data:`STYLE`); ``use_style()`` applies the same
 style to the session, for figures a notebook draws itself.
+
+May import: nothing of tinyproto outside this package (matplotlib only).
 """
 
 from tinyproto.plots.ablation import plot_ablation, plot_cps_vs_dim, plot_grouped_bars
