@@ -59,12 +59,12 @@ lab: data
 clean-runs:
 	rm -rf results/runs
 
-# the paper's claims judged on the finished runs (results/scorecard.csv, README's table); with
+# the paper's claims judged on the finished runs (results/scorecard.csv, docs/scorecard.md's table); with
 # PROFILE=long it first computes the missing long-profile runs (hours on 2 cores; resumable:
 # rerun after an interruption, finished runs are reused)
 .PHONY: scorecard
 scorecard: data
-	$(PY) -m tinyproto scorecard --compute $(PROFILE) --update-readme
+	$(PY) -m tinyproto scorecard --compute $(PROFILE) --update-docs
 
 # Flower (the flower extra, installed by make setup): a local federation on 127.0.0.1, insecure,
 # whose processes are stopped by PID at the end (tinyproto.flower.deploy; free ports each time).

@@ -1,4 +1,4 @@
-"""The scorecard: verdict rules, claims judged on real runs, and the committed CSV / README table
+"""The scorecard: verdict rules, claims judged on real runs, and the committed CSV / docs table
 recomputed from the committed runs (verdicts are computed, never typed)."""
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ def test_committed_scorecard_recomputes_from_the_committed_runs():
         fresh.fillna("").astype(committed.dtypes.to_dict(), errors="ignore"),
         check_dtype=False,
     )
-    assert markdown(fresh) in (ROOT / "README.md").read_text(), (
-        "README's scorecard is stale: paste `tinyproto scorecard --markdown`"
+    assert markdown(fresh) in (ROOT / "docs" / "scorecard.md").read_text(), (
+        "docs/scorecard.md's table is stale: run `tinyproto scorecard --update-docs`"
     )
 
 
@@ -124,7 +124,7 @@ def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
     monkeypatch.setattr(sw, "sweep", lambda todo, **kw: handed.extend(todo) or pd.DataFrame())
     monkeypatch.setattr(sc, "write", lambda: (pd.DataFrame(columns=list(COLUMNS)), tmp_path))
     args = argparse.Namespace(
-        compute="quick", markdown=False, check=False, update_readme=False, retry_failed=False
+        compute="quick", markdown=False, check=False, update_docs=False, retry_failed=False
     )
     assert sc.cmd(args) == 0
     seeds = [c.seed for c in handed]
@@ -156,7 +156,7 @@ def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, cap
     for retry in (False, True):
         handed.clear()
         args = argparse.Namespace(
-            compute="quick", markdown=False, check=False, update_readme=False, retry_failed=retry
+            compute="quick", markdown=False, check=False, update_docs=False, retry_failed=retry
         )
         assert sc.cmd(args) == 0
         ids = {c.run_id() for c in handed}

@@ -10,6 +10,12 @@ tinyproto.sweep.outputs(profile) says (results/<profile>/, figures/<profile>/).
 The profile reaches the notebooks through ``$TINYPROTO_PROFILE`` (read by each notebook's
 parameters cell), not through a papermill injected-parameters cell, and
 ``$TINYPROTO_REQUIRE_PROFILE`` makes a notebook that would run another profile fail.
+
+Last, the scorecard: results/scorecard.csv and the generated table of docs/scorecard.md.
+Besides the notebooks, ``reproduce`` writes only under results/, figures/ and docs/, and never
+changes the working directory: each kernel is started in notebooks/ (nbclient's
+``resources["metadata"]["path"]``; papermill's own ``cwd=`` would chdir this process), and the
+notebooks find the project from there (``tinyproto.sweep.outputs``).
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from tinyproto.config import PROFILES, ConfigError
+from tinyproto.store import RESULTS_ENV
 from tinyproto.sweep import project_root
 
 NOTEBOOKS = (
@@ -74,7 +82,6 @@ def reproduce(
     if unknown:
         raise ConfigError(f"invalid notebooks={unknown}: choose from {', '.join(NOTEBOOKS)}")
     root = project_root()
-    os.chdir(root)  # papermill records the paths it is given: keep them relative
     nb_dir = root / "notebooks"
     out = outputs(profile)
     timings = []
@@ -85,6 +92,8 @@ def reproduce(
     run_dir = nb_dir / "_runs" / profile
     run_dir.mkdir(parents=True, exist_ok=True)
     env = {PROFILE_ENV: profile, REQUIRE_ENV: profile, "TQDM_DISABLE": "1"}
+    if os.environ.get(RESULTS_ENV):  # the kernels start in notebooks/: same folder as here
+        env[RESULTS_ENV] = str(Path(os.environ[RESULTS_ENV]).expanduser().resolve())
     for name in names:
         src = nb_dir / f"{name}.ipynb"
         executed = run_dir / f"{name}.ipynb"
@@ -92,12 +101,13 @@ def reproduce(
         print(f"[reproduce] {name} ({profile}) ...", flush=True)
         with _environ(**env):
             papermill.execute_notebook(
-                str(src.relative_to(root)),
-                str(executed.relative_to(root)),
-                cwd=str(nb_dir.relative_to(root)),
+                str(src),
+                str(executed),
                 kernel_name="python3",
                 progress_bar=False,
                 config=kernel_manager_config(),
+                # the kernel's working directory, without papermill's chdir of this process
+                resources={"metadata": {"path": str(nb_dir)}},
             )
         clean_notebook(executed, root=root)
         if profile == "quick" and executed.read_bytes() != src.read_bytes():
@@ -108,11 +118,11 @@ def reproduce(
             f"[reproduce] {name} done in {timings[-1][1]:.0f} s -> {where.relative_to(root)}",
             flush=True,
         )
-    from tinyproto import scorecard
+    from tinyproto.scorecard import render
 
-    card, card_path = scorecard.write()
-    scorecard.update_readme(card)
-    print(f"[reproduce] {out.rel(card_path)} and README.md's scorecard", flush=True)
+    card, card_path = render.write()
+    render.update_docs(card)
+    print(f"[reproduce] {out.rel(card_path)} and {render.DOC.as_posix()}'s scorecard", flush=True)
     total = time.perf_counter() - t0
     print(f"[reproduce] all done in {total / 60:.1f} min ({profile} profile)")
     return timings

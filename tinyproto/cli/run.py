@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
         "--results",
         default=None,
         metavar="DIR",
-        help="runs folder. Default: results/runs (quick), results/<profile>/runs (smoke, paper)",
+        help="runs folder. Default: results/runs (quick), results/<profile>/runs (smoke, long, paper)",
     )
     mode = o.add_mutually_exclusive_group()
     mode.add_argument(

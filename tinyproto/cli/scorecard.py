@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from tinyproto.scorecard.render import did_not_finish, markdown, update_readme, write
+from tinyproto.scorecard.render import DOC, did_not_finish, doc_path, markdown, update_docs, write
 from tinyproto.scorecard.rules import SCORE_PROFILES, Runs
+
+DOC_NAME = DOC.as_posix()  # docs/scorecard.md
 
 
 def add_parser(subparsers) -> None:
@@ -13,15 +15,19 @@ def add_parser(subparsers) -> None:
         "scorecard",
         help="judge the paper's claims on the finished runs (writes results/scorecard.csv)",
         description="Recompute the reproduction scorecard from the finished runs of the quick, "
-        "long and paper profiles (nothing is run) and write results/scorecard.csv; --markdown "
-        "prints the README's table, --check fails if README.md's table differs from it.",
+        f"long and paper profiles (nothing is run) and write results/scorecard.csv; --markdown "
+        f"prints the table of {DOC_NAME}, --check fails if {DOC_NAME}'s table differs from it.",
     )
-    p.add_argument("--markdown", action="store_true", help="print the README table")
+    p.add_argument("--markdown", action="store_true", help=f"print the table of {DOC_NAME}")
     p.add_argument(
-        "--check", action="store_true", help="exit 1 if README.md's scorecard is not this one"
+        "--check", action="store_true", help=f"exit 1 if {DOC_NAME}'s scorecard is not this one"
     )
     p.add_argument(
-        "--update-readme", action="store_true", help="rewrite README.md's scorecard block"
+        "--update-docs",
+        "--update-readme",  # its name from when the table lived in README.md
+        dest="update_docs",
+        action="store_true",
+        help=f"rewrite the generated table of {DOC_NAME} (--update-readme: the same)",
     )
     p.add_argument(
         "--compute",
@@ -39,8 +45,6 @@ def add_parser(subparsers) -> None:
 
 
 def cmd(args) -> int:
-    from tinyproto.store import project_root
-
     if args.compute:
         from tinyproto.scorecard.claims import claims
         from tinyproto.sweep import sweep
@@ -70,12 +74,13 @@ def cmd(args) -> int:
                 print(line, file=sys.stderr)
     df, path = write()
     table = markdown(df)
-    if args.update_readme:
-        update_readme(df)
-    if args.check and table not in (project_root() / "README.md").read_text():
+    if args.update_docs:
+        update_docs(df)
+    if args.check and table not in doc_path().read_text():
         print(
-            "tinyproto: error: README.md's scorecard differs from the runs'; paste "
-            "`tinyproto scorecard --markdown` between its markers",
+            f"tinyproto: error: {DOC_NAME}'s scorecard differs from the runs'; run "
+            "`tinyproto scorecard --update-docs` (or paste `tinyproto scorecard --markdown` "
+            "between its markers)",
             file=sys.stderr,
         )
         return 1

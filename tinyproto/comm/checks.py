@@ -1,8 +1,8 @@
-"""Checking messages, and the closed-form communication costs.
+"""Checking messages.
 
 Communication is always *measured* from what the messages carry (``Message.floats``,
-tinyproto.comm.message); the closed forms of paper Table 2 (``expected_cost``) exist to check the
-measurement.
+tinyproto.comm.message); the closed forms of paper Table 2, declared by each algorithm class
+(``Algorithm.expected_cost``), exist to check the measurement.
 
 Every message is validated before anything reads it (``collect_uploads`` for a round's
 container and sender ids, ``check_message`` for its metadata, ``expect`` for its arrays): float

@@ -1,7 +1,7 @@
 """Where a run's clients live: in this process (LocalClients) or side by side in
 ``client_workers`` processes (ClientPool); both run ``runtime.step``'s client step.
 
-Batch-32 steps of the paper's networks use a second torch thread poorly (README, Benchmark), so
+Batch-32 steps of the paper's networks use a second torch thread poorly (docs/performance.md), so
 on a CPU two clients trained at once with one thread each do more work per second than one
 client with two threads. With ``Config.client_workers`` = W > 1 the engine starts W worker
 processes (``python -m tinyproto.runtime.clients THREADS``); each builds the clients it is given

@@ -2,10 +2,11 @@
 
     rules.py       verdict rules (compare, judge, weakest), Arm, Runs (the runs of a profile)
     claims.py      one function per kind of claim row
-    render.py      the table (scorecard), its CSV (write) and markdown (markdown, update_readme)
+    render.py      the table (scorecard), its CSV (write) and markdown (markdown, update_docs)
     comm_table.py  paper Table 1's Comm column from the real partitions (no training)
 
-May import: config, data, models, paper, store, sweep (never the CLI).
+May import: config, data, models, paper, store, algorithms (closed-form costs), sweep (never
+the CLI).
 """
 
 from tinyproto.scorecard.render import (
@@ -14,6 +15,7 @@ from tinyproto.scorecard.render import (
     did_not_finish,
     markdown,
     scorecard,
+    update_docs,
     update_readme,
     write,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "markdown",
     "scorecard",
     "text",
+    "update_docs",
     "update_readme",
     "weakest",
     "write",

@@ -1,0 +1,195 @@
+"""The documentation agrees with the code: docs/cli.md is what the parser generates, the module
+map lists exactly the package's files, the layers are those tests/test_layers.py enforces,
+links resolve, the README's numbers are the committed CSVs', and ``tinyproto reproduce`` writes
+where it says without changing the working directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PKG = ROOT / "tinyproto"
+
+
+def section(text: str, heading: str) -> str:
+    """The body of a markdown section, up to the next heading of the same or a higher level."""
+    level = len(heading) - len(heading.lstrip("#"))
+    start = text.index(heading + "\n") + len(heading) + 1
+    end = re.search(rf"^#{{1,{level}}} ", text[start:], re.MULTILINE)
+    return text[start : start + end.start()] if end else text[start:]
+
+
+# -- generated reference ---------------------------------------------------------------------
+
+
+def test_cli_reference_is_current():
+    from tinyproto.cli.reference import render
+
+    committed = (DOCS / "cli.md").read_text()
+    assert render() == committed, "docs/cli.md is stale: run `python -m tinyproto.cli.reference`"
+
+
+def test_cli_reference_names_every_option_of_every_subcommand():
+    import argparse
+
+    from tinyproto.cli import SUBCOMMANDS, build_parser
+    from tinyproto.cli.reference import render
+
+    text = render()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == list(SUBCOMMANDS)
+    for name, parser in sub.choices.items():
+        body = section(text, f"## tinyproto {name}")
+        for action in parser._actions:
+            for flag in action.option_strings:
+                if flag in ("-h", "--help"):
+                    continue
+                shown = f"`{flag}`" in body or f"`{flag}`" in section(text, "## tinyproto run")
+                assert shown, f"tinyproto {name} {flag} is missing from docs/cli.md"
+
+
+def test_cli_reference_check_mode(capsys):
+    from tinyproto.cli.reference import main
+
+    assert main(["--check"]) == 0
+    assert "is current" in capsys.readouterr().out
+
+
+# -- architecture ------------------------------------------------------------------------------
+
+
+def _module_map() -> list[str]:
+    text = section((DOCS / "architecture.md").read_text(), "## Module map")
+    return re.findall(r"^\| `([^`]+\.py)` \|", text, re.MULTILINE)
+
+
+def test_module_map_lists_every_module_once():
+    listed = _module_map()
+    tree = sorted(p.relative_to(PKG).as_posix() for p in PKG.rglob("*.py"))
+    assert len(listed) == len(set(listed)), "a module is listed twice"
+    missing, extra = sorted(set(tree) - set(listed)), sorted(set(listed) - set(tree))
+    assert not missing and not extra, f"module map: missing {missing}, not in the tree {extra}"
+
+
+def _test_layers():
+    spec = importlib.util.spec_from_file_location("_layers", ROOT / "tests" / "test_layers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.LAYERS
+
+
+def test_architecture_layers_are_the_enforced_ones():
+    """Each row of docs/architecture.md's layer table names the modules of one entry of
+    tests/test_layers.py's LAYERS, in the same order (bottom to top)."""
+    rows = [
+        r
+        for r in section((DOCS / "architecture.md").read_text(), "## Layers").splitlines()
+        if r.startswith("| ") and not r.startswith("| layer")
+    ]
+    documented = [
+        tuple(m.strip("/").removesuffix(".py") for m in re.findall(r"`([^`]+)`", r.split("|")[2]))
+        for r in rows
+    ]
+    assert documented == [tuple(layer) for layer in _test_layers()]
+
+
+# -- links and numbers ---------------------------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+    return {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.MULTILINE)}
+
+
+@pytest.mark.parametrize(
+    "doc", [ROOT / "README.md", *sorted(DOCS.glob("*.md"))], ids=lambda p: p.name
+)
+def test_relative_links_resolve(doc):
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.DOTALL)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto
+        path, _, anchor = target.partition("#")
+        dest = (doc.parent / path).resolve() if path else doc
+        assert dest.exists(), f"{doc.name}: link to {target}: no such file"
+        if anchor and dest.suffix == ".md":
+            assert anchor in _anchors(dest), f"{doc.name}: link to {target}: no such heading"
+
+
+def test_readme_is_short_and_indexes_every_doc():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 220
+    index = section(readme, "## Documentation")
+    for doc in sorted(DOCS.glob("*.md")):
+        assert f"(docs/{doc.name})" in index, f"docs/{doc.name} missing from the README's index"
+
+
+def test_readme_results_quote_the_committed_csvs():
+    """Every number of the README's Results section (a mean ± std, or a float count) is in the
+    committed scorecard or Table 1 CSVs: the summary cannot drift from the runs silently."""
+    results = " ".join(section((ROOT / "README.md").read_text(), "## Results").split())
+    committed = "".join(
+        (ROOT / p).read_text()
+        for p in (
+            "results/scorecard.csv",
+            "results/long/table1_main.csv",
+            "results/table1_main.csv",
+        )
+    )
+    pairs = re.findall(r"\d+\.\d+ ± \d+\.\d+", results)
+    counts = re.findall(r"\b\d{4,}\b", results)
+    assert pairs and counts
+    for number in pairs + counts:
+        assert number in committed, f"README's results quote {number!r}, not in the CSVs"
+
+
+# -- reproduce ---------------------------------------------------------------------------------
+
+
+def test_reproduce_keeps_the_working_directory_and_writes_only_its_folders(tmp_path, monkeypatch):
+    """``reproduce`` starts each kernel in notebooks/ (an absolute path handed to nbclient),
+    hands papermill absolute paths, never changes this process's working directory, and updates
+    the scorecard's table in docs/scorecard.md (here: recorded, not written)."""
+    import papermill
+
+    from tinyproto.cli import reproduce as rp
+    from tinyproto.scorecard import comm_table, render
+
+    results = tmp_path / "results"
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(results))
+    start = ROOT / "tests"
+    monkeypatch.chdir(start)  # a subfolder: the project is still found
+    seen = {}
+
+    def execute(src, dst, **kw):
+        seen.update(src=src, dst=dst, cwd_now=os.getcwd(), **kw)
+        seen["env"] = {k: os.environ.get(k) for k in ("TINYPROTO_PROFILE", "TINYPROTO_RESULTS")}
+        Path(dst).write_bytes(Path(src).read_bytes())
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setattr(comm_table, "write_comm_table", lambda path: seen.setdefault("comm", path))
+    monkeypatch.setattr(render, "write", lambda: ("card", results / "scorecard.csv"))
+    monkeypatch.setattr(render, "update_docs", lambda card: seen.setdefault("docs", card))
+    rp.reproduce("smoke", ["00_quickstart"])
+
+    assert os.getcwd() == str(start) and seen["cwd_now"] == str(start)
+    assert seen["resources"] == {"metadata": {"path": str(ROOT / "notebooks")}}
+    assert "cwd" not in seen
+    assert Path(seen["src"]) == ROOT / "notebooks" / "00_quickstart.ipynb"
+    assert Path(seen["dst"]) == ROOT / "notebooks" / "_runs" / "smoke" / "00_quickstart.ipynb"
+    assert seen["env"] == {"TINYPROTO_PROFILE": "smoke", "TINYPROTO_RESULTS": str(results)}
+    assert Path(seen["comm"]) == results / "smoke" / "table1_comm.csv"
+    assert seen["docs"] == "card"
+    assert render.DOC == Path("docs") / "scorecard.md"
