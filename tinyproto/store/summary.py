@@ -67,18 +67,25 @@ def summarise_run(S, metrics: pd.DataFrame, elapsed: float, runtime: str = "engi
 
 
 def save_prototypes(out: Path, S) -> None:
-    """Final local prototypes [N, K, d] (zeros where a client lacks the class), the mask of who
-    holds what, and the global prototypes clients use (reconstructed, scaled) [K, d]."""
+    """Final local prototypes [N, K, d] (zeros where a client lacks the class, or never trained:
+    a client partial participation never sampled holds none), the mask of who holds what, and
+    the global prototypes clients use (reconstructed, scaled) [K, d], as the first client that
+    received them holds them (zeros and ``has_global`` False where none did)."""
     K, d, N = S.ctx.num_classes, S.ctx.feature_dim, len(S.states)
     local = np.zeros((N, K, d), dtype=np.float32)
     holds = np.zeros((N, K), dtype=bool)
+    glob = np.zeros((K, d), dtype=np.float32)
+    has = np.zeros(K, dtype=bool)
+    found_global = False
     for cid, st in enumerate(S.states):
         p = S.algo.prototypes(st)
-        local[cid, p.classes.cpu().numpy()] = p.local.detach().cpu().numpy()
-        holds[cid, p.classes.cpu().numpy()] = True
-    first = S.algo.prototypes(S.states[0])
-    glob = first.target.detach().cpu().numpy().astype(np.float32)
-    has = first.has_target.cpu().numpy()
+        if p.classes is not None and p.local is not None:
+            local[cid, p.classes.cpu().numpy()] = p.local.detach().cpu().numpy()
+            holds[cid, p.classes.cpu().numpy()] = True
+        if not found_global and p.target is not None:
+            glob = p.target.detach().cpu().numpy().astype(np.float32)
+            has = p.has_target.cpu().numpy().astype(bool)
+            found_global = True
     arrays = {"local": local, "holds": holds, "global": glob, "has_global": has}
     if S.ctx.masks is not None:
         arrays["masks"] = S.ctx.masks.cpu().numpy()
