@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -94,15 +95,58 @@ def test_a_refused_download_in_a_worker_is_the_same_one_line_error(tmp_path):
 
 
 def test_a_killed_worker_is_named(tmp_path):
+    from tinyproto.runtime.procs import WorkerDied
+
     cfg = Config(algorithm="fedproto", **SMALL)
     pool = ClientPool(cfg, [[0, 1], [2, 3, 4]], threads=1)
     try:
         os.kill(pool.procs[1].pid, signal.SIGKILL)
         pool.procs[1].wait()
-        with pytest.raises(RuntimeError, match=r"client worker 1 died \(exit -9\)"):
+        with pytest.raises(WorkerDied, match=r"client worker 1 \(clients 2 3 4\) died \(exit -9\)"):
             pool.train(0, range(5))
     finally:
         pool.close()
+
+
+def test_a_worker_killed_mid_run_is_one_line_and_resume_continues(tmp_path, capsys):
+    """The CLI says in one line (exit 1) which client worker died and that --resume continues;
+    the resumed run gives the uninterrupted numbers."""
+    import threading
+    import time
+
+    from tinyproto.cli import main
+
+    flags = ["run", "--algorithm", "fedproto", "--profile", "smoke", "--dataset", "synthetic",
+             "--num-classes", "6", "--num-clients", "4", "--max-samples", "240",
+             "--feature-dim", "16", "--rounds", "12", "--checkpoint-every", "1",
+             "--client-workers", "2", "--no-progress"]
+
+    def kill_a_worker():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for p in Path("/proc").iterdir():
+                if p.name.isdigit():
+                    try:
+                        cmd = (p / "cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if b"tinyproto.runtime.clients" in cmd and list((tmp_path / "a").glob("*/checkpoint.pt")):
+                        os.kill(int(p.name), signal.SIGKILL)
+                        return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    code = main([*flags, "--results", str(tmp_path / "a")])
+    killer.join()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert "client worker" in err[0] and "died (exit -9)" in err[0] and "--resume" in err[0]
+    assert main([*flags, "--results", str(tmp_path / "a"), "--resume"]) == 0
+    assert main([*flags, "--results", str(tmp_path / "b")]) == 0
+    a = pd.read_csv(next((tmp_path / "a").glob("*/metrics.csv"))).drop(columns="seconds")
+    b = pd.read_csv(next((tmp_path / "b").glob("*/metrics.csv"))).drop(columns="seconds")
+    pd.testing.assert_frame_equal(a, b)
 
 
 def test_assignment_covers_every_client_once_and_balances():

@@ -546,3 +546,30 @@ def test_a_client_never_sampled_still_gives_a_complete_verified_run(algorithm, t
         for cid in set(range(4)) - trained:
             assert not holds[cid].any() and not z["local"][cid].any()
         assert all(holds[cid].any() for cid in trained)
+
+
+def test_a_finished_run_is_reused_not_recomputed_unless_restarted(tmp_path, capsys):
+    """Rerunning a finished config (a README command on a committed run) changes no file: the
+    run is verified and returned ("reused"); --restart computes it again; --resume without a
+    checkpoint says it started fresh. The CLI says which."""
+    cfg = Config(
+        algorithm="fedproto", profile="smoke", dataset="synthetic", num_classes=6, num_clients=3,
+        max_samples=180, feature_dim=16, rounds=2,
+    )
+    first = run(cfg, root=tmp_path, progress=False)
+    assert first.origin == "computed"
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.run_dir.iterdir()}
+    again = run(cfg, root=tmp_path, progress=False)
+    assert again.origin == "reused" and again.summary == first.summary
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.run_dir.iterdir()} == files
+    flags = ["run", "--algorithm", "fedproto", "--profile", "smoke", "--dataset", "synthetic",
+             "--num-classes", "6", "--num-clients", "3", "--max-samples", "180",
+             "--feature-dim", "16", "--rounds", "2", "--no-progress", "--results", str(tmp_path)]
+    assert main(flags) == 0
+    assert "state    reused the finished run" in capsys.readouterr().out
+    assert main([*flags, "--restart"]) == 0
+    assert "state    restarted" in capsys.readouterr().out
+    redone = store.verify_run(first.run_dir)
+    assert redone["summary"]["best_acc"] == first.summary["best_acc"]  # same numbers, recomputed
+    assert main([*flags[:-1], str(tmp_path / "other"), "--resume"]) == 0
+    assert "state    started fresh (--resume found no checkpoint)" in capsys.readouterr().out

@@ -75,6 +75,7 @@ def _os_error_line(e: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     from tinyproto.comm import MessageError
     from tinyproto.data import DataError
+    from tinyproto.runtime.procs import WorkerDied
     from tinyproto.store import RunFolderError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         line = text.splitlines()[0] if text else type(e).__name__
         print(f"tinyproto: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except WorkerDied as e:  # killed, out of memory: not the user's mistake, but one line too
+        print(f"tinyproto: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except OSError as e:  # permissions, full disk, a file where a folder should be, ...
         print(f"tinyproto: error: {_os_error_line(e)}", file=sys.stderr)
         return EXIT_USAGE

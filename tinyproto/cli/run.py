@@ -31,7 +31,10 @@ def add_parser(subparsers) -> None:
         help="discard the run's checkpoint or damaged files and start from round 0",
     )
     mode.add_argument(
-        "--reuse", action="store_true", help="return the finished run with the same id, if any"
+        "--reuse",
+        action="store_true",
+        help="return the finished run with the same id (the default: a finished run is never "
+        "recomputed; --restart computes it again)",
     )
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -55,6 +58,12 @@ def cmd(args) -> int:
     )
     s = res.summary
     print(f"run      {s['run_id']}  ({cfg.profile} profile, {cfg.dataset}, seed {cfg.seed})")
+    if res.origin == "reused":
+        print("state    reused the finished run (nothing computed; --restart computes it again)")
+    elif res.origin == "started fresh":
+        print("state    started fresh (--resume found no checkpoint)")
+    elif res.origin != "computed":
+        print(f"state    {res.origin}")
     print(f"data     {s['data_source']}")
     print(f"accuracy best {s['best_acc']:.4f} (round {s['best_round']}), last {s['last_acc']:.4f}")
     print(

@@ -187,7 +187,12 @@ class ClientPool:
 
     def _died(self, w: int):
         code = procs.reap(self.procs[w])
-        raise RuntimeError(f"client worker {w} died (exit {code}): {procs.last_line(self.errs[w])}")
+        clients = " ".join(str(c) for c, o in sorted(self.owner.items()) if o == w)
+        raise procs.WorkerDied(
+            f"client worker {w} (clients {clients}) died (exit {code}): "
+            f"{procs.last_line(self.errs[w])}; the run's last checkpoint is kept: rerun with "
+            "--resume to continue"
+        )
 
     def _call(self, op: str, per_client: dict[int, object]) -> dict[int, object]:
         """Send ``op`` with each worker's share of ``per_client`` to all workers at once, then

@@ -37,6 +37,9 @@ class RunResult:
     clients: pd.DataFrame  # one row per (evaluated round, client)
     summary: dict
     run_dir: Path
+    # what happened to the run folder: "reused" (finished before), "resumed from round k",
+    # "started fresh" (no checkpoint to resume), "restarted" (its files discarded), "computed"
+    origin: str = "computed"
 
     @property
     def best_acc(self) -> float:
@@ -60,9 +63,11 @@ def run(
     """Run one federated experiment and write it to ``root/<run-id>/``.
 
     ``root``: the runs folder (default: the profile's, ``store.runs_root``).
-    ``reuse``: return a finished run with the same id from disk (verified) instead of
-    recomputing. ``resume``: continue from the run folder's checkpoint if there is one.
-    ``restart``: discard the folder's checkpoint and files (e.g. damaged ones) and start over.
+    A finished run with the same id is never recomputed: it is verified and returned
+    (``origin`` "reused"); ``reuse=True`` says so explicitly (kept for existing callers).
+    ``resume``: continue from the run folder's checkpoint if there is one.
+    ``restart``: discard the folder's checkpoint and files (e.g. damaged ones, or a finished run
+    to compute again) and start over.
     ``stop_after``: stop (checkpointed) after this many rounds in total; for tests and for
     splitting a long run over several sessions.
 
@@ -87,7 +92,7 @@ def run(
     if out.is_dir() and not restart:
         if (out / "config.json").exists():
             store.read_config(out)  # damaged or foreign: refuse before computing anything
-        if reuse and store.is_complete(out):  # reading needs no device, memory or write access
+        if store.is_complete(out):  # reading needs no device, memory or write access
             return _load_result(out)
         if ckpt_path.exists() and not resume:
             raise store.RunFolderError(
@@ -100,6 +105,9 @@ def run(
         if restart:
             store.discard_run_files(out)
     ck = store.load_checkpoint(ckpt_path, cfg, device) if resume and ckpt_path.exists() else None
+    origin = "restarted" if restart else "started fresh" if resume and ck is None else "computed"
+    if ck is not None:
+        origin = f"resumed from round {ck['round']}"
     S = setup(cfg)
     algo, states = S.algo, S.states
     rows: list[dict] = []
@@ -142,7 +150,7 @@ def run(
     metrics = pd.DataFrame(rows)
     clients = pd.DataFrame(client_rows)
     if len(rows) < cfg.rounds:  # stopped early on purpose: keep the checkpoint, no summary
-        return RunResult(cfg, metrics, clients, {}, out)
+        return RunResult(cfg, metrics, clients, {}, out, origin)
     summary = summarise_run(S, metrics, elapsed)
     if runtime.threads is not None:  # the clients trained in client_workers processes
         summary.update(torch_threads=runtime.threads, client_workers=runtime.workers)
@@ -155,7 +163,7 @@ def run(
         ckpt_path.unlink()
     for stale in (store.FAILED, store.FAILED_METRICS):  # the run finished after all
         (out / stale).unlink(missing_ok=True)
-    return RunResult(cfg, metrics, clients, summary, out)
+    return RunResult(cfg, metrics, clients, summary, out, origin)
 
 
 def _rounds(S: Setup, clients, rows, client_rows, start, elapsed, stop_after, progress, ckpt_path):
@@ -198,4 +206,4 @@ def _checkpoint(path: Path, S: Setup, rows, client_rows, done: int, elapsed: flo
 def _load_result(out: Path) -> RunResult:
     r = store.verify_run(out)
     clients = r["clients"] if r["clients"] is not None else pd.DataFrame()
-    return RunResult(r["config"], r["metrics"], clients, r["summary"], out)
+    return RunResult(r["config"], r["metrics"], clients, r["summary"], out, "reused")

@@ -25,6 +25,12 @@ import subprocess
 import sys
 
 
+class WorkerDied(RuntimeError):
+    """A worker process died (killed, out of memory, a crash): one line naming the worker, its
+    exit code, the last line of its stderr and what to do. Nothing computed is lost: runs and
+    checkpoints are written atomically, so ``--resume`` continues."""
+
+
 def spawn(module: str, threads: int, **popen) -> tuple[subprocess.Popen, object]:
     """A worker process ``python -m module threads`` answering on its stdout, and the binary
     temporary file its stderr goes to (read back by :func:`last_line`)."""

@@ -13,7 +13,15 @@ import pickle
 import subprocess
 
 from tinyproto.config import Config, ConfigError
-from tinyproto.runtime.procs import last_line, reap, receive, send, spawn, torch_threads  # noqa: F401
+from tinyproto.runtime.procs import (  # noqa: F401
+    WorkerDied,
+    last_line,
+    reap,
+    receive,
+    send,
+    spawn,
+    torch_threads,
+)
 from tinyproto.store.failures import record_failure
 from tinyproto.store.runs import run_dir
 
@@ -78,7 +86,7 @@ def _cuda_auto(missing: list[Config]) -> bool:
     return torch.cuda.is_available()
 
 
-class RunFailed(RuntimeError):
+class RunFailed(WorkerDied):
     """A run computed by a worker process failed; the message is its error line."""
 
 
@@ -178,5 +186,8 @@ def _run_in_parallel(
         cfg, code, line = failure
         if code == 2:  # a one-line user/data error: the same text as in-process
             raise ConfigError(f"run {cfg.run_id()}: {line}")
-        raise RunFailed(f"run {cfg.run_id()} failed in a worker (exit {code}): {line}")
+        raise RunFailed(
+            f"run {cfg.run_id()} failed in a worker (exit {code}): {line}; the finished runs "
+            "and its checkpoint are kept: run the same command again to continue"
+        )
     return failed
