@@ -114,3 +114,15 @@ def test_bench_with_client_workers_says_so(results, capsys):
         alone.worker_threads == torch.get_num_threads()
     ).all()
     assert "in 2 worker processes" in capsys.readouterr().out
+
+
+def test_a_bench_never_overwrites_an_earlier_measurement():
+    """Timings are a record of one sitting: each bench gets its own file (UTC time in the
+    name), so rerunning `tinyproto bench` never replaces a committed CSV."""
+    from tinyproto import Config
+
+    cfg = Config(profile="quick")
+    a = bench.default_path(cfg, "cpu", when="20261204-040000")
+    b = bench.default_path(cfg, "cpu", when="20261204-040001")
+    assert a != b and a.parent == b.parent and a.name.endswith("-cpu-20261204-040000.csv")
+    assert cfg.run_id() in a.name and a.name.startswith("quick-")

@@ -377,3 +377,20 @@ def test_comm_table_cli(tmp_path, capsys):
         with pytest.raises(ConfigError, match=name) as e:
             cmd(args)
         assert "\n" not in str(e.value)
+
+
+def test_comm_table_other_settings_never_overwrite_the_committed_table(tmp_path, monkeypatch):
+    """Without --out, only the paper's setting writes results/table1_comm.csv (what make
+    reproduce regenerates); any other setting goes to a file named after its parameters."""
+    from tinyproto.cli.comm_table import default_out
+
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
+    sub = argparse.ArgumentParser().add_subparsers(dest="command")
+    p = add_parser(sub)
+    assert default_out(p.parse_args([])) == tmp_path / "table1_comm.csv"
+    args = p.parse_args(["--classes", "10,20", "--per-class", "100", "--num-clients", "5"])
+    out = default_out(args)
+    assert out.parent == tmp_path / "comm-table" and "classes10_20" in out.name
+    assert "numclients5" in out.name and out != tmp_path / "table1_comm.csv"
+    assert cmd(args) == 0 and out.is_file() and not (tmp_path / "table1_comm.csv").exists()
+    assert default_out(p.parse_args(["--dim", "64", "--cps-dim", "8"])) != out

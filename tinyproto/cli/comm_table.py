@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
@@ -49,7 +50,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         default=1,
         help="Dirichlet redraw rule (METHOD.md 1; HtFLlib 40: same partitions here)",
     )
-    p.add_argument("--out", default="results/table1_comm.csv", help="CSV to write")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="CSV",
+        help="CSV to write. Default: results/table1_comm.csv for the paper's setting (the "
+        "defaults), else results/comm-table/<the parameters given>.csv, so that no other "
+        "setting overwrites the committed table",
+    )
     return p
 
 
@@ -61,6 +69,25 @@ def _int_list(text: str, name: str) -> list[int]:
     if not values or any(v < 2 for v in values):
         raise ConfigError(f"invalid {name}={text!r}: a comma list of integers >= 2, e.g. 10,100")
     return values
+
+
+DEFAULTS = dict(
+    datasets=None, classes=None, per_class=600, num_clients=20, alpha=0.1, seed=1, dim=500,
+    cps_dim=50, least_samples=1,
+)
+
+
+def default_out(args) -> Path:
+    """results/table1_comm.csv for the paper's setting; for any other, a file named after the
+    parameters that differ (the committed table is never overwritten by another setting)."""
+    from tinyproto.store import results_root
+
+    changed = [(k, getattr(args, k)) for k, v in DEFAULTS.items() if getattr(args, k) != v]
+    if not changed:
+        return results_root() / "table1_comm.csv"
+    slug = "-".join(f"{k.replace('_', '')}{str(v).replace(',', '_')}" for k, v in changed)
+    slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in slug)[:120]
+    return results_root() / "comm-table" / f"comm-{slug}.csv"
 
 
 def cmd(args) -> int:
@@ -81,8 +108,9 @@ def cmd(args) -> int:
             )
     if args.cps_dim is None or args.cps_dim == "auto" or args.cps_dim > args.dim:
         raise ConfigError(f"invalid cps_dim={args.cps_dim!r}: an integer in [1, dim={args.dim}]")
+    out = Path(args.out) if args.out else default_out(args)
     df = write_comm_table(
-        args.out,
+        out,
         datasets=datasets,
         num_clients=args.num_clients,
         alpha=args.alpha,
@@ -102,5 +130,5 @@ def cmd(args) -> int:
             for n, g in df.groupby("dataset", sort=False)
         )
     )
-    print(f"saved    {args.out}")
+    print(f"saved    {out}")
     return 0

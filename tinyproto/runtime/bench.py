@@ -212,13 +212,19 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def default_path(config, device: str) -> Path:
+def default_path(config, device: str, when: str | None = None) -> Path:
+    """results/bench/<profile>-<run id>[-clientworkers W]-<device>-<when>.csv: a measurement
+    is a record of one sitting, so each gets its own file (``when``: UTC time, YYYYmmdd-HHMMSS,
+    now by default) and none overwrites a committed one."""
+    import time
+
     from tinyproto import store
 
     # client_workers is not in the run id (it does not change a run's numbers), but it changes
-    # the timings: a bench with workers gets its own file instead of overwriting the other
+    # the timings: a bench with workers is named apart
     pooled = f"-clientworkers{pool_size(config)}" if pool_size(config) > 1 else ""
-    name = f"{config.profile}-{config.run_id()}{pooled}-{torch.device(device).type}.csv"
+    when = when or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    name = f"{config.profile}-{config.run_id()}{pooled}-{torch.device(device).type}-{when}.csv"
     return store.results_root() / "bench" / name
 
 
