@@ -19,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Time a few rounds of the config the flags describe (the same flags as "
         "`tinyproto run`), split into train (per architecture), prototypes, messages, server, "
         "eval and overhead, against a bare PyTorch training loop over the same models and "
-        "batches. Writes results/bench/<profile>-<run-id>-<device>.csv; no run folder.",
+        "batches. Writes results/bench/<profile>-<run-id>-<device>-<UTC time>.csv (a new file each time); no run folder.",
     )
     add_config_flags(p)
     b = p.add_argument_group("bench")
