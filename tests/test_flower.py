@@ -210,6 +210,40 @@ def test_a_refused_upload_or_a_raising_client_is_recorded_and_left_out(tmp_path)
     assert "NaN" in failures[0]["why"] or "finite" in failures[0]["why"]
 
 
+@pytest.mark.parametrize(
+    "kind, key, value, phrase",
+    [
+        ("train", "num-train", -5, "holds"),
+        ("train", "loss", float("nan"), "finite"),
+        ("train", "loss", -1.0, "finite"),
+        ("evaluate", "num-test", 10**6, "holds"),
+        ("evaluate", "correct", 10**6, "outside"),
+        ("evaluate", "correct", -1, "outside"),
+    ],
+)
+def test_an_impossible_report_is_refused_and_the_run_stays_verifiable(
+    kind, key, value, phrase, tmp_path
+):
+    """Regression: a report with num-train < 0, a NaN loss or correct > num-test was accepted
+    (test_acc 21739.6) and the run folder then failed its own verification. The server knows
+    each client's partition: the report is refused, the client left out of that exchange."""
+    from flwr.app import MetricRecord
+
+    def tamper(cid, k, content):
+        if cid == 1 and k == kind:
+            rec = dict(content[records.REPORT])
+            rec[key] = value
+            content[records.REPORT] = MetricRecord(rec)
+
+    cfg = config(rounds=2)
+    out = run_flower(cfg, tmp_path, grid_kw={"tamper": tamper})
+    r = store.verify_run(out)
+    assert (r["metrics"]["test_acc"] <= 1).all()
+    failures = r["summary"]["failures"]
+    assert failures and all(f["client"] == 1 for f in failures)
+    assert all(phrase in f["why"] and key in f["why"] for f in failures)
+
+
 def test_a_resumed_server_ends_with_the_numbers_of_an_uninterrupted_run(tmp_path):
     cfg = config(rounds=3, checkpoint_every=1)
     full = metrics(run_flower(cfg, tmp_path / "full"))

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from importlib.metadata import version
@@ -172,6 +173,7 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         sender = comm.sender_name(cid)
         try:
             rep = records.report(reply.content, sender, {"loss": float, "num-train": int})
+            check_report(rep, S, cid, sender)
             msg = records.from_records(reply.content, sender)
             comm.check_message(msg, sender, config=algo.upload_config, metrics=algo.upload_metrics)
             algo.check_upload(msg, sender)
@@ -206,9 +208,9 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
     results, client_rows = {}, []
     for cid, reply in sorted(ev.replies.items()) if evaluate else ():
         try:
-            rep = records.report(
-                reply.content, comm.sender_name(cid), {"correct": int, "num-test": int}
-            )
+            sender = comm.sender_name(cid)
+            rep = records.report(reply.content, sender, {"correct": int, "num-test": int})
+            check_report(rep, S, cid, sender)
         except comm.MessageError as e:
             failed[cid] = f"evaluate: refused: {e}"
             continue
@@ -218,6 +220,29 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
     row["failed"] = ids(failed)
     row.update(wire_columns(uploads, downloads, train, ev, control))
     return row, client_rows, failed
+
+
+def check_report(rep: dict, S: Setup, cid: int, sender: str) -> None:
+    """A client's report must be possible: the server knows each client's partition, so its
+    sample counts must be its own (a report is aggregated with them as weights), its loss a
+    finite number >= 0, and its correct predictions within [0, its test samples]. Otherwise a
+    one-line MessageError: the client is refused in that exchange, as for a bad upload."""
+    d = S.data[cid]
+    expected = {"num-train": d.num_train, "num-test": d.num_test}
+    for key, value in rep.items():
+        if key in expected and value != expected[key]:
+            raise comm.MessageError(
+                f"message from {sender}: report {key!r} = {value}, but client {cid} holds "
+                f"{expected[key]} samples"
+            )
+    loss = rep.get("loss")
+    if loss is not None and not (math.isfinite(loss) and loss >= 0):
+        raise comm.MessageError(f"message from {sender}: report 'loss' = {loss}, a finite number >= 0")
+    correct = rep.get("correct")
+    if correct is not None and not 0 <= correct <= d.num_test:
+        raise comm.MessageError(
+            f"message from {sender}: report 'correct' = {correct}, outside [0, {d.num_test}]"
+        )
 
 
 def wire_columns(
