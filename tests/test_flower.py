@@ -203,9 +203,10 @@ def test_a_refused_upload_or_a_raising_client_is_recorded_and_left_out(tmp_path)
             content["arrays"]["protos"] = Array(content["arrays"]["protos"].numpy() * float("nan"))
 
     cfg = config(rounds=2)
-    got = metrics(run_flower(cfg, tmp_path, grid_kw={"tamper": tamper}))
+    out = run_flower(cfg, tmp_path, grid_kw={"tamper": tamper})
+    got = metrics(out)
     assert list(got["clients"].astype(str)) == ["1 2", "1 2"]
-    failures = store.verify_run(tmp_path / cfg.run_id())["summary"]["failures"]
+    failures = store.verify_run(out)["summary"]["failures"]
     assert "refused" in failures[0]["why"] and "client 0" in failures[0]["why"]
     assert "NaN" in failures[0]["why"] or "finite" in failures[0]["why"]
 
@@ -242,6 +243,27 @@ def test_an_impossible_report_is_refused_and_the_run_stays_verifiable(
     failures = r["summary"]["failures"]
     assert failures and all(f["client"] == 1 for f in failures)
     assert all(phrase in f["why"] and key in f["why"] for f in failures)
+
+
+def test_a_degraded_run_never_replaces_a_clean_one_and_says_so(tmp_path):
+    """Regression: a run with a failed client wrote into the clean run's folder (keyed by
+    config only) with its accuracy over the surviving clients. Now: a finished clean run is
+    reused; a degraded run goes to <results-dir>-degraded/ with summary["degraded"] naming who
+    was missing, even with restart=true, and the clean folder is left as it was."""
+    cfg = config(rounds=2)
+    clean = run_flower(cfg, tmp_path / "runs")
+    before = {p.name: p.read_bytes() for p in clean.iterdir()}
+    assert store.verify_run(clean)["summary"]["degraded"] is None
+    again = run_flower(cfg, tmp_path / "runs", grid_kw={"offline": {1: 1}})  # reused, not rerun
+    assert again == clean and {p.name: p.read_bytes() for p in clean.iterdir()} == before
+    bad = run_flower(cfg, tmp_path / "runs", grid_kw={"offline": {1: 1}}, restart=True)
+    assert bad == tmp_path / "runs-degraded" / cfg.run_id() and bad != clean
+    assert {p.name: p.read_bytes() for p in clean.iterdir()} == before
+    d = store.verify_run(bad)["summary"]["degraded"]
+    assert d["failed"] == [1] and d["absent"] == [] and d["clients_throughout"] == 2
+    fresh = run_flower(config(rounds=2, seed=1), tmp_path / "other", grid_kw={"offline": {2: 2}})
+    assert fresh.parent == tmp_path / "other-degraded"
+    assert not (tmp_path / "other" / config(rounds=2, seed=1).run_id()).exists()
 
 
 def test_a_resumed_server_ends_with_the_numbers_of_an_uninterrupted_run(tmp_path):

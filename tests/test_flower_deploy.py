@@ -101,6 +101,9 @@ def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_pat
     t0 = time.monotonic()
     status = federation.wait(run_id, RUN_TIMEOUT)
     assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
+    # a run that lost a client is degraded: written apart, the clean folder keeps nothing of it
+    assert not (run_dir / "summary.json").exists()
+    run_dir = run_dir.parent.with_name(run_dir.parent.name + "-degraded") / run_dir.name
     got = exact(run_dir)
     took = list(got["clients"])
     assert took[0] == "0 1 2 3" and got["failed"][0] == ""
@@ -115,6 +118,7 @@ def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_pat
     assert list(got["failed"][: lost - 1]) == [""] * (lost - 1)
     assert time.monotonic() - t0 < 60 + 60 * (5 - lost)  # a round-timeout per round, no hang
     summary = store.verify_run(run_dir)["summary"]
+    assert summary["degraded"]["failed"] == [3] and summary["degraded"]["clients_throughout"] == 3
     assert {f["client"] for f in summary["failures"]} == {3}
     assert {f["round"] for f in summary["failures"]} == set(range(lost, 5))
     clients = exact(run_dir, "clients")

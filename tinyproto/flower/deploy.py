@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     n = run.config.num_clients
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop() runs on the way out
-    t0 = time.monotonic()
+    t0, started = time.monotonic(), time.time()
     with LocalFederation(n, simulation=args.simulation) as fed:
         mode = "simulation" if args.simulation else f"deployment, {n} SuperNodes"
         print(f"Flower SuperLink on 127.0.0.1:{fed.port} ({mode}); run folder {run.run_dir}")
@@ -301,10 +301,16 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(f, keep / f.name)
             (keep / f"run-{run_id}.log").write_text(text)
     seconds = time.monotonic() - t0
-    ok = status["status"] == "finished:completed" and (run.run_dir / "summary.json").exists()
-    if run.run_dir.is_dir():
+    from tinyproto.flower.server_app import degraded_dir
+
+    folder = run.run_dir
+    written = degraded_dir(run) / "summary.json"
+    if written.exists() and written.stat().st_mtime >= started:
+        folder = written.parent  # this run lost a client: written apart from clean runs
+    ok = status["status"] == "finished:completed" and (folder / "summary.json").exists()
+    if folder.is_dir():
         store.write_json(
-            run.run_dir / "flower.json",
+            folder / "flower.json",
             dict(
                 flwr_run_id=run_id,
                 mode=mode,
@@ -318,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         errors = [line for line in text.splitlines() if "Error" in line or "ERROR" in line]
         print(f"Flower run {run_id}: {status['status']}; {(errors or ['no error logged'])[-1]}")
         return 1
-    s = json.loads((run.run_dir / "summary.json").read_text())
+    s = json.loads((folder / "summary.json").read_text())
     traffic = (status.get("network-traffic") or {}).get("total-bytes")
     counted = f"; Flower's Fleet API counted {traffic} bytes in all" if traffic else ""
     print(
@@ -326,6 +332,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['comm_bytes_per_round']:.0f} payload bytes, {s['wire_bytes_per_round']:.0f} on the "
         f"wire (+{s['wire_control_bytes_per_round']:.0f} control){counted}"
     )
+    d = s.get("degraded")
+    if d:
+        gone = " ".join(str(c) for c in sorted(set(d["absent"]) | set(d["failed"])))
+        print(
+            f"DEGRADED: client(s) {gone} missing (rounds {d['failed_rounds'] or 'all'}); the "
+            f"accuracy is over the {d['clients_throughout']} of {d['num_clients']} clients that "
+            f"answered throughout; run folder {folder} (apart from clean runs)"
+        )
+        return 3
+    print(f"run folder {folder}")
     return 0
 
 

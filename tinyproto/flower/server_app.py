@@ -55,20 +55,38 @@ def main(grid: Grid, context: Context) -> None:
     serve(grid, settings.parse(context.run_config))
 
 
+def degraded_dir(run: settings.FlowerRun) -> Path:
+    """Where a degraded run goes: ``<results-dir>-degraded/<run-id>/``, apart from clean runs,
+    so that it never replaces one and nothing that lists clean runs sees it."""
+    return store.run_dir(run.config, Path(f"{run.results_dir}-degraded"))
+
+
 def serve(grid: Grid, run: settings.FlowerRun) -> Path:
-    """Run ``run`` with the SuperNodes of ``grid``; returns the run folder."""
+    """Run ``run`` with the SuperNodes of ``grid``; returns the run folder.
+
+    A finished clean run of the same config is reused, never recomputed (``restart=true``
+    recomputes it). A run in which a client was absent or failed is *degraded*: its accuracy
+    is over the clients that answered, so it is written to :func:`degraded_dir` with
+    ``summary.json["degraded"]`` saying who was missing when, and the clean run folder keeps
+    nothing of it."""
     cfg, out = run.config, run.run_dir
     ckpt = out / store.CHECKPOINT
     if out.is_dir() and not run.restart:
         if (out / "config.json").exists():
             store.read_config(out)
+        if store.is_complete(out):
+            store.verify_run(out)
+            log.info("reused finished run %s (restart=true computes it again)", out)
+            return out
         if ckpt.exists() and not run.resume:
             raise store.RunFolderError(
                 f"{ckpt}: an unfinished run; set resume=true or restart=true"
             )
     check_environment(cfg, run.results_dir)
     if out.is_dir() and run.restart:
-        store.discard_run_files(out)
+        if not store.is_complete(out):  # a finished run stays until a clean one replaces it
+            store.discard_run_files(out)
+        (out / store.CHECKPOINT).unlink(missing_ok=True)
         shutil.rmtree(out / STATES, ignore_errors=True)
     S = setup(cfg, clients=())  # data, partition, masks, mu and the algorithm: no client models
     ck = load_checkpoint(ckpt, S) if run.resume and ckpt.exists() else None
@@ -103,6 +121,13 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
     summary = summarise(S, metrics, elapsed)
     summary.update(hello_wire_bytes=hello_bytes, absent=absent, failures=failures)
     summary.update(round_timeout=run.round_timeout, flwr=version("flwr"))
+    summary["degraded"] = degradation(absent, failures, cfg.num_clients)
+    clean = out
+    if summary["degraded"]:
+        out = degraded_dir(run)
+        if out.is_dir():
+            store.discard_run_files(out)
+        store.write_json(out / "config.json", cfg.to_dict())
     store.write_csv(out / "metrics.csv", metrics)
     store.write_csv(out / "clients.csv", clients)
     # the same rows at full precision (metrics.csv keeps 6 digits; JSON floats round-trip)
@@ -110,8 +135,35 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
     store.write_json(out / "summary.json", summary)
     if ckpt.exists():
         ckpt.unlink()
-    shutil.rmtree(out / STATES, ignore_errors=True)  # the clients' checkpoints, on one machine
+    shutil.rmtree(clean / STATES, ignore_errors=True)  # the clients' checkpoints, on one machine
+    if out != clean:  # degraded: the clean folder keeps nothing of this run
+        if not store.is_complete(clean):  # (a finished clean run there stays as it was)
+            (clean / "config.json").unlink(missing_ok=True)
+        if clean.is_dir() and not any(clean.iterdir()):
+            clean.rmdir()
+        d = summary["degraded"]
+        log.warning(
+            "DEGRADED run (clients absent %s, failed %s): accuracy over the clients that "
+            "answered; written to %s, not to the clean run folder",
+            ids(d["absent"]) or "-", ids(d["failed"]) or "-", out,
+        )
     return out
+
+
+def degradation(absent: list[int], failures: list[dict], num_clients: int) -> dict | None:
+    """None for a clean run; else who was missing: clients without a SuperNode, clients that
+    failed (and in which rounds), and how many of the run's clients answered throughout."""
+    if not absent and not failures:
+        return None
+    failed = sorted({f["client"] for f in failures})
+    return {
+        "absent": sorted(absent),
+        "failed": failed,
+        "failed_rounds": sorted({f["round"] for f in failures}),
+        "clients_throughout": num_clients - len(set(absent) | set(failed)),
+        "num_clients": num_clients,
+        "accuracy_over": "the clients that answered each evaluation (metrics.csv 'failed')",
+    }
 
 
 def hello(link: Link, S: Setup, run: settings.FlowerRun, start: int) -> tuple[list[int], int]:
