@@ -16,11 +16,13 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
+from tinyproto.config import registry
 from tinyproto.config.options import (
     GROUP_OF,
-    GROUPS,
+    OPTION_GROUPS,
     FedDistillOptions,
     FedKDOptions,
     FedTGPOptions,
@@ -33,16 +35,14 @@ from tinyproto.config.options import (
 )
 from tinyproto.config.params import PARAMS, _fail, _is_int, _normalise, check_value
 from tinyproto.config.profiles import (
-    ALGORITHM_DEFAULTS,
     AUTO,
     DATASET_SIZES,
-    FEDTINY_ALGORITHMS,
     PROFILE_DEFAULTS,
     SYNTHETIC_DEFAULT_SAMPLES,
-    TINYPROTO_ALGORITHMS,
     ConfigError,
     resolve_mu,
 )
+from tinyproto.config.registry import AlgorithmSpec, readers, reads
 
 # Run-wide fields and their defaults (None: the profile decides).
 TOP_LEVEL = dict(
@@ -148,13 +148,13 @@ class Config:
         """Top-level fields, option groups (``fml=FMLOptions(...)``) or flat option names."""
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         top = dict(TOP_LEVEL, algorithm=algorithm)
-        groups = {g: None for g in GROUPS}
+        groups = {g: None for g in OPTION_GROUPS}
         flat = {}
         for key, value in kwargs.items():
             if key in top:
                 top[key] = value
             elif key in groups:
-                cls = GROUPS[key][0]
+                cls = OPTION_GROUPS[key]
                 if not isinstance(value, cls):
                     _fail(key, value, f"a tinyproto.config.{cls.__name__}")
                 groups[key] = value
@@ -166,7 +166,7 @@ class Config:
             set_(key, _normalise(value))
         check_value("profile", self.profile)
         check_value("algorithm", self.algorithm)
-        values = {g: dataclasses.asdict(groups[g] or GROUPS[g][0]()) for g in GROUPS}
+        values = {g: dataclasses.asdict(groups[g] or cls()) for g, cls in OPTION_GROUPS.items()}
         self._apply_flat(values, flat)
         for key, value in PROFILE_DEFAULTS[self.profile].items():
             where = values[GROUP_OF[key][0]] if key in GROUP_OF else None
@@ -181,14 +181,14 @@ class Config:
         if isinstance(self.extra, list):
             set_("extra", tuple(tuple(x) if isinstance(x, list) else x for x in self.extra))
         tiny = values["tinyproto"]
-        if self.algorithm in TINYPROTO_ALGORITHMS and tiny["cps"] and tiny["cps_dim"] is None:
+        if reads(self.algorithm, "tinyproto") and tiny["cps"] and tiny["cps_dim"] is None:
             if _is_int(self.feature_dim):
                 tiny["cps_dim"] = max(1, self.feature_dim // 10)
-        for name, per_algorithm in ALGORITHM_DEFAULTS.items():
+        for name, value in registry.algorithm_spec(self.algorithm).defaults:
             group, attr = GROUP_OF[name]
-            if values[group][attr] is None and self.algorithm in per_algorithm:
-                values[group][attr] = per_algorithm[self.algorithm]
-        for g, (cls, _) in GROUPS.items():
+            if values[group][attr] is None:
+                values[group][attr] = value
+        for g, cls in OPTION_GROUPS.items():
             set_(g, cls(**{k: _normalise(v) for k, v in values[g].items()}))
         self.validate()
 
@@ -198,7 +198,7 @@ class Config:
         ``cps_dim=None`` / ``mu=None`` switch CPS / APS off, ``"auto"`` keeps the default
         (config.json and the CLI write these); for other algorithms they mean "not used".
         """
-        tiny_algo = self.algorithm in TINYPROTO_ALGORITHMS
+        tiny_algo = reads(self.algorithm, "tinyproto")
         tiny = values["tinyproto"]
         for key in SWITCHES:
             if key in flat:
@@ -224,7 +224,7 @@ class Config:
         if name in GROUP_OF:
             group, attr = GROUP_OF[name]
             value = getattr(getattr(self, group), attr)
-            tiny = self.algorithm in TINYPROTO_ALGORITHMS
+            tiny = reads(self.algorithm, "tinyproto")
             if name == "cps_dim":
                 return value if tiny and self.tinyproto.cps else None
             if name == "mu":
@@ -284,9 +284,10 @@ class Config:
     def _check_applies(self) -> None:
         """An option group the algorithm never reads must stay at its defaults: refuse."""
         profile_filled = PROFILE_DEFAULTS[self.profile]
-        for group, (cls, users) in GROUPS.items():
-            if self.algorithm in users:
+        for group, cls in OPTION_GROUPS.items():
+            if reads(self.algorithm, group):
                 continue
+            users = readers(group)
             neutral = dataclasses.asdict(cls())
             for key, (g, attr) in GROUP_OF.items():
                 if g == group and key in profile_filled:
@@ -321,7 +322,7 @@ class Config:
             _fail("aps_divide", True, "divides APS's sum; APS is off (mu=None)")
         if self.fedkd.t_start > self.fedkd.t_end:
             _fail("fedkd_t_start", self.fedkd.t_start, "0 < fedkd_t_start <= fedkd_t_end <= 1")
-        if self.algorithm in FEDTINY_ALGORITHMS:
+        if reads(self.algorithm, "fedtiny"):
             for name, value, why in self.fedtiny.problems(self.dataset, self.max_samples):
                 _fail(name, value, why)
         n = self.num_samples()
@@ -379,7 +380,7 @@ class Config:
     def replace(self, **changes) -> Config:
         """A copy with ``changes`` (top-level, group or flat names)."""
         base = self.to_dict()
-        for group in set(changes) & set(GROUPS):  # a whole group replaces its flat fields
+        for group in set(changes) & set(OPTION_GROUPS):  # a whole group replaces its flat fields
             base = {n: v for n, v in base.items() if GROUP_OF.get(n, ("",))[0] != group}
         for switch, key in (("cps", "cps_dim"), ("aps", "mu")):
             if switch in changes:
@@ -406,9 +407,67 @@ def config_from_dict(d: dict) -> Config:
         d["max_samples"] = 0  # written as null: every sample (None would mean the preset)
     for key, (legacy, *_) in ADDED_FIELDS.items():  # written before the field existed
         if key not in d and key in GROUP_OF:
-            group_users = GROUPS[GROUP_OF[key][0]][1]
-            if d.get("algorithm", TOP_LEVEL["algorithm"]) in group_users:
+            if reads(d.get("algorithm", TOP_LEVEL["algorithm"]), GROUP_OF[key][0]):
                 d[key] = legacy
     if isinstance(d.get("extra"), list):
         d["extra"] = tuple(tuple(x) if isinstance(x, list) else x for x in d["extra"])
     return Config(**d)
+
+
+# -- the algorithm table ------------------------------------------------------------------------
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def register_algorithm(spec: AlgorithmSpec) -> AlgorithmSpec:
+    """Add an algorithm to the live table (``tinyproto.config.registry``): from then on Config
+    accepts it, every per-algorithm list includes it, and ``tinyproto.algorithms`` builds it
+    from ``spec.cls``. Checked against the options first; ConfigError (one line) if wrong.
+
+    ``tinyproto.algorithms.register_algorithm`` also checks that the class resolves; undo with
+    :func:`unregister_algorithm`. Only this process's table changes: client and sweep worker
+    processes start from the built-in table."""
+    if not isinstance(spec, AlgorithmSpec):
+        _fail("spec", spec, "a tinyproto.config.AlgorithmSpec")
+    where = f"algorithm {spec.name}"
+    if not _NAME.fullmatch(spec.name):
+        _fail("algorithm", spec.name, "a name of lowercase letters, digits, '-' and '_'")
+    if registry.algorithm_spec(spec.name) is not None:
+        _fail("algorithm", spec.name, "a name not registered yet")
+    for group in spec.groups:
+        if group not in OPTION_GROUPS:
+            _fail(f"{where}: groups", group, "one of " + ", ".join(OPTION_GROUPS))
+    if len(set(spec.groups)) != len(spec.groups):
+        _fail(f"{where}: groups", spec.groups, "each group at most once")
+    per_algorithm = [  # options whose group default None means "the algorithm's default"
+        n
+        for n, (g, a) in GROUP_OF.items()
+        if getattr(OPTION_GROUPS[g](), a) is None
+        and n not in ("cps_dim", "mu")
+        and n not in PROFILE_DEFAULTS[TOP_LEVEL["profile"]]
+    ]
+    for key, value in spec.defaults:
+        if key not in per_algorithm:
+            _fail(f"{where}: defaults", key, "one of " + ", ".join(per_algorithm))
+        if GROUP_OF[key][0] not in spec.groups:
+            _fail(f"{where}: defaults", key, f"an option of a group it reads ({GROUP_OF[key][0]})")
+        if value is None:
+            _fail(
+                f"{where}: defaults[{key!r}]",
+                value,
+                PARAMS[key].describe().removesuffix(" or none"),
+            )
+        check_value(key, value)
+    if "tinyproto" in spec.groups and spec.mu_target is None:
+        _fail(f"{where}: mu_target", None, "a number > 0 (it reads the tinyproto group: APS)")
+    if "tinyproto" not in spec.groups and spec.mu_target is not None:
+        _fail(f"{where}: mu_target", spec.mu_target, "none (it does not read the tinyproto group)")
+    registry.add(spec)
+    return spec
+
+
+def unregister_algorithm(name: str) -> AlgorithmSpec:
+    """Undo :func:`register_algorithm` (built-in algorithms cannot be removed)."""
+    try:
+        return registry.remove(name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -10,6 +10,8 @@
     shared     SharedModelOptions FML, FedKD, FedAvg, FedTiny          the shared model
     fedtiny    FedTinyOptions     FedTiny                              density, ABNS, pruning
 
+Who reads a group is said by each algorithm's entry in ``registry`` (``AlgorithmSpec.groups``;
+the table above is what the built-in ones say, ``GROUPS`` computes it from the live table).
 Each field keeps its flat name (``GROUP_OF``) for the command line, ``config.json`` and the run
 id, so ``--fml-alpha`` sets ``Config.fml.alpha`` and old run folders keep their ids.
 """
@@ -18,15 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinyproto.config import registry
 from tinyproto.config.fedtiny import FIELDS as FEDTINY_FIELDS
 from tinyproto.config.fedtiny import FedTinyOptions
-from tinyproto.config.profiles import (
-    FEDTINY_ALGORITHMS,
-    PROTOTYPE_ALGORITHMS,
-    SERVER_TRAINING_ALGORITHMS,
-    SHARED_MODEL_ALGORITHMS,
-    TINYPROTO_ALGORITHMS,
-)
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class PrototypeOptions:
     lam: float = 10.0  # weight of the prototype regulariser (Eq. 5/6/11)
     # where local prototypes p_ij come from: "train" (features of the local training passes,
     # as HtFLlib and the authors' code), "eval" (a second, eval-mode pass after training);
-    # None: the algorithm's default (PROTO_PASS_DEFAULT), resolved by Config
+    # None: the algorithm's default (AlgorithmSpec.defaults), resolved by Config
     proto_pass: str | None = None
 
 
@@ -65,7 +61,7 @@ class FMLOptions:
     alpha: float = 0.5
     beta: float = 0.5
     # server average of the memes: "uniform" (1/N, HtFLlib) or "samples" (n_i / n);
-    # None: the algorithm's default (ALGORITHM_DEFAULTS)
+    # None: the algorithm's default (AlgorithmSpec.defaults)
     weighting: str | None = None
 
 
@@ -87,18 +83,25 @@ class SharedModelOptions:
     model: str | None = None  # None: the family's first architecture
 
 
-# group name -> (options class, algorithms that read it)
-GROUPS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "proto": (PrototypeOptions, PROTOTYPE_ALGORITHMS),
-    "tinyproto": (TinyProtoOptions, TINYPROTO_ALGORITHMS),
-    "fedtgp": (FedTGPOptions, SERVER_TRAINING_ALGORITHMS),
-    "feddistill": (FedDistillOptions, ("feddistill",)),
-    "fml": (FMLOptions, ("fml",)),
-    "lg": (LGOptions, ("lg-fedavg",)),
-    "fedkd": (FedKDOptions, ("fedkd",)),
-    "shared": (SharedModelOptions, SHARED_MODEL_ALGORITHMS),
-    "fedtiny": (FedTinyOptions, FEDTINY_ALGORITHMS),
+# group name -> options class (a Config field each); who reads a group: the algorithm table
+# (tinyproto.config.registry, AlgorithmSpec.groups)
+OPTION_GROUPS: dict[str, type] = {
+    "proto": PrototypeOptions,
+    "tinyproto": TinyProtoOptions,
+    "fedtgp": FedTGPOptions,
+    "feddistill": FedDistillOptions,
+    "fml": FMLOptions,
+    "lg": LGOptions,
+    "fedkd": FedKDOptions,
+    "shared": SharedModelOptions,
+    "fedtiny": FedTinyOptions,
 }
+
+
+def groups() -> dict[str, tuple[type, tuple[str, ...]]]:
+    """group name -> (options class, algorithms that read it), from the live algorithm table."""
+    return {g: (cls, registry.readers(g)) for g, cls in OPTION_GROUPS.items()}
+
 
 # flat name (CLI flag, config.json, run id) -> (group, field)
 GROUP_OF: dict[str, tuple[str, str]] = {
@@ -121,3 +124,9 @@ GROUP_OF: dict[str, tuple[str, str]] = {
     "shared_model": ("shared", "model"),
     **{name: ("fedtiny", attr) for name, attr in FEDTINY_FIELDS.items()},
 }
+
+
+def __getattr__(name: str):
+    if name == "GROUPS":  # computed at each access: registered algorithms are among the readers
+        return groups()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,22 +9,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from tinyproto.config import registry
 from tinyproto.config.fedtiny import FEDTINY_FLAGS
+from tinyproto.config.options import GROUP_OF
 from tinyproto.config.profiles import (
-    ALGORITHMS,
     AUTO,
     COUNT_MAX,
     DATASETS,
-    FEDTINY_ALGORITHMS,
     FLOAT_MAX,
     PROFILES,
-    PROTOTYPE_ALGORITHMS,
     SEED_MAX,
-    SERVER_TRAINING_ALGORITHMS,
-    SHARED_MODEL_ALGORITHMS,
-    TINYPROTO_ALGORITHMS,
     ConfigError,  # noqa: F401 (re-exported)
     _fail,
 )
@@ -38,7 +34,10 @@ class Param:
     (``low_open``: strictly above ``low``). ``none``/``auto``: the strings/values None and "auto"
     are allowed too (what they mean is in ``help``). ``applies``: the algorithms that read the
     field (None: all); a value other than the default on any other algorithm is refused, since
-    it would change the run id and nothing else.
+    it would change the run id and nothing else. It comes from ``users``: a tuple, or a callable
+    asked at each use (``registry.Users``: the readers of an option group, or the algorithms
+    with a trait, from the live algorithm table). Every option of a group (``GROUP_OF``) gets
+    its group's readers (below), so no Param names algorithms.
     """
 
     kind: str
@@ -50,10 +49,15 @@ class Param:
     choices: tuple | Callable[[], tuple] | None = None
     none: bool = False
     auto: bool = False
-    applies: tuple[str, ...] | None = None
+    users: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
     cli: bool = True
     high_open: bool = False
     text: str | None = None  # overrides the generated "what is allowed" (before auto/none)
+
+    @property
+    def applies(self) -> tuple[str, ...] | None:
+        """The algorithms that read this field now (None: all)."""
+        return self.users() if callable(self.users) else self.users
 
     def allowed_choices(self) -> tuple:
         return self.choices() if callable(self.choices) else tuple(self.choices or ())
@@ -111,11 +115,11 @@ G_SERVER = "server training (FedTGP, TinyProto-FT)"
 G_BASE = "other baselines"
 G_TINYNET = "FedTiny: distributed pruning to a sparse model"
 G_OPS = "operation (not part of the run id)"
-_TRAINED = tuple(a for a in ALGORITHMS if a not in FEDTINY_ALGORITHMS)  # via train_local
+_TRAINED = registry.Users(trait="uses_train_local")  # clients trained by train_local
 _PREC, _COMPILE = ("fp32", "bf16"), ("off", "default", "reduce-overhead")
 
-PARAMS: dict[str, Param] = {
-    "algorithm": Param("choice", "federated algorithm", G_RUN, choices=ALGORITHMS),
+_PARAMS: dict[str, Param] = {
+    "algorithm": Param("choice", "federated algorithm", G_RUN, choices=registry.algorithm_names),
     "profile": Param(
         "choice",
         "preset filling every unset field (smoke: CI, quick: CPU, paper)",
@@ -200,7 +204,6 @@ PARAMS: dict[str, Param] = {
         G_TINY,
         low=0,
         high=FLOAT_MAX,
-        applies=PROTOTYPE_ALGORITHMS,
     ),
     "proto_pass": Param(
         "choice",
@@ -209,7 +212,6 @@ PARAMS: dict[str, Param] = {
         G_TINY,
         choices=("train", "eval"),
         none=True,
-        applies=PROTOTYPE_ALGORITHMS,
     ),
     "fml_weighting": Param(
         "choice",
@@ -217,7 +219,6 @@ PARAMS: dict[str, Param] = {
         G_BASE,
         choices=("uniform", "samples"),
         none=True,
-        applies=("fml",),
     ),
     "lg_head_init": Param(
         "choice",
@@ -225,7 +226,6 @@ PARAMS: dict[str, Param] = {
         G_BASE,
         choices=("shared", "own"),
         none=True,
-        applies=("lg-fedavg",),
     ),
     "cps_dim": Param(
         "int",
@@ -236,7 +236,6 @@ PARAMS: dict[str, Param] = {
         text="an integer in [1, feature_dim]",
         none=True,
         auto=True,
-        applies=TINYPROTO_ALGORITHMS,
     ),
     "mu": Param(
         "float",
@@ -247,14 +246,12 @@ PARAMS: dict[str, Param] = {
         low_open=True,
         none=True,
         auto=True,
-        applies=TINYPROTO_ALGORITHMS,
     ),
     "aps_divide": Param(
         "bool",
         "divide the server's sum by the number of holders (paper Eq. 10; the authors' "
         "code does not)",
         G_TINY,
-        applies=TINYPROTO_ALGORITHMS,
     ),
     "mask_seed": Param(
         "int",
@@ -262,7 +259,6 @@ PARAMS: dict[str, Param] = {
         G_TINY,
         low=0,
         high=SEED_MAX,
-        applies=TINYPROTO_ALGORITHMS,
     ),
     "server_epochs": Param(
         "int",
@@ -270,7 +266,6 @@ PARAMS: dict[str, Param] = {
         G_SERVER,
         0,
         1_000_000,
-        applies=SERVER_TRAINING_ALGORITHMS,
     ),
     "server_lr": Param(
         "float",
@@ -279,7 +274,6 @@ PARAMS: dict[str, Param] = {
         low=0,
         high=FLOAT_MAX,
         low_open=True,
-        applies=SERVER_TRAINING_ALGORITHMS,
     ),
     "margin_threshold": Param(
         "float",
@@ -287,7 +281,6 @@ PARAMS: dict[str, Param] = {
         G_SERVER,
         low=0,
         high=FLOAT_MAX,
-        applies=SERVER_TRAINING_ALGORITHMS,
     ),
     "gamma": Param(
         "float",
@@ -295,7 +288,6 @@ PARAMS: dict[str, Param] = {
         G_BASE,
         low=0,
         high=FLOAT_MAX,
-        applies=("feddistill",),
     ),
     "fml_alpha": Param(
         "float",
@@ -303,7 +295,6 @@ PARAMS: dict[str, Param] = {
         G_BASE,
         0,
         1,
-        applies=("fml",),
     ),
     "fml_beta": Param(
         "float",
@@ -311,7 +302,6 @@ PARAMS: dict[str, Param] = {
         G_BASE,
         0,
         1,
-        applies=("fml",),
     ),
     "fedkd_t_start": Param(
         "float",
@@ -320,7 +310,6 @@ PARAMS: dict[str, Param] = {
         low=0,
         high=1,
         low_open=True,
-        applies=("fedkd",),
     ),
     "fedkd_t_end": Param(
         "float",
@@ -329,7 +318,6 @@ PARAMS: dict[str, Param] = {
         low=0,
         high=1,
         low_open=True,
-        applies=("fedkd",),
     ),
     "shared_model": Param(
         "choice",
@@ -337,22 +325,26 @@ PARAMS: dict[str, Param] = {
         G_BASE,
         choices=_archs,
         none=True,
-        applies=SHARED_MODEL_ALGORITHMS,
     ),
     **{
-        name: Param(kind, help_, G_TINYNET, applies=FEDTINY_ALGORITHMS, **bounds)
+        name: Param(kind, help_, G_TINYNET, **bounds)
         for name, (kind, help_, bounds) in FEDTINY_FLAGS.items()
     },
     "device": Param("str", "where to train", G_OPS, text="auto, cpu, cuda, cuda:N or mps"),
     "eval_every": Param("int", "evaluate every N rounds (the last always)", G_RUN, 1, COUNT_MAX),
     "join_ratio": Param("float", "share of clients sampled per round", G_RUN, 0, 1, low_open=True),
     "drop_rate": Param("float", "chance a sampled upload is lost", G_RUN, 0, 1, high_open=True),
-    "precision": Param("choice", "bf16: autocast training", G_RUN, choices=_PREC, applies=_TRAINED),
-    "client_workers": Param("int", "client processes (CPU)", G_OPS, 1, 64, applies=_TRAINED),
+    "precision": Param("choice", "bf16: autocast training", G_RUN, choices=_PREC, users=_TRAINED),
+    "client_workers": Param("int", "client processes (CPU)", G_OPS, 1, 64, users=_TRAINED),
     "compile": Param("choice", "torch.compile client models", G_RUN, choices=_COMPILE),
     "checkpoint_every": Param("int", "checkpoint every N rounds (0: never)", G_OPS, 0, COUNT_MAX),
     "save_prototypes": Param("bool", "write prototypes.npz (prototype methods)", G_OPS),
     "extra": Param("str", "(key, value) pairs for extension algorithms", G_RUN, cli=False),
+}
+# An option of a group concerns the algorithms that read the group (AlgorithmSpec.groups).
+PARAMS: dict[str, Param] = {
+    name: replace(p, users=registry.Users(group=GROUP_OF[name][0])) if name in GROUP_OF else p
+    for name, p in _PARAMS.items()
 }
 
 

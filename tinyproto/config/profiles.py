@@ -1,47 +1,18 @@
-"""Names, data-set facts and profile presets shared by the whole configuration."""
+"""Data-set facts, profile presets and ConfigError, shared by the whole configuration (the
+algorithms' names and traits: ``registry``)."""
 
 from __future__ import annotations
 
 import math
 
 from tinyproto import paper
+from tinyproto.config import registry
 
-ALGORITHMS = (
-    "local",
-    "fedproto",
-    "fedtgp",
-    "tinyproto-fp",
-    "tinyproto-ft",
-    "feddistill",
-    "lg-fedavg",
-    "fml",
-    "fedkd",
-    "fedavg",
-    "fedtiny",
-)
-PROTOTYPE_ALGORITHMS = ("fedproto", "fedtgp", "tinyproto-fp", "tinyproto-ft")
-TINYPROTO_ALGORITHMS = ("tinyproto-fp", "tinyproto-ft")
-SERVER_TRAINING_ALGORITHMS = ("fedtgp", "tinyproto-ft")
-# Where each prototype method's local prototypes come from unless proto_pass says otherwise:
-# FedProto / TinyProto-FP average the features of their training passes (HtFLlib, the authors'
-# code); FedTGP / TinyProto-FT make an eval-mode pass after training (METHOD.md).
-PROTO_PASS_DEFAULT = {
-    "fedproto": "train",
-    "tinyproto-fp": "train",
-    "fedtgp": "eval",
-    "tinyproto-ft": "eval",
-}
-# Options whose default depends on the algorithm: None in an option group means "the
-# algorithm's default", resolved by Config at construction (flat name -> {algorithm: value}).
-# Baselines follow HtFLlib by default: FML averages the memes uniformly (1/N), LG-FedAvg starts
-# every client from client 0's head.
-ALGORITHM_DEFAULTS: dict[str, dict[str, str]] = {
-    "proto_pass": PROTO_PASS_DEFAULT,
-    "fml_weighting": {"fml": "uniform"},
-    "lg_head_init": {"lg-fedavg": "shared"},
-}
-SHARED_MODEL_ALGORITHMS = ("fml", "fedkd", "fedavg", "fedtiny")
-FEDTINY_ALGORITHMS = ("fedtiny",)
+# The algorithms and what the configuration knows about each: tinyproto.config.registry (one
+# AlgorithmSpec each). ALGORITHMS, PROTOTYPE_ALGORITHMS, TINYPROTO_ALGORITHMS,
+# SERVER_TRAINING_ALGORITHMS, SHARED_MODEL_ALGORITHMS, FEDTINY_ALGORITHMS, ALGORITHM_DEFAULTS,
+# PROTO_PASS_DEFAULT and MU_TARGET are still read here (module __getattr__ below), computed from
+# the live table at each access.
 DATASETS = ("fmnist", "cifar10", "cifar100", "tinyimagenet", "synthetic")
 PROFILES = ("smoke", "quick", "long", "paper")
 
@@ -60,9 +31,7 @@ SYNTHETIC_DEFAULT_SAMPLES = 2000
 # The paper's scaling constants (Sec. 5.1, METHOD.md "APS"), for the paper's full data sets.
 PAPER_MU = paper.MU
 # Elsewhere (another data set, or a subset of one: max_samples) mu is chosen so that
-# mu * (training samples per class) equals these targets (the paper's constants give ~0.68 for
-# FP and ~4.5 for FT on all three of its data sets).
-MU_TARGET = {"tinyproto-fp": 0.68, "tinyproto-ft": 4.5}
+# mu * (training samples per class) equals the algorithm's AlgorithmSpec.mu_target (MU_TARGET).
 
 AUTO = "auto"
 SEED_MAX = 2**32 - 1  # numpy's RandomState takes seeds in [0, 2**32)
@@ -162,5 +131,13 @@ def resolve_mu(cfg, train_samples_per_class: float) -> float | None:
             f"invalid mu='auto': the product rule needs training samples per class > 0, "
             f"got {train_samples_per_class}"
         )
-    target = MU_TARGET.get(cfg.algorithm, MU_TARGET["tinyproto-fp"])
+    target = registry.algorithm_spec(cfg.algorithm).mu_target  # required of APS's readers
     return float(f"{target / train_samples_per_class:.2g}")
+
+
+def __getattr__(name: str):
+    """The per-algorithm name lists and dicts, computed from the live algorithm table."""
+    try:
+        return registry.view(name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -14,10 +14,10 @@ from tinyproto.config.profiles import (
     DATASET_CLASSES,
     DATASET_SHAPES,
     NORMALISE_ONCE_MAX_BYTES,
-    SHARED_MODEL_ALGORITHMS,
     ConfigError,
     _fail,
 )
+from tinyproto.config.registry import reads
 
 
 def check_device(name: str):
@@ -110,7 +110,7 @@ def estimate_memory(config: Config) -> dict:
             )
             per_arch[arch] = sum(p.numel() for p in m.parameters())
     params = sum(per_arch[archs[i % len(archs)]] for i in range(config.num_clients))
-    if config.algorithm in SHARED_MODEL_ALGORITHMS:
+    if reads(config.algorithm, "shared"):  # a shared model per client too
         shared = per_arch.get(config.shared.model or archs[0], max(per_arch.values()))
         params += shared * config.num_clients
     model_bytes = params * 4 * 3  # weights, gradients, SGD/aux state
