@@ -53,8 +53,9 @@ test-slow: data
 reproduce: data
 	$(PY) -m tinyproto reproduce --profile $(PROFILE)
 
+# as root (containers, CI machines) Jupyter refuses to start without --allow-root
 lab: data
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 clean-runs:
 	rm -rf results/runs

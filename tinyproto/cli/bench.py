@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tinyproto.cli.flags import add_config_flags, config_from_args, int_at_least
+from tinyproto.cli.flags import Once, add_config_flags, config_from_args, int_at_least
+from tinyproto.config import ConfigError
 from tinyproto.runtime.bench import bench, default_path, summary_lines
 from tinyproto.runtime.clients import pool_size, pool_threads
 
@@ -25,6 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b = p.add_argument_group("bench")
     b.add_argument(
         "--bench-rounds",
+        action=Once,
         type=int_at_least("bench_rounds", 1),
         default=2,
         metavar="N",
@@ -32,12 +34,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--warmup",
+        action=Once,
         type=int_at_least("warmup", 0),
         default=1,
         metavar="N",
         help="untimed rounds before them (1)",
     )
-    b.add_argument("--out", default=None, metavar="CSV", help="CSV path (default above)")
+    b.add_argument(
+        "--out", action=Once, default=None, metavar="CSV", help="CSV path (default above)"
+    )
     return p
 
 
@@ -45,6 +50,11 @@ def cmd(args) -> int:
     from tinyproto import store
 
     cfg = config_from_args(args)
+    if cfg.join_ratio < 1.0:
+        raise ConfigError(
+            f"invalid join_ratio={cfg.join_ratio:g} for bench: it times whole rounds against a "
+            "bare loop over every client; bench with --join-ratio 1"
+        )
     df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
     if pool_size(cfg) > 1:
         print(

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from tinyproto.cli.flags import int_at_least, param_type  # the same checks as `tinyproto run`'s
+from tinyproto.cli.flags import (
+    Once,
+    int_at_least,
+    param_type,
+)  # the same checks as `tinyproto run`'s
 from tinyproto.config import ConfigError
 from tinyproto.scorecard.comm_table import CLASS_COUNTS, PAPER_DATASETS, write_comm_table
 
@@ -20,38 +24,57 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--datasets",
+        action=Once,
         default=None,
         help=f"comma list from {', '.join(CLASS_COUNTS)} "
         f"(default {','.join(PAPER_DATASETS)}, or none with --classes)",
     )
     p.add_argument(
-        "--classes", default=None, help="extra label vectors with these class counts, e.g. 10,100"
+        "--classes",
+        action=Once,
+        default=None,
+        help="extra label vectors with these class counts, e.g. 10,100",
     )
     p.add_argument(
         "--per-class",
+        action=Once,
         type=int_at_least("per_class", 1),
         default=600,
         help="samples per class for --classes (default 600)",
     )
-    p.add_argument("--num-clients", type=param_type("num_clients"), default=20)
-    p.add_argument("--alpha", type=param_type("alpha"), default=0.1)
+    p.add_argument("--num-clients", action=Once, type=param_type("num_clients"), default=20)
+    p.add_argument("--alpha", action=Once, type=param_type("alpha"), default=0.1)
     p.add_argument(
-        "--seed", type=param_type("partition_seed"), default=1, help="partition seed (HtFLlib: 1)"
+        "--seed",
+        action=Once,
+        type=param_type("partition_seed"),
+        default=1,
+        help="partition seed (HtFLlib: 1)",
     )
     p.add_argument(
-        "--dim", type=param_type("feature_dim"), default=500, help="prototype dimension d"
+        "--dim",
+        action=Once,
+        type=param_type("feature_dim"),
+        default=500,
+        help="prototype dimension d",
     )
     p.add_argument(
-        "--cps-dim", type=param_type("cps_dim"), default=50, help="TinyProto's CPS dim s"
+        "--cps-dim",
+        action=Once,
+        type=param_type("cps_dim"),
+        default=50,
+        help="TinyProto's CPS dim s",
     )
     p.add_argument(
         "--least-samples",
+        action=Once,
         type=param_type("least_samples"),
         default=1,
         help="Dirichlet redraw rule (METHOD.md 1; HtFLlib 40: same partitions here)",
     )
     p.add_argument(
         "--out",
+        action=Once,
         default=None,
         metavar="CSV",
         help="CSV to write. Default: results/table1_comm.csv for the paper's setting (the "
@@ -72,8 +95,15 @@ def _int_list(text: str, name: str) -> list[int]:
 
 
 DEFAULTS = dict(
-    datasets=None, classes=None, per_class=600, num_clients=20, alpha=0.1, seed=1, dim=500,
-    cps_dim=50, least_samples=1,
+    datasets=None,
+    classes=None,
+    per_class=600,
+    num_clients=20,
+    alpha=0.1,
+    seed=1,
+    dim=500,
+    cps_dim=50,
+    least_samples=1,
 )
 
 

@@ -104,6 +104,9 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+Once = _Once  # for the subcommands' own flags: each given at most once
+
+
 class _OnceBool(argparse.BooleanOptionalAction):
     def __call__(self, parser, namespace, values, option_string=None):
         _mark(parser, namespace, self.dest, option_string)

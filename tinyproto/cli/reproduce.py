@@ -27,6 +27,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tinyproto.cli.flags import Once
 from tinyproto.config import PROFILES, ConfigError
 from tinyproto.store import RESULTS_ENV
 from tinyproto.sweep import project_root
@@ -129,17 +130,34 @@ def reproduce(
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    rp = subparsers.add_parser("reproduce", help="write every table and figure (papermill notebooks)")
-    rp.add_argument(
-        "--profile", default="quick", choices=PROFILES, help="profile to run (default quick)"
+    rp = subparsers.add_parser(
+        "reproduce", help="write every table and figure (papermill notebooks)"
     )
     rp.add_argument(
-        "--notebooks", default=None, metavar="A,B", help="comma list (default: all, in order)"
+        "--profile",
+        action=Once,
+        default="quick",
+        choices=PROFILES,
+        help="profile to run (default quick)",
+    )
+    rp.add_argument(
+        "--notebooks",
+        action=Once,
+        default=None,
+        metavar="A,B",
+        help="comma list (default: all, in order)",
     )
     return rp
 
 
 def cmd(args) -> int:
-    names = args.notebooks.split(",") if args.notebooks else None
+    names = None
+    if args.notebooks is not None:
+        names = [n.strip() for n in args.notebooks.split(",")]
+        if not all(names):  # e.g. --notebooks "$UNSET": never "all of them" by accident
+            raise ConfigError(
+                f"invalid notebooks={args.notebooks!r}: a comma list from {', '.join(NOTEBOOKS)} "
+                "(leave the flag out for all of them)"
+            )
     reproduce(args.profile, names)
     return 0

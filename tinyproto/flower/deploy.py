@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -260,6 +261,17 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0 (checked before anything starts)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"invalid timeout={text!r}: a number of seconds > 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m tinyproto.flower.deploy``: start, run one app run, report, stop."""
     p = argparse.ArgumentParser(
@@ -275,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         "--simulation", action="store_true", help="the simulation runtime, no SuperNodes"
     )
     p.add_argument(
-        "--timeout", type=float, default=7200.0, help="seconds before the run is stopped"
+        "--timeout",
+        type=_positive_seconds,
+        default=7200.0,
+        help="seconds before the run is stopped (a number > 0)",
     )
     p.add_argument("--keep-logs", metavar="DIR", help="copy the Flower processes' logs here")
     args = p.parse_args(argv)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tinyproto import store
 from tinyproto.config import PARAMS, Config, ConfigError, check_value
+from tinyproto.runtime.environment import check_path_text
 
 UNSET = ""
 # run-config key -> Config flat name: every field the command line sets (``extra`` is not one)
@@ -92,6 +93,8 @@ def parse(run_config: Mapping) -> FlowerRun:
     rt = {key: runtime_value(key, values[key]) for key in RUNTIME_KEYS}
     if rt["resume"] and rt["restart"]:
         raise ConfigError("invalid restart=true with resume=true: restart discards the folder")
+    if rt["results-dir"]:
+        check_path_text(rt["results-dir"], "results-dir")
     results = Path(rt["results-dir"]).expanduser() if rt["results-dir"] else None
     return FlowerRun(
         config=config,

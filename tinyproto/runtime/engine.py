@@ -22,7 +22,7 @@ import pandas as pd
 from tinyproto.config import Config, ConfigError
 from tinyproto.runtime import step
 from tinyproto.runtime.clients import open_clients
-from tinyproto.runtime.environment import check_environment
+from tinyproto.runtime.environment import check_environment, check_path_text
 from tinyproto.runtime.setup import Setup, add_client, setup  # noqa: F401  (re-exported)
 from tinyproto.runtime.step import evaluate, seed_for  # noqa: F401  (re-exported)
 from tinyproto.store import runs as store
@@ -84,6 +84,8 @@ def run(
         raise ConfigError("invalid restart=True with resume/reuse: restart discards the folder")
     if stop_after is not None and (not isinstance(stop_after, int) or stop_after < 1):
         raise ConfigError(f"invalid stop_after={stop_after!r}: an integer >= 1 or None")
+    if root is not None:
+        check_path_text(root)
     base = Path(root) if root is not None else store.runs_root(cfg.profile)
     out = store.run_dir(cfg, base)
     ckpt_path = out / store.CHECKPOINT

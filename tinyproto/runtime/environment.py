@@ -40,6 +40,13 @@ def check_device(name: str):
     return torch.device(name)
 
 
+def check_path_text(path: str | Path, name: str = "results") -> None:
+    """A path the operating system can take: no NUL byte (Python raises a bare ValueError
+    deep inside the first file operation otherwise, after data may have been loaded)."""
+    if "\x00" in str(path):
+        _fail(name, str(path), "a path without a NUL byte")
+
+
 def check_writable_folder(path: str | Path, name: str = "results") -> None:
     """``path`` is (or can become) a writable folder; nothing is created.
 
@@ -48,6 +55,7 @@ def check_writable_folder(path: str | Path, name: str = "results") -> None:
     """
     import tempfile
 
+    check_path_text(path, name)
     path = Path(path)
     if path.exists() and not path.is_dir():
         _fail(name, str(path), "a folder (this path is a file)")

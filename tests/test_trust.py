@@ -1,0 +1,56 @@
+"""Nothing a user types gives a traceback or is silently accepted: repeated or impossible
+subcommand flags, an empty notebook list, a path the OS cannot take, a deploy timeout that
+cannot work. Each is one line and exit status 2, before anything is computed or started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tinyproto import Config, ConfigError, run
+from tinyproto.cli import main
+
+SMOKE = ["--profile", "smoke", "--dataset", "synthetic"]
+
+
+@pytest.mark.parametrize(
+    "argv, phrase",
+    [
+        (["bench", *SMOKE, "--bench-rounds", "1", "--bench-rounds", "2"], "give each setting once"),
+        (["bench", *SMOKE, "--warmup", "0", "--warmup", "1"], "give each setting once"),
+        (["bench", *SMOKE, "--join-ratio", "0.25"], "invalid join_ratio=0.25 for bench"),
+        (["comm-table", "--dim", "64", "--dim", "32"], "give each setting once"),
+        (["reproduce", "--notebooks", ""], "invalid notebooks=''"),
+        (["reproduce", "--notebooks", "00_quickstart,"], "invalid notebooks="),
+        (["reproduce", "--profile", "smoke", "--profile", "quick"], "give each setting once"),
+    ],
+)
+def test_a_subcommand_flag_mistake_is_one_line(argv, phrase, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and phrase in err[0], err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_path_with_a_nul_byte_is_refused_before_anything(tmp_path):
+    from tinyproto.flower import settings
+
+    with pytest.raises(ConfigError, match=r"invalid results='x\\x00y': a path without a NUL"):
+        run(Config(profile="smoke", dataset="synthetic"), root="x\x00y", progress=False)
+    with pytest.raises(ConfigError, match="invalid results-dir=.*NUL byte"):
+        settings.parse({"results-dir": "a\x00b"})
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])
+def test_a_deploy_timeout_that_cannot_work_is_refused_before_starting(value):
+    r = subprocess.run(
+        [sys.executable, "-m", "tinyproto.flower.deploy", "--timeout", value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "invalid timeout=" in r.stderr
+    assert "Traceback" not in r.stderr and "SuperLink" not in r.stdout
