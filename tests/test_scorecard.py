@@ -209,3 +209,39 @@ def test_the_same_error_of_many_runs_is_said_once():
         "round 98 of 100: message from client 18: NaN"
     )
     assert did_not_finish({}) == []
+
+
+def test_a_damaged_run_is_named_in_the_row_the_csv_and_the_output(tmp_path, capsys, monkeypatch):
+    """Regression: a finished run whose metrics.csv was edited (or summary.json truncated) was
+    dropped silently, "holds" quietly becoming "holds (1 seed)". It is never judged, and is
+    named with why in the row's text, the CSV's skipped column and `tinyproto scorecard`."""
+    import argparse
+
+    import tinyproto.cli.scorecard as cli_sc
+    from tinyproto.scorecard import render
+
+    probe = Runs("smoke", tmp_path)
+    claims(probe)
+    cfg = next(c for c in probe.wanted.values() if c.algorithm == "fedproto" and c.seed == 0)
+    good = run(cfg, root=tmp_path, progress=False)  # a run the first claim judges
+    runs = Runs("smoke", tmp_path)
+    rows = claims(runs)
+    assert runs.damaged == {} and all(r["skipped"] == "" for r in rows)
+    m = pd.read_csv(good.run_dir / "metrics.csv")
+    m.loc[0, "test_acc"] = 0.999  # disagrees with summary.json now
+    m.to_csv(good.run_dir / "metrics.csv", index=False)
+    runs = Runs("smoke", tmp_path)
+    rows = [r for r in claims(runs) if cfg.run_id() in r["skipped"]]
+    assert rows and all("skipped 1 damaged run(s)" in r["ours"] for r in rows)
+    assert "summary.json" in runs.damaged[cfg.run_id()]
+    assert all(cfg.run_id() not in r["runs"].split() for r in rows)  # never judged
+    (good.run_dir / "summary.json").write_text('{"run_id": ')  # truncated
+    monkeypatch.setattr(render, "Runs", lambda p, root=None: Runs(p, tmp_path))
+    df, path = render.write(tmp_path / "card.csv", profiles=("smoke",))
+    assert cfg.run_id() in " ".join(pd.read_csv(path)["skipped"].fillna(""))
+    monkeypatch.setattr(cli_sc, "write", lambda: (df, path))
+    args = argparse.Namespace(
+        compute=None, update_docs=False, check=False, markdown=False, retry_failed=False
+    )
+    assert cli_sc.cmd(args) == 0
+    assert f"skipped damaged run smoke {cfg.run_id()}" in capsys.readouterr().err

@@ -73,6 +73,8 @@ def cmd(args) -> int:
             for line in did_not_finish(done.attrs.get("failed", {})):
                 print(line, file=sys.stderr)
     df, path = write()
+    for where, why in df.attrs.get("damaged", {}).items():  # never judged, never silent
+        print(f"scorecard: skipped damaged run {where}: {why}", file=sys.stderr)
     table = markdown(df)
     if args.update_docs:
         update_docs(df)

@@ -89,6 +89,9 @@ def _row(claim, source, paper_text, runs: Runs, ours, verdict, ids, n, a: Arm) -
         rounds = a.config(runs.profile, 0).rounds
     except ConfigError:
         rounds = None
+    skipped = runs.take_skipped()  # damaged runs are never judged, and never dropped silently
+    if skipped:
+        ours = f"{ours} [skipped {len(skipped)} damaged run(s): {'; '.join(skipped)}]"
     return dict(
         claim=claim,
         source=source,
@@ -99,6 +102,7 @@ def _row(claim, source, paper_text, runs: Runs, ours, verdict, ids, n, a: Arm) -
         seeds=n,
         rounds=rounds,
         runs=" ".join(ids),
+        skipped="; ".join(skipped),
     )
 
 

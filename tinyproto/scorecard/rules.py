@@ -16,6 +16,8 @@ Verdict rules (stated once, applied to every row):
   (``ORDER``: "does not hold" over seeds sinks the claim; then "not measured").
 - An arm whose runs all failed (``failed.json``: e.g. a divergence) is "not testable here", with
   the reason, not "not measured".
+- A finished run that fails verification is never judged and never dropped silently: the row
+  names it with why (``Runs.take_skipped``: its text and the ``skipped`` column).
 - Exact counts (the 10x cut) hold only if equal to the last float.
 - Structured sparsity (Fig. 2 / App. A): the share of local-prototype energy off the class masks
   at the last round holds if at most half the no-structure level 1 - s/d.
@@ -39,7 +41,9 @@ from tinyproto.store import RunFolderError, is_complete, runs_root, verify_run
 SEEDS = (0, 1, 2)
 SCORE_PROFILES = ("quick", "long", "paper")
 ALL_FEDERATED = ("fedproto", "fedtgp", "feddistill", "fml", "lg-fedavg", "fedkd", "tinyproto-fp")
-COLUMNS = ("claim", "source", "paper", "profile", "ours", "verdict", "seeds", "rounds", "runs")
+COLUMNS = (
+    "claim", "source", "paper", "profile", "ours", "verdict", "seeds", "rounds", "runs", "skipped"
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class Runs:
         self.wanted: dict[str, Config] = {}  # every config a claim asked for, found or not
         self.failed: dict[str, list[str]] = {}  # arm label -> errors of its runs that failed
         self._metrics: dict[str, pd.DataFrame] = {}  # run id -> metrics.csv, read once
+        # finished runs that fail verification (edited, truncated): never judged, always named
+        self.damaged: dict[str, str] = {}  # run id -> why (one line)
+        self._skipped: list[str] = []  # damaged runs a claim asked for since its last row
 
     def missing(self) -> list[Config]:
         """The configs asked for that have no finished run (what ``--compute`` runs)."""
@@ -90,10 +97,18 @@ class Runs:
             if is_complete(folder):
                 try:
                     summary = verify_run(folder)["summary"]
-                except RunFolderError:
-                    summary = None
+                except RunFolderError as e:
+                    self.damaged[rid] = " ".join(str(e).split())
             self._cache[rid] = summary
+        if rid in self.damaged and rid not in self._skipped:
+            self._skipped.append(rid)
         return self._cache[rid]
+
+    def take_skipped(self) -> list[str]:
+        """"run id: why" of the damaged runs asked for since the last call (one claim row)."""
+        out = [f"{rid}: {self.damaged[rid]}" for rid in self._skipped]
+        self._skipped = []
+        return out
 
     def arm(self, a: Arm) -> tuple[list[float], list[str], list[dict]]:
         """(best accuracies, run ids, summaries) over the seeds that have a finished run."""
