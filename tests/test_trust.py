@@ -54,3 +54,23 @@ def test_a_deploy_timeout_that_cannot_work_is_refused_before_starting(value):
     )
     assert r.returncode == 2 and "invalid timeout=" in r.stderr
     assert "Traceback" not in r.stderr and "SuperLink" not in r.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["run", "--num-client", "5"], "; did you mean --num-clients?"),
+        (["run", "--algorithm", "fedprot"], "; did you mean fedproto?"),
+        (["run", "--dataset", "fmnst"], "; did you mean fmnist?"),
+        (["bench", "--bench-round", "2"], "; did you mean --bench-rounds?"),
+        (["run", "--bogus"], None),  # nothing close: no guess
+        (["run", "--algorithm", "xyz"], None),
+    ],
+)
+def test_a_typo_gets_the_closest_flag_or_choice(argv, hint, capsys):
+    assert main(argv) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    if hint:
+        assert err.endswith(hint), err
+    else:
+        assert "did you mean" not in err

@@ -72,6 +72,31 @@ def _os_error_line(e: OSError) -> str:
     return (line + (f"; {hint}" if hint else "")).replace("\n", " ")
 
 
+def _suggestion(line: str, argv: list[str]) -> str:
+    """"; did you mean X?" for a mistyped flag (``--num-client``) or choice (``fedprot``), the
+    closest of the subcommand's own flags or of the allowed values; "" when none is close."""
+    import difflib
+    import re
+
+    m = re.match(r"unrecognized arguments: (\S+)", line)
+    if m and m.group(1).startswith("--"):
+        typed = m.group(1).split("=")[0]
+        sub = next((a for a in argv if not a.startswith("-")), None)
+        try:
+            parser = build_parser()._subparsers._group_actions[0].choices[sub]
+        except (KeyError, AttributeError, IndexError, TypeError):
+            return ""
+        flags = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+        close = difflib.get_close_matches(typed, flags, n=1, cutoff=0.75)
+        return f"; did you mean {close[0]}?" if close else ""
+    m = re.match(r"invalid (\w+)='?([^':]*)'?: one of (.+)$", line)
+    if m:
+        choices = [c.strip().strip("'") for c in m.group(3).split(",")]
+        close = difflib.get_close_matches(m.group(2), choices, n=1, cutoff=0.6)
+        return f"; did you mean {close[0]}?" if close and close[0] != m.group(2) else ""
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     from tinyproto.comm import MessageError
     from tinyproto.data import DataError
@@ -85,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, DataError, MessageError, RunFolderError) as e:
         text = str(e).strip()
         line = text.splitlines()[0] if text else type(e).__name__
-        print(f"tinyproto: error: {line}", file=sys.stderr)
+        print(f"tinyproto: error: {line}{_suggestion(line, argv)}", file=sys.stderr)
         return EXIT_USAGE
     except WorkerDied as e:  # killed, out of memory: not the user's mistake, but one line too
         print(f"tinyproto: error: {' '.join(str(e).split())}", file=sys.stderr)
