@@ -74,3 +74,21 @@ def test_a_typo_gets_the_closest_flag_or_choice(argv, hint, capsys):
         assert err.endswith(hint), err
     else:
         assert "did you mean" not in err
+
+
+def test_the_results_folder_does_not_follow_the_working_directory(tmp_path, monkeypatch):
+    """Regression: a command started outside the checkout wrote a new ./results there. The
+    results go to the checkout tinyproto runs from ($TINYPROTO_RESULTS still overrides)."""
+    from pathlib import Path
+
+    from tinyproto import store
+
+    checkout = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv(store.RESULTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert store.project_root() == checkout
+    assert store.results_root() == checkout / "results"
+    assert store.runs_root("smoke") == checkout / "results" / "smoke" / "runs"
+    assert store.project_root(tmp_path) == tmp_path.resolve()  # an explicit start is kept
+    monkeypatch.setenv(store.RESULTS_ENV, str(tmp_path / "mine"))
+    assert store.results_root() == tmp_path / "mine"

@@ -53,12 +53,23 @@ class SkippedRunWarning(UserWarning):
 # -- where runs go ---------------------------------------------------------------------------
 
 
+def _is_project(d: Path) -> bool:
+    return (d / "pyproject.toml").exists() and (d / "tinyproto").is_dir()
+
+
 def project_root(start: str | Path | None = None) -> Path:
-    """The folder holding pyproject.toml (searched upwards from ``start`` or the cwd)."""
+    """The tinyproto checkout: the folder holding pyproject.toml and tinyproto/, searched
+    upwards from ``start`` or the cwd; from anywhere else, the checkout this package runs from
+    (so a command started in another folder still writes into the project's results/, not a
+    new ./results there); the start folder only when tinyproto is not run from a checkout."""
     here = Path(start or os.getcwd()).resolve()
     for d in (here, *here.parents):
-        if (d / "pyproject.toml").exists() and (d / "tinyproto").is_dir():
+        if _is_project(d):
             return d
+    if start is None:
+        own = Path(__file__).resolve().parents[2]  # <checkout>/tinyproto/store/runs.py
+        if _is_project(own):
+            return own
     return here
 
 
