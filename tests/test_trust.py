@@ -92,3 +92,15 @@ def test_the_results_folder_does_not_follow_the_working_directory(tmp_path, monk
     assert store.project_root(tmp_path) == tmp_path.resolve()  # an explicit start is kept
     monkeypatch.setenv(store.RESULTS_ENV, str(tmp_path / "mine"))
     assert store.results_root() == tmp_path / "mine"
+
+
+def test_a_fedtiny_option_no_round_reads_is_refused():
+    """--adjust-until below --adjust-every leaves no adjustment round, so --adjust-rate and
+    --prune-mode would only change the run id: refused like any option a run never reads."""
+    base = dict(algorithm="fedtiny", profile="smoke", adjust_until=0)
+    Config(**base)  # no adjustment at all: fine
+    with pytest.raises(ConfigError, match="invalid adjust_rate=0.5: adjust_until=0 < adjust_every"):
+        Config(**base, adjust_rate=0.5)
+    with pytest.raises(ConfigError, match="invalid prune_mode='entire'"):
+        Config(**base, prune_mode="entire")
+    Config(algorithm="fedtiny", profile="smoke", adjust_until=10, adjust_rate=0.5)  # one round

@@ -39,6 +39,12 @@ class FedTinyOptions:
         if not self.progressive:
             names = ("prune_mode", "adjust_every", "adjust_until", "adjust_rate")
             unused += [(n, "progressive pruning is off") for n in names]
+        elif self.adjust_until < self.adjust_every:  # adjustment rounds: every dT up to T_max
+            why = (
+                f"adjust_until={self.adjust_until} < adjust_every={self.adjust_every} leaves no "
+                "adjustment round"
+            )
+            unused += [(n, why) for n in ("prune_mode", "adjust_rate")]
         for n, why in unused:
             if getattr(self, n) != getattr(base, n):
                 out.append(
