@@ -15,6 +15,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -415,6 +416,10 @@ def test_records_no_message_could_have_made_are_refused_with_one_line():
         records.from_records(RecordDict({"arrays": arr}), "client 1")
     with pytest.raises(MessageError, match="report 'loss' missing or not float"):
         records.report(good, "client 1", {"loss": float})
+    held = Array(np.zeros((2, 3), dtype=np.float32))  # declares int64, holds float32
+    lying = Array(dtype="int64", shape=(2, 3), stype=held.stype, data=held.data)
+    with pytest.raises(MessageError, match="field 'p' declares dtype int64, holds float32"):
+        records.from_records(RecordDict({"arrays": ArrayRecord({"p": lying})}), "client 1")
 
 
 # -- the launcher's refusals, and the core install without Flower ------------------------------

@@ -114,6 +114,10 @@ def _tensor(arr, where: str, name: str) -> torch.Tensor:
         raise MessageError(f"{where}: field {show(name)} unreadable ({type(e).__name__})") from None
     if a.dtype.name not in NUMPY_DTYPES or a.dtype.byteorder == ">":
         raise MessageError(f"{where}: field {show(name)} has dtype {a.dtype}, not one we send")
+    if arr.dtype != a.dtype.name:  # what the record declares is what it must hold
+        raise MessageError(
+            f"{where}: field {show(name)} declares dtype {arr.dtype}, holds {a.dtype.name}"
+        )
     if list(a.shape) != list(arr.shape):
         raise MessageError(
             f"{where}: field {show(name)} declares shape {arr.shape}, holds {a.shape}"
