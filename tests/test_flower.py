@@ -262,6 +262,9 @@ def test_a_degraded_run_never_replaces_a_clean_one_and_says_so(tmp_path):
     assert {p.name: p.read_bytes() for p in clean.iterdir()} == before
     d = store.verify_run(bad)["summary"]["degraded"]
     assert d["failed"] == [1] and d["absent"] == [] and d["clients_throughout"] == 2
+    listed = store.load_runs(tmp_path / "runs-degraded", profile="smoke")
+    assert listed["degraded"].tolist() == [True] and listed["missing_clients"].tolist() == ["1"]
+    assert not store.load_runs(tmp_path / "runs", profile="smoke")["degraded"].any()
     fresh = run_flower(config(rounds=2, seed=1), tmp_path / "other", grid_kw={"offline": {2: 2}})
     assert fresh.parent == tmp_path / "other-degraded"
     assert not (tmp_path / "other" / config(rounds=2, seed=1).run_id()).exists()

@@ -379,7 +379,9 @@ def load_runs(
     ``profile``: read that profile's runs folder (default: ``$TINYPROTO_PROFILE`` or quick);
     ``"all"`` reads every profile's. With ``root`` given, the runs under it; runs of several
     profiles are only mixed when asked (``profile="all"``). Damaged, unfinished or foreign runs
-    are skipped and named (a :class:`SkippedRunWarning`; also ``df.attrs["skipped"]``).
+    are skipped and named (a :class:`SkippedRunWarning`; also ``df.attrs["skipped"]``). A
+    degraded Flower run (a client absent or failed) has ``degraded`` True and its
+    ``missing_clients`` (the column exists when such a run is listed).
     """
     if profile is not None and profile != "all" and profile not in PROFILES:
         raise ConfigError(f"invalid profile={profile!r}: one of {', '.join(PROFILES)} or all")
@@ -412,6 +414,12 @@ def load_runs(
                 skipped[d.name] = f"profile {cfg.get('profile')}, not {profile}"
                 continue
             flat = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+            if summary.get("degraded"):  # a Flower run that lost clients: say so in the listing
+                d_ = summary["degraded"]
+                flat["degraded"] = True
+                flat["missing_clients"] = " ".join(
+                    str(c) for c in sorted(set(d_.get("absent", [])) | set(d_.get("failed", [])))
+                )
             rows.append({**cfg, **flat, "run_id": d.name})
     df = pd.DataFrame(rows)
     if profile is None and not df.empty and df["profile"].nunique() > 1:
