@@ -24,18 +24,7 @@ class Toy(Algorithm):
     name = "toy"
 
     @classmethod
-    def expected_cost(
-        cls,
-        *,
-        num_classes,
-        dim,
-        num_clients,
-        classes_present,
-        cps_dim=None,
-        model_params=None,
-        kept_floats=None,
-        sparse=None,
-    ) -> int | float:
+    def expected_cost(cls, *, num_classes, num_clients, **_) -> int | float:
         """K floats up and K down per client."""
         return 2 * num_clients * num_classes
 

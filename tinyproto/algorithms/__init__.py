@@ -106,7 +106,11 @@ def algorithm_class(name: str) -> type[Algorithm]:
 
 def expected_cost(algorithm: str, **kw) -> int | float:
     """Floats per round, all clients, both directions (paper Table 2), as ``algorithm``'s class
-    declares it (``Algorithm.expected_cost``: the keywords and what they mean)."""
+    declares it. The keywords are ``Algorithm.expected_cost``'s, checked here once (a class
+    names only those it reads and takes the rest as ``**_``): a misspelt one is a TypeError."""
+    import inspect
+
+    inspect.signature(Algorithm.expected_cost).bind(**kw)
     return algorithm_class(algorithm).expected_cost(**kw)
 
 

@@ -274,7 +274,8 @@ class Algorithm:
         name). ``classes_present`` is U = sum over clients of the number of classes each
         uploads; ``model_params`` the size of a shared model (FML / FedKD / FedAvg);
         ``cps_dim`` the prototype width when CPS is on; ``kept_floats`` what FedKD's SVD kept
-        in a round (no closed form exists); ``sparse`` FedTiny's ``pruning.SparsePlan``."""
+        in a round (no closed form exists); ``sparse`` FedTiny's ``pruning.SparsePlan``.
+        A subclass names the keywords it reads and takes the rest as ``**_``."""
         raise ValueError(f"expected_cost({cls.name!r}): no closed form declared")
 
     @staticmethod

@@ -256,8 +256,7 @@ class FedAvgAlgorithm(Algorithm):
     (config), every client gets the n_i-weighted average (LG-FedAvg's heads, FML's memes)."""
 
     @classmethod
-    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
-                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+    def expected_cost(cls, *, num_clients, model_params=None, **_) -> int | float:
         """The shared model, both ways, per client: 2 N x model_params (FML, FedAvg)."""
         return 2 * num_clients * cls._needs(cls.name, model_params)
 

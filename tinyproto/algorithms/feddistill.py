@@ -68,8 +68,7 @@ class FedDistill(ClassVectorAlgorithm):
     key = "logits"
 
     @classmethod
-    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
-                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+    def expected_cost(cls, *, num_classes, num_clients, classes_present, **_) -> int | float:
         """Table 2: K logits per class held, up; K x K per client, down."""
         K = num_classes
         return K * (classes_present + num_clients * K)

@@ -115,8 +115,7 @@ class FedKD(Algorithm):
     upload_config = {COUNT_KEY: int}
 
     @classmethod
-    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
-                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+    def expected_cost(cls, *, num_clients, model_params=None, kept_floats=None, **_) -> int | float:
         """What the SVD kept (``kept_floats``: the round's total over its 2N messages, as FedKD's
         compressor counts it from the ranks) when known; else the dense mentee both ways, per
         client, the no-compression upper bound 2 N x model_params."""

@@ -92,8 +92,9 @@ class FedProto(ClassVectorAlgorithm):
     key = "protos"
 
     @classmethod
-    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
-                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+    def expected_cost(
+        cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None, **_
+    ) -> int | float:
         """Table 2: a d-float (s with CPS) prototype per class held, up; K per client, down."""
         width = cps_dim if cps_dim is not None else dim
         return width * (classes_present + num_clients * num_classes)

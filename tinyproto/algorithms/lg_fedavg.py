@@ -35,8 +35,7 @@ class LGFedAvg(FedAvgAlgorithm):
     name = "lg-fedavg"
 
     @classmethod
-    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
-                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+    def expected_cost(cls, *, num_classes, dim, num_clients, **_) -> int | float:
         """Table 2: the d x K head and its K biases, both ways, per client."""
         return 2 * num_clients * (dim * num_classes + num_classes)
 

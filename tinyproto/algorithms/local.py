@@ -11,8 +11,7 @@ class Local(Algorithm):
     name = "local"
 
     @classmethod
-    def expected_cost(cls, *, num_classes, dim, num_clients, classes_present, cps_dim=None,
-                      model_params=None, kept_floats=None, sparse=None) -> int | float:
+    def expected_cost(cls, **_) -> int | float:
         """Nothing is sent."""
         return 0
 

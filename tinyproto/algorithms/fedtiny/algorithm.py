@@ -63,18 +63,7 @@ class FedTiny(Algorithm):
     upload_config = {COUNT_KEY: int, VAL_KEY: int, VERSION_KEY: int}
 
     @classmethod
-    def expected_cost(
-        cls,
-        *,
-        num_classes,
-        dim,
-        num_clients,
-        classes_present,
-        cps_dim=None,
-        model_params=None,
-        kept_floats=None,
-        sparse=None,
-    ) -> int | float:
+    def expected_cost(cls, *, sparse=None, **_) -> int | float:
         """The rounds differ (setup exchanges, adjustment uploads): the mean over the run's
         rounds of ``pruning.sparse_round_costs(sparse)`` (``sparse``: the run's SparsePlan)."""
         if sparse is None:
