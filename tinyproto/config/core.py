@@ -37,6 +37,7 @@ from tinyproto.config.params import PARAMS, _fail, _is_int, _normalise, check_va
 from tinyproto.config.profiles import (
     AUTO,
     DATASET_SIZES,
+    FOLLOW_SEED,
     PROFILE_DEFAULTS,
     SYNTHETIC_DEFAULT_SAMPLES,
     ConfigError,
@@ -53,12 +54,12 @@ TOP_LEVEL = dict(
     num_clients=None,
     alpha=None,
     rounds=None,
-    local_epochs=1,
+    local_epochs=None,
     batch_size=32,
     lr=0.01,
     feature_dim=None,
     seed=0,
-    partition_seed=1,
+    partition_seed=None,  # the profile's (1, as the paper; hard: the run's seed)
     least_samples=1,  # Dirichlet redraw rule (METHOD.md: 1; HtFLlib's scripts use 40)
     train_fraction=0.75,
     max_samples=None,  # stratified subset (0 = all samples)
@@ -173,7 +174,7 @@ class Config:
             if where is not None and where[GROUP_OF[key][1]] is None:
                 where[GROUP_OF[key][1]] = value
             elif where is None and getattr(self, key) is None and value is not None:
-                set_(key, value)
+                set_(key, self.seed if value == FOLLOW_SEED else value)
         if self.max_samples == 0:  # explicit "use every sample"
             set_("max_samples", None)
         if isinstance(self.data_dir, os.PathLike):

@@ -39,7 +39,7 @@ from tinyproto.config import Config, ConfigError
 from tinyproto.store import RunFolderError, is_complete, runs_root, verify_run
 
 SEEDS = (0, 1, 2)
-SCORE_PROFILES = ("quick", "long", "paper")
+SCORE_PROFILES = ("quick", "long", "hard", "paper")
 ALL_FEDERATED = ("fedproto", "fedtgp", "feddistill", "fml", "lg-fedavg", "fedkd", "tinyproto-fp")
 COLUMNS = (
     "claim", "source", "paper", "profile", "ours", "verdict", "seeds", "rounds", "runs", "skipped"
@@ -110,6 +110,11 @@ class Runs:
         self._skipped = []
         return out
 
+    def last(self, a: Arm) -> tuple[list[float], list[str], list[dict]]:
+        """As :meth:`arm`, with the last round's accuracies."""
+        _, ids, sums = self.arm(a)
+        return [float(s["last_acc"]) for s in sums], ids, sums
+
     def arm(self, a: Arm) -> tuple[list[float], list[str], list[dict]]:
         """(best accuracies, run ids, summaries) over the seeds that have a finished run."""
         from tinyproto.store.failures import before_failure, failure
@@ -159,7 +164,8 @@ def compare(a: list[float], b: list[float], kind: str = "better") -> str:
     return "inconclusive"
 
 
-NOT_TESTABLE = "not testable here"  # followed by ": <why>"
+NOT_TESTABLE = "not testable here"
+NOT_ENOUGH = "not enough seeds"  # followed by ": <why>"
 
 # weakest first: a comparison that does not hold (over seeds) sinks a claim made of several
 # comparisons ("best of all", "> both"), whatever the others say; then missing runs; then runs
@@ -168,6 +174,7 @@ ORDER = (
     "does not hold",
     "not measured",
     NOT_TESTABLE,
+    NOT_ENOUGH,
     "does not hold (1 seed)",
     "inconclusive",
     "holds (1 seed)",
