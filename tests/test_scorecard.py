@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tinyproto import Config, run
 from tinyproto.scorecard import Runs, compare, markdown, scorecard, weakest
@@ -18,38 +19,43 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_compare_rules():
     assert compare([0.80, 0.82, 0.84], [0.70, 0.71, 0.72]) == "holds"
     assert compare([0.70, 0.71, 0.72], [0.80, 0.82, 0.84]) == "does not hold"
-    # a difference inside one standard error of the difference
     assert compare([0.80, 0.90, 0.70], [0.79, 0.81, 0.80]) == "inconclusive"
-    assert compare([0.8], [0.7]) == "holds (1 seed)"
-    assert compare([0.7], [0.8]) == "does not hold (1 seed)"
-    assert compare([0.8], [0.7, 0.71]) == "holds (1 seed)"  # no spread on one side: no SE
+    assert compare([0.8], [0.7]) == "not enough seeds"
+    assert compare([0.8], [0.7, 0.71]) == "not enough seeds"
     assert compare([], [0.7]) == "not measured"
-    assert compare([0.78, 0.80, 0.82], [0.80, 0.81, 0.82], "not_worse") == "holds"
+    assert compare([0.795, 0.805, 0.815], [0.80, 0.81, 0.82], "not_worse") == "holds"
     assert compare([0.60, 0.61, 0.62], [0.80, 0.81, 0.82], "not_worse") == "does not hold"
-    assert weakest(["holds", "inconclusive", "holds (1 seed)"]) == "inconclusive"
+    with pytest.raises(ValueError, match="invalid kind='worse'"):
+        compare([0.8] * 3, [0.7] * 3, "worse")
+    assert weakest(["holds", "inconclusive", "not enough seeds"]) == "not enough seeds"
     assert weakest(["holds", "not measured"]) == "not measured"
     # a comparison that does not hold over seeds sinks a claim made of several, missing runs or not
     assert weakest(["holds", "not measured", "does not hold"]) == "does not hold"
-    assert weakest(["holds", "does not hold (1 seed)", "not measured"]) == "not measured"
+    assert weakest(["holds", "not enough seeds", "not measured"]) == "not measured"
     why = "not testable here: B did not finish in any of its 3 runs"
     assert weakest(["holds", why]) == why and weakest(["does not hold", why]) == "does not hold"
 
 
 def test_an_arm_whose_runs_all_failed_is_not_testable_not_missing():
-    """judge: "not measured" only while a run is missing; an arm whose every run failed (a
-    divergence) makes the comparison "not testable here", naming the arm and its failed runs."""
+    """judge: "not measured" only while a run is missing; an arm whose every run failed for a
+    reason other than divergence (missing data) makes the comparison "not testable here",
+    naming the arm and its failed runs."""
     from tinyproto.scorecard import judge
+    from tinyproto.scorecard.rules import Measured
 
-    class Found:  # what Runs.arm leaves behind: {arm label: its failed runs' lines}
-        failed = {"A": [], "B": ["seed 0: NaN", "seed 1: NaN", "seed 2: NaN"], "C": []}
+    def m(label, last=(), failed=()):
+        out = Measured(label, chance=0.1)
+        out.last = dict(enumerate(last))
+        out.failed = {s: f"seed {s}: data not found" for s in failed}
+        return out
 
-    runs = Found()
-    assert judge(runs, ("A", [0.99, 0.98]), ("B", [])) == (
+    runs = None  # judge reads the arms only
+    assert judge(runs, m("A", [0.99, 0.98]), m("B", failed=[0, 1, 2])) == (
         "not testable here: B did not finish in any of its 3 runs"
     )
-    assert judge(runs, ("A", [0.99]), ("C", [])) == "not measured"  # C: missing, not failed
-    assert judge(runs, ("C", []), ("B", [])) == "not measured"
-    assert judge(runs, ("A", [0.9, 0.91, 0.92]), ("C", [0.8, 0.81, 0.82])) == "holds"
+    assert judge(runs, m("A", [0.99]), m("C")) == "not measured"  # C: missing, not failed
+    assert judge(runs, m("C"), m("B", failed=[0, 1, 2])) == "not measured"
+    assert judge(runs, m("A", [0.9, 0.91, 0.92]), m("C", [0.8, 0.81, 0.82])) == "holds"
 
 
 def test_claims_are_judged_on_the_runs_found(tmp_path):
@@ -60,7 +66,10 @@ def test_claims_are_judged_on_the_runs_found(tmp_path):
     b = run(Config(algorithm="fedproto", **kw), root=tmp_path, progress=False)
     rows = {r["claim"]: r for r in claims(Runs("smoke", tmp_path))}
     first = rows["TinyProto-FP > FedProto"]
-    assert first["verdict"] == compare([a.best_acc], [b.best_acc])
+    assert first["verdict"] == "not enough seeds"  # one seed each
+    assert f"TinyProto-FP {100 * a.summary['last_acc']:.2f} (best {100 * a.best_acc:.2f})" in (
+        first["ours"]
+    )
     assert set(first["runs"].split()) == {a.config.run_id(), b.config.run_id()}
     d, s = a.config.feature_dim, a.config.cps_dim
     comm = next(r for c, r in rows.items() if c.startswith("TinyProto-FP cuts"))
@@ -68,7 +77,8 @@ def test_claims_are_judged_on_the_runs_found(tmp_path):
     assert comm["verdict"] == ("holds" if ratio == d / s else "does not hold")
     assert rows["TinyProto-FT > FedTGP"]["verdict"] == "not measured"
     sparse = next(r for c, r in rows.items() if "structurally sparse" in c)
-    assert sparse["verdict"] != "not measured" and sparse["runs"] == a.config.run_id()
+    assert sparse["verdict"] == "not enough seeds" and sparse["runs"] == a.config.run_id()
+    assert "holds in " in sparse["ours"] and "of 1 seeds" in sparse["ours"]
     horizon = next(r for c, r in rows.items() if c.startswith("Table 1's accuracy curves"))
     assert "TinyProto-FT: missing" in horizon["ours"]  # 2 of Table 1's 8 algorithms ran
     flats = [flatten_round(r.metrics["test_acc"].to_numpy()) for r in (a, b)]
@@ -182,13 +192,12 @@ def test_a_run_that_did_not_finish_is_named_not_missing(tmp_path):
     assert failure(cfg, tmp_path) == "message from client 3: NaN"
     (folder / FAILED).write_text("not json")
     assert failure(cfg, tmp_path) is None  # a damaged record is ignored, not raised
-    assert (
-        _text("A", [0.5, 0.7], ["seed 2: boom"])
-        == "A 60.00 ± 14.14 (1 did not finish: seed 2: boom)"
-    )
-    assert _text("B", [], ["seed 0: boom", "seed 1: bang"]) == (
-        "B: did not finish (seed 0: boom | seed 1: bang)"  # every failed seed is named
-    )
+    from tinyproto.scorecard.rules import Measured
+
+    m = Measured("A", last={0: 0.5, 1: 0.7}, best={0: 0.5, 1: 0.7}, failed={2: "seed 2: boom"})
+    assert _text(m) == "A 60.00 ± 14.14 (best 60.00) (1 did not finish: seed 2: boom)"
+    m = Measured("B", failed={0: "seed 0: boom", 1: "seed 1: bang"})
+    assert _text(m) == "B: did not finish (seed 0: boom | seed 1: bang)"  # each failed seed named
 
 
 def test_the_same_error_of_many_runs_is_said_once():

@@ -122,7 +122,7 @@ _PARAMS: dict[str, Param] = {
     "algorithm": Param("choice", "federated algorithm", G_RUN, choices=registry.algorithm_names),
     "profile": Param(
         "choice",
-        "preset filling every unset field (smoke: CI, quick: CPU, paper)",
+        "preset filling every unset field (smoke: CI; quick, long, hard: CPU; paper: GPU)",
         G_RUN,
         choices=PROFILES,
     ),
@@ -145,7 +145,7 @@ _PARAMS: dict[str, Param] = {
     ),
     "partition_seed": Param(
         "int",
-        "seed of the Dirichlet partition and the 75/25 split (paper: 1)",
+        "seed of the Dirichlet partition and the 75/25 split (paper: 1; 'seed' in a profile: the run's seed)",
         G_DATA,
         low=0,
         high=SEED_MAX,

@@ -9,11 +9,14 @@ from tinyproto import paper
 from tinyproto.config import ConfigError
 from tinyproto.scorecard.rules import (
     ALL_FEDERATED,
+    MIN_SEEDS,
     NOT_ENOUGH,
     Arm,
     Runs,
     arm,
+    difference,
     judge,
+    paired_interval,
     text,
     weakest,
 )
@@ -70,27 +73,36 @@ def order_since(curve_a, curve_b) -> tuple[int, bool] | None:
 
 
 def _pair(runs: Runs, claim, source, paper_text, a: Arm, b: Arm, kind="better") -> dict:
-    acc_a, ids_a, _ = runs.arm(a)
-    acc_b, ids_b, _ = runs.arm(b)
+    ma, mb = runs.arm(a), runs.arm(b)
     stable = ""
-    if ids_a and ids_b:  # how long the ordering has held at this horizon
-        ca, cb = _mean_curve(runs, ids_a), _mean_curve(runs, ids_b)
+    if ma.ids and mb.ids:  # how long the ordering has held at this horizon
+        ca, cb = _mean_curve(runs, ma.ids), _mean_curve(runs, mb.ids)
         since = order_since(ca, cb)
         if since is not None:
             side = "above" if since[1] else "not above"
             stable = f"; per round, {a.label} {side} {b.label} from round {since[0]} on"
+    diff = (
+        f"; last round, paired: {difference(ma.scores, mb.scores)}"
+        if ma.scores and mb.scores
+        else ""
+    )
     return _row(
         claim,
         source,
         paper_text,
         runs,
-        f"{text(a.label, acc_a, runs.failed[a.label])} vs "
-        f"{text(b.label, acc_b, runs.failed[b.label])}{stable}",
-        judge(runs, (a.label, acc_a), (b.label, acc_b), kind),
-        ids_a + ids_b,
-        min(len(acc_a), len(acc_b)),
+        f"{text(ma)} vs {text(mb)}{diff}{stable}",
+        judge(runs, ma, mb, kind),
+        ma.ids + mb.ids,
+        _common(ma, mb),
         a,
     )
+
+
+def _common(*arms) -> int:
+    """The number of seeds every arm has a result for (a diverged seed is a result)."""
+    seeds = [set(m.scores) for m in arms]
+    return len(set.intersection(*seeds)) if seeds else 0
 
 
 def _row(claim, source, paper_text, runs: Runs, ours, verdict, ids, n, a: Arm) -> dict:
@@ -117,13 +129,14 @@ def _row(claim, source, paper_text, runs: Runs, ours, verdict, ids, n, a: Arm) -
 
 def _best_of_all(runs: Runs, ft: Arm, T1) -> dict:
     """TinyProto-FT (``ft``: one variant) above each of Table 1's other federated methods."""
-    acc_ft, ids_ft, _ = runs.arm(ft)
-    verdicts, parts, ids = [], [text(ft.label, acc_ft, runs.failed[ft.label])], list(ids_ft)
+    m_ft = runs.arm(ft)
+    verdicts, parts, ids, n = [], [text(m_ft)], list(m_ft.ids), []
     for algo in ALL_FEDERATED:
-        acc, rid, _ = runs.arm(arm(LABEL[algo], algo))
-        verdicts.append(judge(runs, (ft.label, acc_ft), (LABEL[algo], acc)))
-        parts.append(text(LABEL[algo], acc, runs.failed[LABEL[algo]]))
-        ids += rid
+        m = runs.arm(arm(LABEL[algo], algo))
+        verdicts.append(judge(runs, m_ft, m))
+        parts.append(text(m))
+        ids += m.ids
+        n.append(_common(m_ft, m))
     second = max(v[0][0] for k, v in T1.items() if k != "tinyproto-ft")
     return _row(
         f"{ft.label} best of all",
@@ -133,7 +146,7 @@ def _best_of_all(runs: Runs, ft: Arm, T1) -> dict:
         "; ".join(parts),
         weakest(verdicts),
         ids,
-        len(acc_ft),
+        min(n),
         ft,
     )
 
@@ -168,19 +181,19 @@ def claims(runs: Runs) -> list[dict]:
     for col, (name, setting) in enumerate(zip(names, paper.TABLE3_SETTINGS)):
         change = {k: v for k, v in setting.items() if v != {"num_clients": 20, "alpha": 0.1}[k]}
         ft, tgp, pro = (arm(x.label, x.algorithm, **change) for x in (FT, FEDTGP, FEDPROTO))
-        acc = {x.label: runs.arm(x) for x in (ft, tgp, pro)}
-        v = weakest(
-            [
-                judge(runs, (ft.label, acc[ft.label][0]), (tgp.label, acc[tgp.label][0])),
-                judge(runs, (ft.label, acc[ft.label][0]), (pro.label, acc[pro.label][0])),
-            ]
-        )
+        mf, mt, mp = (runs.arm(x) for x in (ft, tgp, pro))
+        v = weakest([judge(runs, mf, mt), judge(runs, mf, mp)])
         paper_text = (
             f"{_table_acc(T3, 'tinyproto-ft', col)} vs {_table_acc(T3, 'fedtgp', col)}"
             f" / {_table_acc(T3, 'fedproto', col)} (CIFAR-100)"
         )
-        ours = " vs ".join(text(k, a[0], runs.failed[k]) for k, a in acc.items())
-        ids = [i for a in acc.values() for i in a[1]]
+        ours = " vs ".join(text(m) for m in (mf, mt, mp))
+        if mf.scores and mt.scores and mp.scores:
+            ours += (
+                f"; last round, paired: {ft.label} minus FedTGP {difference(mf.scores, mt.scores)}"
+                f"; minus FedProto {difference(mf.scores, mp.scores)}"
+            )
+        ids = mf.ids + mt.ids + mp.ids
         rows.append(
             _row(
                 f"TinyProto-FT > FedTGP and FedProto, {name}",
@@ -190,7 +203,7 @@ def claims(runs: Runs) -> list[dict]:
                 ours,
                 v,
                 ids,
-                len(acc[ft.label][0]),
+                _common(mf, mt, mp),
                 ft,
             )
         )
@@ -241,28 +254,32 @@ def claims(runs: Runs) -> list[dict]:
 def _local_gap_row(runs: Runs) -> dict:
     """Does federation matter on this profile? The best federated method's accuracy (any of
     Table 1's methods, TinyProto-FP/FT or FedAvg) against Local's, on the last round."""
-    acc_l, ids_l, _ = runs.last(LOCAL)
+    local = runs.arm(LOCAL)
     best = None
-    ids = list(ids_l)
+    ids = list(local.ids)
     for a in (FT, FP, FEDAVG, *(arm(LABEL[x], x) for x in ALL_FEDERATED if x != "tinyproto-fp")):
-        acc, rid, _ = runs.last(a)
-        ids += rid
-        if acc and (best is None or np.mean(acc) > np.mean(best[1])):
-            best = (a.label, acc)
+        m = runs.arm(a)
+        ids += m.ids
+        if m.scores and (
+            best is None or np.mean(list(m.scores.values())) > np.mean(list(best.scores.values()))
+        ):
+            best = m
     claim = f"Federation matters: the best federated method >= {100 * GAP_MIN:g} points above Local"
     source = "profile check (not a paper claim)"
-    if not acc_l or best is None:
+    if not local.scores or best is None:
         return _row(claim, source, "-", runs, "missing runs", "not measured", ids, 0, LOCAL)
-    gap = float(np.mean(best[1]) - np.mean(acc_l))
-    n = min(len(acc_l), len(best[1]))
-    verdict = "holds" if gap >= GAP_MIN else "does not hold"
-    if n < 3:
+    mean, lo, _hi, n = paired_interval(best.scores, local.scores)
+    # the gap must be at least GAP_MIN, confidently (the paired interval's lower end)
+    verdict = "holds" if lo >= GAP_MIN else ("does not hold" if mean < GAP_MIN else "inconclusive")
+    if n < MIN_SEEDS:
         verdict = NOT_ENOUGH
     ours = (
-        f"last round: {text(best[0], best[1])} vs {text('Local', acc_l)} "
-        f"(gap {100 * gap:+.2f} points)"
+        f"last round: {text(best)} vs {text(local)}; best minus Local: "
+        f"{difference(best.scores, local.scores)}"
     )
-    return _row(claim, source, "Local below every federated method", runs, ours, verdict, ids, n, LOCAL)
+    return _row(
+        claim, source, "Local below every federated method", runs, ours, verdict, ids, n, LOCAL
+    )
 
 
 FLAT_SHARE = 0.8  # converged: flat from at most this share of the horizon (the last fifth flat)
@@ -279,7 +296,7 @@ def _horizon_row(runs: Runs) -> dict:
     parts, ids, n_min, ok = [], [], None, []
     rounds = FT.config(runs.profile, 0).rounds
     for a in (FT, *(arm(LABEL[x], x) for x in ALL_FEDERATED)):
-        _, rid, _ = runs.arm(a)
+        rid = runs.arm(a).ids
         if not rid:
             parts.append(f"{a.label}: missing")
             ok.append(None)
@@ -302,8 +319,8 @@ def _horizon_row(runs: Runs) -> dict:
 
 
 def _comm_row(runs: Runs) -> dict:
-    _, ids_p, sp = runs.arm(FEDPROTO)
-    _, ids_t, st = runs.arm(FP)
+    mp, mt = runs.arm(FEDPROTO), runs.arm(FP)
+    ids_p, sp, ids_t, st = mp.ids, mp.summaries, mt.ids, mt.summaries
     cfg = FP.config(runs.profile, 0)
     want = cfg.feature_dim / cfg.cps_dim
     if not sp or not st:
@@ -335,80 +352,87 @@ def _comm_row(runs: Runs) -> dict:
     )
 
 
+def _spread(x) -> str:
+    """ "p10 a, median b, p90 c" of the values ``x``."""
+    q = np.percentile(np.asarray(x, dtype=float), [10, 50, 90])
+    return f"10th percentile {q[0]:.3f}, median {q[1]:.3f}, 90th {q[2]:.3f}"
+
+
+def off_mask_shares(P: dict) -> np.ndarray:
+    """Per (client, class) that holds the class: the share of the local prototype's energy
+    that lies off the class's CPS mask (0: all on the mask; 1 - s/d: no structure)."""
+    local, masks, holds = P["local"], P["masks"], P["holds"]
+    e = local.astype(np.float64) ** 2
+    total = e.sum(-1)
+    off = (e * ~masks[None]).sum(-1)
+    keep = holds & (total > 0)
+    return off[keep] / total[keep]
+
+
+def dead_shares(P: dict) -> np.ndarray:
+    """Per (client, class) that holds the class: the share of exactly-zero prototype dimensions
+    (dead ReLU units for that class), as notebook 01 computes it."""
+    local, holds = P["local"], P["holds"]
+    return (local[holds] == 0).mean(-1)
+
+
+def _per_seed_rule(runs: Runs, which: Arm, claim, source, paper_text, measure, ok, describe):
+    """A row judged per seed on the saved prototypes: ``measure(P)`` gives one value per
+    (client, class); ``ok(values)`` says whether a seed satisfies the claim; holds if every
+    seed does (>= MIN_SEEDS seeds), does not hold if none does... otherwise inconclusive."""
+    ids = runs.arm(which).ids
+    per_seed = [measure(load_prototypes(runs.root / rid)) for rid in ids]
+    if not per_seed:
+        return _row(claim, source, paper_text, runs, "missing runs", "not measured", ids, 0, which)
+    each = [bool(ok(v)) for v in per_seed]
+    if len(per_seed) < MIN_SEEDS:
+        verdict = NOT_ENOUGH
+    elif all(each):
+        verdict = "holds"
+    elif not any(each):
+        verdict = "does not hold"
+    else:
+        verdict = "inconclusive"
+    pooled = np.concatenate(per_seed)
+    ours = (
+        f"{describe(per_seed)}; per (client, class), {len(per_seed)} seed(s): {_spread(pooled)}; "
+        f"holds in {sum(each)} of {len(each)} seeds"
+    )
+    return _row(claim, source, paper_text, runs, ours, verdict, ids, len(per_seed), which)
+
+
 def _sparsity_row(runs: Runs, which: Arm = FP) -> dict:
-    _, ids, _ = runs.arm(which)
     cfg = which.config(runs.profile, 0)
     level = 1 - cfg.cps_dim / cfg.feature_dim
-    shares = []
-    for rid in ids:
-        P = load_prototypes(runs.root / rid)
-        local, masks, holds = P["local"], P["masks"], P["holds"]
-        e = local.astype(np.float64) ** 2
-        off = (e * ~masks[None]).sum(-1)[holds].sum()
-        shares.append(off / e.sum(-1)[holds].sum())
-    claim = f"Local prototypes become structurally sparse under CPS ({which.label}, off-mask energy share)"
-    if not shares:
-        return _row(
-            claim,
-            "Fig. 2 / App. A",
-            "off-mask dimensions pushed to zero",
-            runs,
-            "missing runs",
-            "not measured",
-            ids,
-            0,
-            which,
-        )
-    m = float(np.mean(shares))
-    verdict = "holds" if m <= level / 2 else "does not hold"
-    if len(shares) == 1:
-        verdict += " (1 seed)"
-    ours = f"share {m:.3f} at the last round (no structure: 1 - s/d = {level:.2f})"
-    return _row(
+    claim = (
+        f"Local prototypes become structurally sparse under CPS ({which.label}, "
+        "off-mask energy share per (client, class))"
+    )
+    return _per_seed_rule(
+        runs,
+        which,
         claim,
         "Fig. 2 / App. A",
         "off-mask dimensions pushed to zero",
-        runs,
-        ours,
-        verdict,
-        ids,
-        len(shares),
-        which,
+        off_mask_shares,
+        lambda v: np.median(v) <= level / 2,
+        lambda per: (
+            f"median share {np.mean([np.median(v) for v in per]):.3f} at the last round "
+            f"(bar: half of the no-structure level 1 - s/d = {level:.2f})"
+        ),
     )
 
 
 def _dead_units_row(runs: Runs) -> dict:
-    _, ids, _ = runs.arm(FEDPROTO)
-    dead = []
-    for rid in ids:
-        P = load_prototypes(runs.root / rid)
-        local, holds = P["local"], P["holds"]
-        dead.append(float((local[holds] == 0).mean()))
-    claim = "About 50 % of decision-layer units are dead per class (FedProto)"
-    if not dead:
-        return _row(
-            claim,
-            "Sec. 3 / Fig. 2",
-            "about 50 %",
-            runs,
-            "missing runs",
-            "not measured",
-            ids,
-            0,
-            FEDPROTO,
-        )
-    m = float(np.mean(dead))
-    verdict = "holds" if 0.4 <= m <= 0.6 else "does not hold"
-    if len(dead) == 1:
-        verdict += " (1 seed)"
-    return _row(
-        claim,
+    return _per_seed_rule(
+        runs,
+        FEDPROTO,
+        "About 50 % of decision-layer units are dead per class (FedProto)",
         "Sec. 3 / Fig. 2",
         "about 50 %",
-        runs,
-        f"{100 * m:.1f} % dead",
-        verdict,
-        ids,
-        len(dead),
-        FEDPROTO,
+        dead_shares,
+        lambda v: 0.4 <= float(np.mean(v)) <= 0.6,
+        lambda per: (
+            f"{100 * np.mean([np.mean(v) for v in per]):.1f} % dead (bar: 40-60 % per seed)"
+        ),
     )

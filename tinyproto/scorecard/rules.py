@@ -1,34 +1,47 @@
-"""The scorecard's verdict rules, and the runs a claim is judged on. The reproduction scorecard: each claim of the paper, the paper's figure, ours per profile, a
-computed verdict, and the run ids behind it.
+"""The scorecard's verdict rules, and the runs a claim is judged on. The reproduction scorecard:
+each claim of the paper, the paper's figure, ours per profile, a computed verdict, and the run
+ids behind it.
 
 Nothing here runs anything: a claim is judged on the finished runs found in a profile's runs
 folder (``store.runs_root``), looked up by the run ids of the configs the claim needs (the same
 configs the notebooks build), over whichever of seeds 0, 1, 2 are there. Missing runs give the
 verdict "not measured" with what is missing.
 
-Verdict rules (stated once, applied to every row):
-- "A > B" (accuracy, best over rounds, mean over seeds): holds if mean(A) - mean(B) exceeds one
-  standard error of that difference (sqrt(sd_A^2/n_A + sd_B^2/n_B)); does not hold if it is below
-  minus one standard error; otherwise "inconclusive". With one seed there is no standard error:
-  the verdict is "holds (1 seed)" / "does not hold (1 seed)", never stronger.
-- "A is not worse than B": does not hold only if A is lower by more than one standard error.
+Verdict rules (stated once, applied to every row; docs/scorecard.md repeats them):
+- Accuracy is the **last round's** test accuracy (the best round is chosen on the test set, so
+  it is reported beside, never judged).
+- Comparisons are **paired by seed**: only seeds both arms ran count, and a seed is the same
+  data partition for both arms (on the hard profile each seed draws its own partition; quick
+  and long keep the paper's fixed partition, so their seeds vary the initialisation only).
+- At least ``MIN_SEEDS`` = 3 common seeds, else "not enough seeds".
+- The paired differences d_s = A_s - B_s give a two-sided ``CONFIDENCE`` = 90 % Student-t
+  interval [lo, hi] for their mean D.
+- "A > B" holds if lo > 0 and D >= ``MIN_EFFECT`` (0.5 points); does not hold if
+  hi < ``MIN_EFFECT`` (the gain, if any, is confidently below the minimum effect); otherwise
+  "inconclusive".
+- "A is not worse than B" (non-inferiority, margin ``NOT_WORSE_MARGIN`` = 1 point): holds if
+  lo > -margin; does not hold if hi < -margin; otherwise "inconclusive".
+- A run that **diverged** (its messages or the server's output held NaN/inf: failed.json)
+  counts against its arm at chance accuracy 1/K for that seed, and the row says "diverged in k
+  of n seeds". A run that failed for another reason (e.g. missing data) is not a result: an arm
+  whose every run failed so is "not testable here", with the reason.
 - "A best of all": A > each other algorithm, by the rule above; the weakest verdict wins
-  (``ORDER``: "does not hold" over seeds sinks the claim; then "not measured").
-- An arm whose runs all failed (``failed.json``: e.g. a divergence) is "not testable here", with
-  the reason, not "not measured".
+  (``ORDER``: "does not hold" sinks the claim; then "not measured"...).
 - A finished run that fails verification is never judged and never dropped silently: the row
   names it with why (``Runs.take_skipped``: its text and the ``skipped`` column).
-- Exact counts (the 10x cut) hold only if equal to the last float.
-- Structured sparsity (Fig. 2 / App. A): the share of local-prototype energy off the class masks
-  at the last round holds if at most half the no-structure level 1 - s/d.
+- Exact counts (the 10x cut) hold only if equal to the last float, in every seed.
+- Structured sparsity (Fig. 2 / App. A): per (client, class), the share of the local
+  prototype's energy off the class mask at the last round; reported as a distribution (10th,
+  50th, 90th percentile over all (client, class) pairs of all seeds); holds if the median is at
+  most half the no-structure level 1 - s/d in every seed (>= 3 seeds).
 - Dead units (Sec. 3, "about 50 % per class"): holds if FedProto's mean share of exactly-zero
-  prototype dimensions per (client, class) lies in [0.4, 0.6].
+  prototype dimensions per (client, class) lies in [0.4, 0.6] in every seed (>= 3 seeds).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +55,16 @@ SEEDS = (0, 1, 2)
 SCORE_PROFILES = ("quick", "long", "hard", "paper")
 ALL_FEDERATED = ("fedproto", "fedtgp", "feddistill", "fml", "lg-fedavg", "fedkd", "tinyproto-fp")
 COLUMNS = (
-    "claim", "source", "paper", "profile", "ours", "verdict", "seeds", "rounds", "runs", "skipped"
+    "claim",
+    "source",
+    "paper",
+    "profile",
+    "ours",
+    "verdict",
+    "seeds",
+    "rounds",
+    "runs",
+    "skipped",
 )
 
 
@@ -105,21 +127,17 @@ class Runs:
         return self._cache[rid]
 
     def take_skipped(self) -> list[str]:
-        """"run id: why" of the damaged runs asked for since the last call (one claim row)."""
+        """ "run id: why" of the damaged runs asked for since the last call (one claim row)."""
         out = [f"{rid}: {self.damaged[rid]}" for rid in self._skipped]
         self._skipped = []
         return out
 
-    def last(self, a: Arm) -> tuple[list[float], list[str], list[dict]]:
-        """As :meth:`arm`, with the last round's accuracies."""
-        _, ids, sums = self.arm(a)
-        return [float(s["last_acc"]) for s in sums], ids, sums
+    def arm(self, a: Arm) -> Measured:
+        """What the profile's runs say about arm ``a`` over ``SEEDS``: the finished runs' last
+        and best accuracies, and the runs that could not finish (diverged or failed)."""
+        from tinyproto.store.failures import before_failure, diverged, failure
 
-    def arm(self, a: Arm) -> tuple[list[float], list[str], list[dict]]:
-        """(best accuracies, run ids, summaries) over the seeds that have a finished run."""
-        from tinyproto.store.failures import before_failure, failure
-
-        accs, ids, sums, failed = [], [], [], []
+        m = Measured(a.label)
         for seed in SEEDS:
             try:
                 cfg = a.config(self.profile, seed)
@@ -127,45 +145,157 @@ class Runs:
                 continue
             s = self.get(cfg)
             if s is not None:
-                accs.append(float(s["best_acc"]))
-                ids.append(cfg.run_id())
-                sums.append(s)
+                m.last[seed] = float(s["last_acc"])
+                m.best[seed] = float(s["best_acc"])
+                m.ids.append(cfg.run_id())
+                m.summaries.append(s)
+                m.chance = 1.0 / int(s["num_classes"]) if "num_classes" in s else m.chance
             elif (line := failure(cfg, self.root)) is not None:  # a run that could not finish
                 done = before_failure(cfg, self.root)  # e.g. "best 99.82 % in rounds 1-69"
-                failed.append(f"seed {seed}: {line}" + (f"; {done}" if done else ""))
-        self.failed[a.label] = failed
-        return accs, ids, sums
+                line = f"seed {seed}: {line}" + (f"; {done}" if done else "")
+                (m.diverged if diverged(line) else m.failed)[seed] = line
+        if m.chance is None:
+            m.chance = 1.0 / _classes(a, self.profile)
+        self.failed[a.label] = list(m.diverged.values()) + list(m.failed.values())
+        return m
 
 
-def _mean_se(x: list[float]) -> tuple[float, float]:
-    m = float(np.mean(x))
-    se2 = float(np.var(x, ddof=1)) / len(x) if len(x) > 1 else math.nan
-    return m, se2
+def _classes(a: Arm, profile: str) -> int:
+    from tinyproto.config.profiles import DATASET_CLASSES
+
+    try:
+        cfg = a.config(profile, 0)
+    except ConfigError:
+        return 10
+    return DATASET_CLASSES.get(cfg.dataset, cfg.num_classes)
 
 
-def compare(a: list[float], b: list[float], kind: str = "better") -> str:
-    """The verdict of mean(a) vs mean(b) by the module's rule ("better" or "not_worse")."""
+@dataclass
+class Measured:
+    """One arm on one profile: by seed, the finished runs' accuracies and the failed runs."""
+
+    label: str
+    last: dict = field(default_factory=dict)  # seed -> last round's test accuracy
+    best: dict = field(default_factory=dict)  # seed -> best round's (chosen on the test set)
+    diverged: dict = field(default_factory=dict)  # seed -> its error line (NaN/inf)
+    failed: dict = field(default_factory=dict)  # seed -> its error line (anything else)
+    ids: list = field(default_factory=list)  # the finished runs' ids
+    summaries: list = field(default_factory=list)
+    chance: float | None = None  # 1/K: what a diverged seed counts as
+
+    @property
+    def scores(self) -> dict:
+        """What the verdicts judge: last-round accuracy per seed, a diverged seed at chance."""
+        return {**{s: self.chance for s in self.diverged}, **self.last}
+
+    def text(self) -> str:
+        """ "label last mean ± std (best mean)", with the runs that did not finish named."""
+        bad = {**self.diverged, **self.failed}
+        every = " | ".join(bad[s] for s in sorted(bad))
+        if not self.last:
+            if self.diverged:
+                n = len(self.diverged)
+                return (
+                    f"{self.label}: diverged in {n} of {n} seeds, counted at chance "
+                    f"{100 * self.chance:.0f} % ({every})"
+                )
+            return f"{self.label}: did not finish ({every})" if bad else f"{self.label}: missing"
+        last = list(self.last.values())
+        sd = f" ± {100 * np.std(last, ddof=1):.2f}" if len(last) > 1 else ""
+        out = f"{self.label} {100 * np.mean(last):.2f}{sd} (best {100 * np.mean(list(self.best.values())):.2f})"
+        if self.diverged:
+            n = len(self.diverged) + len(self.last)
+            out += f" (diverged in {len(self.diverged)} of {n} seeds, counted at chance {100 * self.chance:.0f} %: {every})"
+        elif bad:
+            out += f" ({len(bad)} did not finish: {every})"
+        return out
+
+
+MIN_SEEDS = 3
+CONFIDENCE = 0.90  # two-sided
+MIN_EFFECT = 0.005  # "A > B" needs a mean paired gain of at least 0.5 points
+NOT_WORSE_MARGIN = 0.01  # "A is not worse than B": by less than 1 point
+# Student-t 95th percentiles (the upper end of a two-sided 90 % interval), by degrees of freedom
+T95 = {
+    1: 6.314,
+    2: 2.920,
+    3: 2.353,
+    4: 2.132,
+    5: 2.015,
+    6: 1.943,
+    7: 1.895,
+    8: 1.860,
+    9: 1.833,
+    10: 1.812,
+    12: 1.782,
+    15: 1.753,
+    20: 1.725,
+    30: 1.697,
+}
+
+
+def t95(df: int) -> float:
+    """The t quantile for ``df`` degrees of freedom (the next smaller tabulated df: wider)."""
+    if df < 1:
+        raise ValueError(f"invalid df={df}: at least 1")
+    return T95[max(k for k in T95 if k <= df)]
+
+
+def paired_interval(a: dict, b: dict) -> tuple[float, float, float, int]:
+    """(mean D, lo, hi, n) of the differences a[s] - b[s] over the seeds s both have."""
+    common = sorted(set(a) & set(b))
+    d = np.array([a[s] - b[s] for s in common], dtype=float)
+    n = len(d)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(d.mean())
+    if n == 1:
+        return mean, -math.inf, math.inf, 1
+    half = t95(n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def _by_seed(x) -> dict:
+    return dict(x) if isinstance(x, dict) else dict(enumerate(x))
+
+
+def compare(a, b, kind: str = "better") -> str:
+    """The verdict of arm ``a`` vs arm ``b`` by the module's rules: accuracies by seed
+    ({seed: acc}; a list means seeds 0, 1, ...), paired over the common seeds."""
+    a, b = _by_seed(a), _by_seed(b)
     if not a or not b:
         return "not measured"
-    (ma, va), (mb, vb) = _mean_se(a), _mean_se(b)
-    diff = ma - mb
-    if math.isnan(va) or math.isnan(vb):
-        one = " (1 seed)"
-        if kind == "not_worse":
-            return ("holds" if diff >= 0 else "does not hold") + one
-        return ("holds" if diff > 0 else "does not hold") + one
-    se = math.sqrt(va + vb)
+    mean, lo, hi, n = paired_interval(a, b)
+    if n < MIN_SEEDS:
+        return NOT_ENOUGH
     if kind == "not_worse":
-        return "does not hold" if diff < -se else "holds"
-    if diff > se:
+        return (
+            "holds"
+            if lo > -NOT_WORSE_MARGIN
+            else ("does not hold" if hi < -NOT_WORSE_MARGIN else "inconclusive")
+        )
+    if kind != "better":
+        raise ValueError(f"invalid kind={kind!r}: 'better' or 'not_worse'")
+    if lo > 0 and mean >= MIN_EFFECT:
         return "holds"
-    if diff < -se:
-        return "does not hold"
-    return "inconclusive"
+    return "does not hold" if hi < MIN_EFFECT else "inconclusive"
 
 
-NOT_TESTABLE = "not testable here"
-NOT_ENOUGH = "not enough seeds"  # followed by ": <why>"
+def difference(a, b) -> str:
+    """The paired difference in words: "+1.23 points, 90 % CI [0.45, 2.01], 3 seeds"."""
+    mean, lo, hi, n = paired_interval(_by_seed(a), _by_seed(b))
+    if n == 0:
+        return "no common seed"
+    if n == 1:
+        return f"{100 * mean:+.2f} points, 1 seed"
+    return (
+        f"{100 * mean:+.2f} points, {100 * CONFIDENCE:.0f} % CI [{100 * lo:+.2f}, "
+        f"{100 * hi:+.2f}], {n} seeds"
+    )
+
+
+NOT_TESTABLE = "not testable here"  # followed by ": <why>"
+NOT_ENOUGH = "not enough seeds"  # fewer than MIN_SEEDS seeds both arms ran
 
 # weakest first: a comparison that does not hold (over seeds) sinks a claim made of several
 # comparisons ("best of all", "> both"), whatever the others say; then missing runs; then runs
@@ -190,32 +320,26 @@ def weakest(verdicts: list[str]) -> str:
     return min(verdicts, key=_rank)
 
 
-def judge(runs: Runs, a: tuple[str, list[float]], b: tuple[str, list[float]], kind="better") -> str:
-    """``compare`` of two arms given as (label, best accuracies), after ``runs.arm`` read them.
-    Where an arm has no finished run but every run it has failed (e.g. diverged), the verdict is
-    "not testable here" and says so, instead of "not measured" (nothing is missing)."""
-    verdict = compare(a[1], b[1], kind)
+def judge(runs: Runs, a: Measured, b: Measured, kind="better") -> str:
+    """``compare`` of two arms (``Runs.arm``'s), paired by seed, a diverged seed at chance.
+    Where an arm has no result and every run it has failed for a reason other than divergence
+    (e.g. missing data), the verdict is "not testable here" and says so, instead of "not
+    measured" (nothing is missing)."""
+    verdict = compare(a.scores, b.scores, kind)
     if verdict != "not measured":
         return verdict
-    if any(not acc and not runs.failed.get(label) for label, acc in (a, b)):
+    if any(not m.scores and not m.failed for m in (a, b)):
         return verdict  # a run is missing: it may still be computed
     why = [
-        f"{label} did not finish in any of its {len(runs.failed[label])} runs"
-        for label, acc in (a, b)
-        if not acc
+        f"{m.label} did not finish in any of its {len(m.failed)} runs"
+        for m in (a, b)
+        if not m.scores
     ]
     return f"{NOT_TESTABLE}: {'; '.join(why)}"
 
 
-def text(label: str, acc: list[float], failed: list[str] | None = None) -> str:
-    """ "label mean ± std"; runs that did not finish (``failed``: their errors) are named."""
-    every = " | ".join(failed or [])  # each failed seed, with its error
-    why = f" ({len(failed)} did not finish: {every})" if failed else ""
-    if not acc:
-        return f"{label}: did not finish ({every})" if failed else f"{label}: missing"
-    m = 100 * np.mean(acc)
-    sd = f" ± {100 * np.std(acc, ddof=1):.2f}" if len(acc) > 1 else ""
-    return f"{label} {m:.2f}{sd}{why}"
+def text(m: Measured) -> str:
+    return m.text()
 
 
 def _paper_acc(algorithm: str, table=None) -> str:

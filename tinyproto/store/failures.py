@@ -41,6 +41,15 @@ def record_failure(folder: Path, line: str) -> str:
     return line
 
 
+# the words of every non-finite refusal (comm.checks, client messages and the server's output)
+NON_FINITE = "NaN or inf"
+
+
+def diverged(line: str) -> bool:
+    """Whether a recorded failure is a divergence (NaN/inf values), not e.g. missing data."""
+    return NON_FINITE in str(line)
+
+
 def record_rows(folder: Path, rows: list[dict]) -> None:
     """Keep the metrics rows of a run that is ending with an error (nothing if it had none)."""
     import pandas as pd

@@ -1,0 +1,146 @@
+"""The scorecard's verdict rules (tinyproto.scorecard.rules): each test fails under the rule
+they replaced (one standard error, unpaired, best round, 1-2 seeds enough, no margin, diverged
+seeds dropped, sparsity pooled over clients and classes)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tinyproto.scorecard.claims import dead_shares, off_mask_shares
+from tinyproto.scorecard.rules import (
+    MIN_EFFECT,
+    NOT_ENOUGH,
+    NOT_WORSE_MARGIN,
+    Measured,
+    compare,
+    difference,
+    judge,
+    paired_interval,
+    t95,
+)
+
+
+class _Runs:
+    failed: dict = {}
+
+
+def _arm(label, last, best=None, diverged=(), failed=(), chance=0.1):
+    m = Measured(label, chance=chance)
+    m.last = dict(enumerate(last)) if not isinstance(last, dict) else dict(last)
+    m.best = dict(m.last) if best is None else dict(enumerate(best))
+    m.diverged = {
+        s: f"seed {s}: message from client 1: field 'protos' holds NaN or inf values"
+        for s in diverged
+    }
+    m.failed = {s: f"seed {s}: CIFAR-10 not found" for s in failed}
+    return m
+
+
+def test_t_quantiles_and_the_paired_interval():
+    assert t95(2) == 2.920 and t95(3) == 2.353 and t95(11) == 1.812 and t95(500) == 1.697
+    mean, lo, hi, n = paired_interval({0: 0.80, 1: 0.82, 2: 0.84}, {0: 0.70, 1: 0.71, 2: 0.72})
+    d = np.array([0.10, 0.11, 0.12])
+    half = 2.920 * d.std(ddof=1) / math.sqrt(3)
+    assert n == 3 and mean == pytest.approx(0.11)
+    assert (lo, hi) == (pytest.approx(0.11 - half), pytest.approx(0.11 + half))
+    assert difference([0.80, 0.82, 0.84], [0.70, 0.71, 0.72]) == (
+        f"+11.00 points, 90 % CI [{100 * (0.11 - half):+.2f}, {100 * (0.11 + half):+.2f}], 3 seeds"
+    )
+
+
+def test_fewer_than_three_seeds_is_never_a_verdict():
+    # old rule: "holds (1 seed)" / "holds" at one standard error with 2 seeds
+    assert compare([0.9], [0.1]) == NOT_ENOUGH
+    assert compare([0.90, 0.91], [0.70, 0.71]) == NOT_ENOUGH
+    assert compare([0.90, 0.91, 0.92], [0.70, 0.71, 0.72]) == "holds"
+    assert compare([], [0.7, 0.7, 0.7]) == "not measured"
+
+
+def test_only_seeds_both_arms_ran_are_compared():
+    # seeds 0-2 vs 1-3: two in common; the old rule compared all six runs
+    a, b = {0: 0.9, 1: 0.9, 2: 0.9}, {1: 0.7, 2: 0.7, 3: 0.7}
+    assert compare(a, b) == NOT_ENOUGH
+    assert compare({**a, 3: 0.9}, b) == "holds"
+
+
+def test_pairing_by_seed_removes_the_partition_effect():
+    # each seed is its own partition: both arms move with it; A is 1 point above B in every
+    # seed. Unpaired (the old rule) the gap is below one standard error: "inconclusive".
+    b = [0.60, 0.75, 0.90, 0.68]
+    a = [x + 0.01 for x in b]
+    assert compare(a, b) == "holds"
+    se = math.sqrt(np.var(a, ddof=1) / 4 + np.var(b, ddof=1) / 4)
+    assert 0.01 < se  # what made the old verdict inconclusive
+
+
+def test_a_gain_below_the_minimum_effect_does_not_hold():
+    # +0.23 points in every seed: the old rule said "holds" (any gain beyond one SE)
+    b = [0.800, 0.810, 0.805]
+    a = [x + 0.0023 for x in b]
+    assert compare(a, b) == "does not hold"
+    assert compare([x + MIN_EFFECT + 0.003 for x in b], b) == "holds"
+    # a gain around the minimum, with noise: neither
+    assert compare([0.812, 0.808, 0.810], [0.800, 0.812, 0.803]) == "inconclusive"
+
+
+def test_not_worse_has_an_explicit_margin():
+    b = [0.80, 0.81, 0.82]
+    assert compare([x - 0.005 for x in b], b, "not_worse") == "holds"  # within 1 point
+    assert compare([x - 0.02 for x in b], b, "not_worse") == "does not hold"  # 2 points lower
+    # the old rule: a noisy baseline made "not worse" easier (1.5 points lower held, the
+    # difference being under one SE); the paired interval does not reward noise
+    noisy = [0.70, 0.85, 0.92]
+    a = [x - 0.015 for x in noisy]
+    assert compare(a, noisy, "not_worse") == "does not hold"
+    assert NOT_WORSE_MARGIN == 0.01
+
+
+def test_verdicts_use_the_last_round_not_the_best():
+    # A's best round (chosen on the test set) is above B; its last round is below
+    a = _arm("A", last=[0.80, 0.81, 0.80], best=[0.95, 0.96, 0.95])
+    b = _arm("B", last=[0.85, 0.86, 0.85])
+    assert judge(_Runs(), a, b) == "does not hold"
+    assert compare(list(a.best.values()), list(b.last.values())) == "holds"  # the old choice
+    assert "A 80.33 ± 0.58 (best 95.33)" in a.text()
+
+
+def test_a_diverged_seed_counts_against_its_arm():
+    # B diverged in seed 2. The old rule dropped it: B (0.95, 0.95) > A (0.90 x 3) "held".
+    a = _arm("A", [0.90, 0.90, 0.90])
+    b = _arm("B", {0: 0.95, 1: 0.951}, diverged=[2])
+    assert b.scores == {0: 0.95, 1: 0.951, 2: 0.1}
+    assert judge(_Runs(), b, a) != "holds"
+    assert "diverged in 1 of 3 seeds, counted at chance 10 %" in b.text()
+    every = _arm("C", [], diverged=[0, 1, 2])
+    assert judge(_Runs(), a, every) == "holds"  # 0.9 vs chance, in every seed
+    assert every.text().startswith("C: diverged in 3 of 3 seeds, counted at chance 10 %")
+
+
+def test_a_run_that_failed_for_another_reason_is_not_a_result():
+    a = _arm("A", [0.90, 0.90, 0.90])
+    gone = _arm("D", [], failed=[0, 1, 2])  # missing data: not a divergence
+    assert gone.scores == {}
+    assert judge(_Runs(), a, gone) == "not testable here: D did not finish in any of its 3 runs"
+
+
+def test_sparsity_is_judged_per_client_and_class_not_pooled():
+    # three (client, class) prototypes: one large and all on its mask, two small and all off.
+    # Pooled over clients and classes (the old rule) the off-mask energy share is tiny; per
+    # (client, class) the median is 1.
+    d, K = 10, 3
+    masks = np.zeros((K, d), dtype=bool)
+    for j in range(K):
+        masks[j, 3 * j : 3 * j + 3] = True
+    local = np.zeros((1, K, d), dtype=np.float32)
+    local[0, 0, 0:3] = 100.0  # class 0: on its mask
+    local[0, 1, 9] = 1.0  # class 1: off
+    local[0, 2, 9] = 1.0  # class 2: off
+    P = dict(local=local, masks=masks, holds=np.ones((1, K), dtype=bool))
+    shares = off_mask_shares(P)
+    np.testing.assert_allclose(shares, [0.0, 1.0, 1.0])
+    pooled = 2.0 / (3 * 100.0**2 + 2.0)
+    assert pooled < 0.001 and np.median(shares) == 1.0
+    np.testing.assert_allclose(dead_shares(P), [0.7, 0.9, 0.9])
