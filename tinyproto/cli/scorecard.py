@@ -44,19 +44,21 @@ def add_parser(subparsers) -> None:
     )
 
 
-def cmd(args) -> int:
-    if args.compute:
-        from tinyproto.scorecard.claims import claims
-        from tinyproto.sweep import sweep
+def compute(profile: str, retry_failed: bool = False) -> None:
+    """Compute the missing runs of ``profile``'s claims, in passes: first the mu grid's tuning
+    runs (validation > 0), whose outcome decides the tuned arms' configs; then every other
+    missing run, seed-major (every claim gets its first seed before any gets its second, so an
+    interrupted computation leaves a 1-seed result on every row). A run is attempted at most
+    once per call; a run recorded as failed is skipped unless ``retry_failed``."""
+    from tinyproto.scorecard.claims import claims
+    from tinyproto.sweep import recorded_failures, sweep
 
-        runs = Runs(args.compute)
+    attempted: set[str] = set()
+    while True:
+        runs = Runs(profile)
         claims(runs)
-        # seed-major: every claim gets its first seed before any gets its second, so an
-        # interrupted computation (hours for long) leaves a 1-seed verdict on every row
-        todo = sorted(runs.missing(), key=lambda c: c.seed)
-        if not args.retry_failed:  # runs are deterministic: a recorded failure would recur
-            from tinyproto.sweep import recorded_failures
-
+        todo = [c for c in runs.missing() if c.run_id() not in attempted]
+        if not retry_failed:  # runs are deterministic: a recorded failure would recur
             recorded = recorded_failures(todo)
             for rid, line in recorded.items():
                 print(
@@ -64,14 +66,24 @@ def cmd(args) -> int:
                     "--retry-failed computes it again",
                     file=sys.stderr,
                 )
+                attempted.add(rid)
             todo = [c for c in todo if c.run_id() not in recorded]
-        print(f"scorecard: {len(todo)} {args.compute} runs to compute", file=sys.stderr)
-        if todo:  # a run that cannot finish (e.g. diverges) is recorded; the others go on
-            done = sweep(
-                todo, desc=f"{args.compute} scorecard runs", keep_going=True, retry_failed=True
-            )
-            for line in did_not_finish(done.attrs.get("failed", {})):
-                print(line, file=sys.stderr)
+        tuning = [c for c in todo if c.validation > 0]
+        batch = sorted(tuning or todo, key=lambda c: c.seed)
+        what = "mu-grid tuning runs" if tuning else "runs"
+        print(f"scorecard: {len(batch)} {profile} {what} to compute", file=sys.stderr)
+        if not batch:
+            return
+        attempted.update(c.run_id() for c in batch)
+        # a run that cannot finish (e.g. diverges) is recorded; the others go on
+        done = sweep(batch, desc=f"{profile} scorecard {what}", keep_going=True, retry_failed=True)
+        for line in did_not_finish(done.attrs.get("failed", {})):
+            print(line, file=sys.stderr)
+
+
+def cmd(args) -> int:
+    if args.compute:
+        compute(args.compute, retry_failed=args.retry_failed)
     df, path = write()
     for where, why in df.attrs.get("damaged", {}).items():  # never judged, never silent
         print(f"scorecard: skipped damaged run {where}: {why}", file=sys.stderr)

@@ -62,6 +62,7 @@ TOP_LEVEL = dict(
     partition_seed=None,  # the profile's (1, as the paper; hard: the run's seed)
     least_samples=1,  # Dirichlet redraw rule (METHOD.md: 1; HtFLlib's scripts use 40)
     train_fraction=0.75,
+    validation=0.0,  # share of the training split held out as the evaluation split (tuning)
     max_samples=None,  # stratified subset (0 = all samples)
     num_classes=10,  # only for dataset=synthetic; real datasets know their own
     device=AUTO,
@@ -90,6 +91,7 @@ ADDED_FIELDS: dict[str, tuple] = {
     "lg_head_init": ("own", None),  # before it, LG-FedAvg clients started from their own heads
     "join_ratio": (1.0,),  # before partial participation, every client took part every round
     "drop_rate": (0.0,),
+    "validation": (0.0,),  # before it, every run evaluated on its clients' test splits
     "precision": ("fp32",),  # before it, everything ran in float32
     "compile": ("off",),  # before it, every model ran eagerly
     # FedTiny's group: no run predates it; at their defaults these stay out of every run id
@@ -122,6 +124,7 @@ class Config:
     partition_seed: int
     least_samples: int
     train_fraction: float
+    validation: float
     max_samples: int | None
     num_classes: int
     device: str

@@ -166,6 +166,15 @@ _PARAMS: dict[str, Param] = {
         low_open=True,
         high_open=True,
     ),
+    "validation": Param(
+        "float",
+        "share of each client's training split held out as its evaluation split, for tuning: "
+        "the run then trains on the rest and never evaluates on the test split (0: test split)",
+        G_DATA,
+        low=0,
+        high=1,
+        high_open=True,
+    ),
     "max_samples": Param(
         "int",
         "stratified subset of the data set (0 or none: all; synthetic: its size)",

@@ -188,8 +188,17 @@ def make_federated(
     split_seed: int = 0,
     train_fraction: float = 0.75,
     least_samples: int = 1,
+    validation: float = 0.0,
 ) -> FederatedData:
-    """Partition ``dataset`` over clients (Dirichlet, HtFLlib) and split each client 75/25."""
+    """Partition ``dataset`` over clients (Dirichlet, HtFLlib) and split each client 75/25.
+
+    ``validation`` > 0 (for tuning): the last ``floor(validation * n_train)`` samples (at least
+    one, and at least one left to train on) of each client's shuffled training split become
+    its evaluation split (``test_idx``) and its test split is dropped: nothing is ever
+    evaluated on the test data. The training split is the rest.
+    """
+    if not 0 <= validation < 1:
+        raise ValueError(f"invalid validation={validation!r}: a share in [0, 1)")
     labels = dataset.y.detach().cpu().numpy()
     k = dataset.num_classes
     parts = dirichlet_partition(
@@ -206,6 +215,9 @@ def make_federated(
         # mod 2**32: RandomState's range; the same seeds as before for split_seed < 42949
         seed_i = (split_seed * 100003 + i) % 2**32
         train, test = split_train_test(part, train_fraction, seed=seed_i)
+        if validation > 0 and len(train) >= 2:  # train is already in shuffled order
+            n_val = min(max(1, int(math.floor(validation * len(train)))), len(train) - 1)
+            train, test = train[: len(train) - n_val].copy(), train[len(train) - n_val :].copy()
         clients.append(
             ClientSplit(
                 train_idx=torch.from_numpy(train).to(device),

@@ -79,6 +79,7 @@ def setup(config: Config, clients: Iterable[int] | None = None) -> Setup:
             split_seed=cfg.partition_seed,
             train_fraction=cfg.train_fraction,
             least_samples=cfg.least_samples,
+            validation=cfg.validation,
         )
     except PartitionError as e:  # no Dirichlet draw meets least_samples
         raise ConfigError(

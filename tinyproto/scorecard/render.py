@@ -43,7 +43,7 @@ def markdown(df: pd.DataFrame) -> str:
     lines = [
         MARK_BEGIN,
         "",
-        "| claim | paper | source | profile | ours (best acc. %, mean ± std over seeds) | verdict |",
+        "| claim | paper | source | profile | ours (last-round acc. %, mean ± std over seeds; best round in brackets) | verdict |",
         "|---|---|---|---|---|---|",
     ]
     for r in df.itertuples():

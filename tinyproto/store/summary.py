@@ -46,6 +46,9 @@ def summarise_run(S, metrics: pd.DataFrame, elapsed: float, runtime: str = "engi
         "num_classes": fed.num_classes,
         "num_train": int(sum(c.train_idx.numel() for c in fed.clients)),
         "num_test": int(sum(c.test_idx.numel() for c in fed.clients)),
+        # what test_acc was measured on: the test splits, or (tuning runs) validation splits
+        # carved from the training data
+        "evaluated_on": "validation" if cfg.validation else "test",
         "mu_resolved": S.ctx.mu,
         "cps_dim": cfg.cps_dim,
         "feature_dim": cfg.feature_dim,

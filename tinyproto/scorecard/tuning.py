@@ -1,0 +1,142 @@
+"""mu tuned as the paper did (Sec. 5.1: "determine [mu] through grid search"), on a validation
+split, never on the test split.
+
+The grid is ``MU_GRID`` times the value the run would use by default (``rule_mu``: the paper's
+constant on its full data sets, else the product rule mu x (training samples per class) = 0.68
+for FP / 4.5 for FT). Each grid point is a run of the arm's config with ``validation`` =
+``VALIDATION``: every client holds out a fifth of its training split and the run evaluates on
+it (``Config.validation``; the test split is never evaluated). The chosen mu has the best
+last-round validation accuracy, mean over ``TUNE_SEEDS`` (a diverged run counts at chance);
+ties go to the grid point nearest the rule. The scorecard's tuned arms then train on the whole
+training split with the chosen mu and are judged on the test split like every other arm.
+
+Nothing here trains: grid runs are looked up in the profile's runs folder (and, when missing,
+listed by ``Runs.missing`` for ``tinyproto scorecard --compute``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyproto.config import Config, ConfigError
+
+MU_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # multiples of rule_mu, a decade each way
+VALIDATION = 0.2  # share of each client's training split held out for tuning
+TUNE_SEEDS = (0,)  # a grid search on one seed, as a paper's would be; each seed is its own split
+
+
+@functools.lru_cache(maxsize=64)
+def _train_per_class(key: tuple) -> float:
+    from tinyproto.data import load_dataset, make_federated
+
+    cfg = Config(**dict(key))
+    ds = load_dataset(
+        cfg.dataset,
+        cfg.data_dir,
+        max_samples=cfg.max_samples,
+        seed=cfg.partition_seed,
+        num_classes=cfg.num_classes,
+        synthetic_samples=cfg.max_samples or 2000,
+    )
+    fed = make_federated(
+        ds,
+        cfg.num_clients,
+        cfg.alpha,
+        partition_seed=cfg.partition_seed,
+        split_seed=cfg.partition_seed,
+        train_fraction=cfg.train_fraction,
+        least_samples=cfg.least_samples,
+    )
+    return sum(int(c.train_idx.numel()) for c in fed.clients) / fed.num_classes
+
+
+def rule_mu(cfg: Config) -> float:
+    """The mu ``cfg`` runs with by default (APS on, mu left to the rule): read from its data
+    partition, as ``runtime.setup`` does. DataError if the data set is not there."""
+    from tinyproto.config.profiles import DATASET_SIZES, PAPER_MU
+
+    base = cfg.replace(mu="auto", validation=0.0)
+    full = base.max_samples is None or base.max_samples >= DATASET_SIZES.get(base.dataset, math.inf)
+    if (base.algorithm, base.dataset) in PAPER_MU and full:  # the paper's constant: no data read
+        return base.resolve_mu(math.nan)
+    fields = (
+        "dataset", "data_dir", "max_samples", "partition_seed", "num_classes", "num_clients",
+        "alpha", "train_fraction", "least_samples", "profile",
+    )  # fmt: skip
+    key = tuple((f, getattr(base, f)) for f in fields)
+    return base.resolve_mu(_train_per_class(key))
+
+
+def grid(cfg: Config) -> list[tuple[float, float, list[Config]]]:
+    """(multiple, mu, its tuning runs over TUNE_SEEDS) for every grid point around ``cfg``."""
+    rule = rule_mu(cfg)
+    out = []
+    for k in MU_GRID:
+        mu = float(f"{k * rule:.3g}")
+        out.append((k, mu, [cfg.replace(mu=mu, validation=VALIDATION, seed=s) for s in TUNE_SEEDS]))
+    return out
+
+
+@dataclass
+class Tuned:
+    """The outcome of one arm's grid search."""
+
+    rule: float  # the rule's mu
+    mu: float | None  # the chosen mu (None: grid incomplete)
+    table: list[tuple[float, float | None, int]]  # (mu, mean validation accuracy, diverged runs)
+    missing: int  # grid runs not finished (neither done nor failed)
+    ids: list[str]
+
+    def text(self) -> str:
+        cells = []
+        for mu, acc, bad in self.table:
+            cell = f"{mu:g}: " + ("missing" if acc is None else f"{100 * acc:.2f}")
+            cells.append(cell + (f" ({bad} diverged)" if bad else ""))
+        chosen = "not chosen yet" if self.mu is None else f"chosen {self.mu:g}"
+        return (
+            f"validation accuracy (last round, {VALIDATION:.0%} of each client's training split, "
+            f"seed(s) {', '.join(map(str, TUNE_SEEDS))}) by mu: {'; '.join(cells)}; default "
+            f"(the paper's constant or the 0.68 / 4.5 rule) {self.rule:g}; {chosen}"
+        )
+
+
+def tune(runs, cfg: Config) -> Tuned:
+    """Look up the grid runs of ``cfg`` in ``runs`` (a ``scorecard.Runs``) and choose mu."""
+    from tinyproto.store.failures import diverged, failure
+
+    rule = rule_mu(cfg)
+    table, ids, missing = [], [], 0
+    from tinyproto.config.profiles import DATASET_CLASSES
+
+    chance = 1.0 / DATASET_CLASSES.get(cfg.dataset, cfg.num_classes)
+    for _k, mu, configs in grid(cfg):
+        accs, bad = [], 0
+        for c in configs:
+            s = runs.get(c)
+            if s is not None:
+                if s.get("evaluated_on") != "validation":
+                    raise ConfigError(f"tuning run {c.run_id()} was not evaluated on validation")
+                accs.append(float(s["last_acc"]))
+                ids.append(c.run_id())
+            elif (line := failure(c, runs.root)) is not None and diverged(line):
+                bad += 1
+                accs.append(math.nan)  # at chance, below
+            else:
+                missing += 1
+        table.append([mu, accs, bad])
+    done = []
+    for row in table:
+        mu, accs, bad = row
+        full = len(accs) == len(TUNE_SEEDS)
+        row[1] = float(np.mean([chance if math.isnan(a) else a for a in accs])) if full else None
+        done.append(row[1] is not None)
+    mu = None
+    if all(done):
+        best = max(r[1] for r in table)
+        winners = [r[0] for r in table if r[1] == best]
+        mu = min(winners, key=lambda m: abs(math.log(m / rule)))
+    return Tuned(rule, mu, [tuple(r) for r in table], missing, ids)
