@@ -146,6 +146,22 @@ def test_sparsity_is_judged_per_client_and_class_not_pooled():
     np.testing.assert_allclose(dead_shares(P), [0.7, 0.9, 0.9])
 
 
+def test_dead_units_are_counted_as_notebook_01_counts_them():
+    """Per class, the mean over the clients holding it; then the mean over classes (a class
+    held by many clients weighs as much as one held by one), as notebook 01's summary."""
+    from tinyproto.scorecard.claims import dead_by_class
+
+    local = np.ones((3, 2, 4), dtype=np.float32)
+    local[0, 0, :2] = 0  # client 0, class 0: half dead
+    local[1, 0, :] = 0  # client 1, class 0: all dead
+    local[2, 1, :1] = 0  # client 2, class 1: a quarter dead
+    holds = np.array([[True, False], [True, False], [False, True]])
+    P = dict(local=local, holds=holds)
+    np.testing.assert_allclose(dead_by_class(P), [0.75, 0.25])
+    assert np.mean(dead_by_class(P)) == 0.5  # pooled per (client, class) it would be 0.583
+    assert np.mean(dead_shares(P)) == pytest.approx(7 / 12)
+
+
 def test_rows_for_every_claim_on_real_runs(tmp_path):
     """The rows added for every claim of the paper, on real smoke runs: FedDistill vs
     TinyProto-FT measured == the closed form K / s, FLOPs overhead of TinyProto-FP over FedProto

@@ -131,7 +131,7 @@ def reproduce(
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     rp = subparsers.add_parser(
-        "reproduce", help="write every table and figure (papermill notebooks)"
+        "reproduce", help="run the notebooks (papermill): their tables and figures, Fashion-MNIST analogues of part of the paper's on the CPU profiles"
     )
     rp.add_argument(
         "--profile",

@@ -47,7 +47,7 @@ def markdown(df: pd.DataFrame) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in df.itertuples():
-        n = f", {r.seeds} seed{'s' if r.seeds != 1 else ''}, {r.rounds} rounds" if r.seeds else ""
+        n = f", {r.seeds} seed{'s' if r.seeds != 1 else ''}, {r.rounds:.0f} rounds" if r.seeds else ""
         lines.append(
             f"| {r.claim} | {r.paper} | {r.source} | {r.profile}{n} | {r.ours} | {r.verdict} |"
         )

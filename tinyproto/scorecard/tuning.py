@@ -25,6 +25,8 @@ import numpy as np
 from tinyproto.config import Config, ConfigError
 
 MU_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # multiples of rule_mu, a decade each way
+STEP = 10**0.5  # the grid's spacing (x3.16, shown rounded); an edge point extends it by one
+MAX_EXTEND = 3  # at most this many points added beyond either edge
 VALIDATION = 0.2  # share of each client's training split held out for tuning
 TUNE_SEEDS = (0,)  # a grid search on one seed, as a paper's would be; each seed is its own split
 
@@ -71,11 +73,11 @@ def rule_mu(cfg: Config) -> float:
     return base.resolve_mu(_train_per_class(key))
 
 
-def grid(cfg: Config) -> list[tuple[float, float, list[Config]]]:
+def grid(cfg: Config, multiples=MU_GRID) -> list[tuple[float, float, list[Config]]]:
     """(multiple, mu, its tuning runs over TUNE_SEEDS) for every grid point around ``cfg``."""
     rule = rule_mu(cfg)
     out = []
-    for k in MU_GRID:
+    for k in multiples:
         mu = float(f"{k * rule:.3g}")
         out.append((k, mu, [cfg.replace(mu=mu, validation=VALIDATION, seed=s) for s in TUNE_SEEDS]))
     return out
@@ -105,15 +107,33 @@ class Tuned:
 
 
 def tune(runs, cfg: Config) -> Tuned:
-    """Look up the grid runs of ``cfg`` in ``runs`` (a ``scorecard.Runs``) and choose mu."""
+    """Look up the grid runs of ``cfg`` in ``runs`` (a ``scorecard.Runs``) and choose mu.
+
+    A grid search whose best point is at an edge of the grid has not bracketed the optimum:
+    the grid then grows by one point beyond that edge (``STEP``), up to ``MAX_EXTEND`` times,
+    and the new points' runs are asked for (``Runs.missing`` lists them for ``--compute``)."""
+    multiples = list(MU_GRID)
+    while True:
+        t = _tune(runs, cfg, multiples)
+        if t.mu is None or len(multiples) >= len(MU_GRID) + MAX_EXTEND:
+            return t
+        best = [r[0] for r in t.table].index(t.mu)
+        if 0 < best < len(multiples) - 1:
+            return t
+        if best == 0:
+            multiples.insert(0, float(f"{multiples[0] / STEP:.3g}"))
+        else:
+            multiples.append(float(f"{multiples[-1] * STEP:.3g}"))
+
+
+def _tune(runs, cfg: Config, multiples) -> Tuned:
+    from tinyproto.config.profiles import DATASET_CLASSES
     from tinyproto.store.failures import diverged, failure
 
     rule = rule_mu(cfg)
-    table, ids, missing = [], [], 0
-    from tinyproto.config.profiles import DATASET_CLASSES
-
     chance = 1.0 / DATASET_CLASSES.get(cfg.dataset, cfg.num_classes)
-    for _k, mu, configs in grid(cfg):
+    table, ids, missing = [], [], 0
+    for _k, mu, configs in grid(cfg, multiples):
         accs, bad = [], 0
         for c in configs:
             s = runs.get(c)
@@ -124,19 +144,14 @@ def tune(runs, cfg: Config) -> Tuned:
                 ids.append(c.run_id())
             elif (line := failure(c, runs.root)) is not None and diverged(line):
                 bad += 1
-                accs.append(math.nan)  # at chance, below
+                accs.append(chance)
             else:
                 missing += 1
-        table.append([mu, accs, bad])
-    done = []
-    for row in table:
-        mu, accs, bad = row
         full = len(accs) == len(TUNE_SEEDS)
-        row[1] = float(np.mean([chance if math.isnan(a) else a for a in accs])) if full else None
-        done.append(row[1] is not None)
+        table.append((mu, float(np.mean(accs)) if full else None, bad))
     mu = None
-    if all(done):
+    if all(r[1] is not None for r in table):
         best = max(r[1] for r in table)
         winners = [r[0] for r in table if r[1] == best]
         mu = min(winners, key=lambda m: abs(math.log(m / rule)))
-    return Tuned(rule, mu, [tuple(r) for r in table], missing, ids)
+    return Tuned(rule, mu, table, missing, ids)

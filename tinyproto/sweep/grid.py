@@ -32,7 +32,7 @@ from tinyproto.sweep.workers import (  # noqa: F401  (re-exported: sweep's publi
     torch_threads,
 )
 
-DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "long": [0, 1, 2], "paper": [0, 1, 2]}
+DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1], "long": [0, 1, 2], "hard": [0, 1, 2], "paper": [0, 1, 2]}
 SUMMARY_COLUMNS = [
     "run_id",
     "best_acc",

@@ -1,0 +1,112 @@
+"""mu's grid search (tinyproto.scorecard.tuning): on validation runs only, the best last-round
+validation accuracy wins, ties go to the rule, an edge winner extends the grid, a diverged run
+counts at chance, and a run evaluated on the test split is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tinyproto import Config
+from tinyproto.config import ConfigError
+from tinyproto.scorecard import tuning
+from tinyproto.store.failures import FAILED
+
+
+class FakeRuns:
+    """Finished runs by mu (a validation accuracy each); anything else is missing."""
+
+    def __init__(self, root, acc_by_multiple, rule, evaluated_on="validation"):
+        self.root = root
+        self.asked = []
+        self.acc = {float(f"{k * rule:.3g}"): a for k, a in acc_by_multiple.items()}
+        self.evaluated_on = evaluated_on
+
+    def get(self, cfg):
+        self.asked.append(cfg)
+        assert cfg.validation == tuning.VALIDATION  # never a test-split run
+        a = self.acc.get(cfg.mu)
+        if a is None or a == "diverged":
+            return None
+        return {"last_acc": a, "evaluated_on": self.evaluated_on}
+
+
+@pytest.fixture
+def cfg():
+    return Config("tinyproto-fp", profile="smoke", dataset="synthetic", num_classes=4)
+
+
+def test_the_best_validation_accuracy_wins_and_ties_go_to_the_rule(cfg, tmp_path):
+    rule = tuning.rule_mu(cfg)
+    assert rule == cfg.resolve_mu(
+        tuning._train_per_class(
+            tuple(
+                (f, getattr(cfg, f))
+                for f in (
+                    "dataset",
+                    "data_dir",
+                    "max_samples",
+                    "partition_seed",
+                    "num_classes",
+                    "num_clients",
+                    "alpha",
+                    "train_fraction",
+                    "least_samples",
+                    "profile",
+                )
+            )
+        )
+    )
+    runs = FakeRuns(tmp_path, {0.1: 0.5, 0.3: 0.7, 1.0: 0.6, 3.0: 0.55, 10.0: 0.4}, rule)
+    t = tuning.tune(runs, cfg)
+    assert t.mu == float(f"{0.3 * rule:.3g}") and t.rule == rule
+    runs = FakeRuns(tmp_path, {0.1: 0.5, 0.3: 0.7, 1.0: 0.7, 3.0: 0.7, 10.0: 0.4}, rule)
+    assert tuning.tune(runs, cfg).mu == float(f"{rule:.3g}")  # a tie: the rule's value
+    assert "chosen" in tuning.tune(runs, cfg).text()
+
+
+def test_an_edge_winner_extends_the_grid(cfg, tmp_path):
+    rule = tuning.rule_mu(cfg)
+    acc = {0.1: 0.5, 0.3: 0.55, 1.0: 0.6, 3.0: 0.65, 10.0: 0.7}
+    runs = FakeRuns(tmp_path, acc, rule)
+    t = tuning.tune(runs, cfg)
+    assert t.mu is None and t.missing == 1  # 31.6x is asked for, not there yet
+    nxt = float(f"{10 * tuning.STEP:.3g}")
+    assert runs.asked[-1].mu == float(f"{nxt * rule:.3g}")
+    acc[nxt] = 0.68  # below 10x: bracketed
+    t = tuning.tune(FakeRuns(tmp_path, acc, rule), cfg)
+    assert t.mu == float(f"{10 * rule:.3g}") and len(t.table) == 6
+    # it stops after MAX_EXTEND points even if the edge keeps winning
+    grow = dict(acc)
+    k = 10.0
+    for i in range(tuning.MAX_EXTEND):
+        k = float(f"{k * tuning.STEP:.3g}")
+        grow[k] = 0.8 + i / 100
+    t = tuning.tune(FakeRuns(tmp_path, grow, rule), cfg)
+    assert len(t.table) == len(tuning.MU_GRID) + tuning.MAX_EXTEND and t.mu == float(
+        f"{k * rule:.3g}"
+    )
+
+
+def test_a_diverged_grid_run_counts_at_chance_and_test_runs_are_refused(cfg, tmp_path):
+    rule = tuning.rule_mu(cfg)
+    acc = {0.1: 0.5, 0.3: 0.6, 1.0: 0.55, 3.0: 0.2, 10.0: "diverged"}
+    runs = FakeRuns(tmp_path, acc, rule)
+    for _k, mu, configs in tuning.grid(cfg):
+        if acc[_k] == "diverged":
+            folder = tmp_path / configs[0].run_id()
+            folder.mkdir()
+            (folder / FAILED).write_text(
+                json.dumps(
+                    {
+                        "error": "round 3 of 3: message from client 1: field 'protos' holds NaN or inf values"
+                    }
+                )
+            )
+    t = tuning.tune(runs, cfg)
+    assert t.table[-1] == (float(f"{10 * rule:.3g}"), 0.25, 1)  # chance: 1/4 classes
+    assert t.mu == float(f"{0.3 * rule:.3g}")
+    bad = FakeRuns(tmp_path, {0.1: 0.5}, rule, evaluated_on="test")
+    with pytest.raises(ConfigError, match="was not evaluated on validation"):
+        tuning.tune(bad, cfg)
