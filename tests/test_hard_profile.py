@@ -13,12 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_hard_profile_presets_and_partition_per_seed():
     cfg = Config("fedproto", profile="hard", seed=2)
-    assert (cfg.alpha, cfg.num_clients, cfg.max_samples, cfg.local_epochs, cfg.rounds) == (
+    assert (cfg.alpha, cfg.num_clients, cfg.max_samples, cfg.local_epochs, cfg.rounds, cfg.lr) == (
         10.0,
         20,
         6000,
         5,
         100,
+        0.05,
     )
     assert cfg.partition_seed == 2  # each seed draws its own partition
     assert Config("fedproto", profile="hard", seed=0).partition_seed == 0
@@ -27,7 +28,7 @@ def test_hard_profile_presets_and_partition_per_seed():
     assert config_from_dict(cfg.to_dict()) == cfg
     for p in ("smoke", "quick", "long", "paper"):
         c = Config("fedproto", profile=p, seed=2)
-        assert (c.partition_seed, c.local_epochs) == (1, 1)
+        assert (c.partition_seed, c.local_epochs, c.lr) == (1, 1, 0.01)
         assert PROFILE_DEFAULTS[p]["partition_seed"] == 1
 
 
