@@ -708,7 +708,7 @@ def test_cli_refuses_an_option_the_variant_never_reads(capsys):
         ]
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "adjust_every=3" in err[0], err
+    assert code == 2 and len(err) == 1 and "--adjust-every=3" in err[0], err
 
 
 # -- the server's few-shot set ---------------------------------------------------------------------

@@ -195,19 +195,19 @@ CLI_CASES = [
     ("no-scaling-and-divide", ["--no-scaling", "--aps-divide"], "--no-scaling contradicts"),
     ("flag-twice", ["--rounds", "3", "--rounds", "5"], "--rounds given after --rounds"),
     ("bool-both-ways", ["--aps-divide", "--no-aps-divide"], "--no-aps-divide given after"),
-    ("seed-float", ["--seed", "1.5"], "invalid seed='1.5'"),
-    ("seed-huge", ["--seed", "99999999999"], "invalid seed=99999999999"),
-    ("lr-nan", ["--lr", "nan"], "invalid lr=nan"),
-    ("alpha-inf", ["--alpha", "inf"], "invalid alpha=inf"),
-    ("rounds-word", ["--rounds", "three"], "invalid rounds='three'"),
-    ("mu-negative", ["--mu", "-1"], "invalid mu=-1.0"),
-    ("cps-on-fedproto", ["--algorithm", "fedproto", "--cps-dim", "5"], "invalid cps_dim=5"),
-    ("gamma-on-tinyproto", ["--gamma", "2"], "invalid gamma=2.0"),
-    ("train-fraction-1", ["--train-fraction", "1"], "invalid train_fraction=1.0"),
-    ("profile-unknown", ["--profile", "fast"], "invalid profile='fast'"),
-    ("clients-vs-samples", ["--num-clients", "5000"], "invalid max_samples=600"),
+    ("seed-float", ["--seed", "1.5"], "invalid --seed='1.5'"),
+    ("seed-huge", ["--seed", "99999999999"], "invalid --seed=99999999999"),
+    ("lr-nan", ["--lr", "nan"], "invalid --lr=nan"),
+    ("alpha-inf", ["--alpha", "inf"], "invalid --alpha=inf"),
+    ("rounds-word", ["--rounds", "three"], "invalid --rounds='three'"),
+    ("mu-negative", ["--mu", "-1"], "invalid --mu=-1.0"),
+    ("cps-on-fedproto", ["--algorithm", "fedproto", "--cps-dim", "5"], "invalid --cps-dim=5"),
+    ("gamma-on-tinyproto", ["--gamma", "2"], "invalid --gamma=2.0"),
+    ("train-fraction-1", ["--train-fraction", "1"], "invalid --train-fraction=1.0"),
+    ("profile-unknown", ["--profile", "fast"], "invalid --profile='fast'"),
+    ("clients-vs-samples", ["--num-clients", "5000"], "invalid --max-samples=600"),
     ("resume-and-restart", ["--resume", "--restart"], "not allowed with argument"),
-    ("device-cuda-9", ["--device", "cuda:9"], "invalid device='cuda:9'"),
+    ("device-cuda-9", ["--device", "cuda:9"], "invalid --device='cuda:9'"),
     ("huge-model", ["--num-clients", "20", "--feature-dim", "1000000"], "GiB"),
     ("positional-junk", ["fedproto"], "unrecognized arguments: fedproto"),
 ]
@@ -282,7 +282,7 @@ def test_module_and_script_give_the_same_help():
     b = subprocess.run([exe, "run", "--help"], capture_output=True)
     assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
     c = subprocess.run([exe, "run", "--lr", "nan"], capture_output=True, text=True)
-    assert c.returncode == 2 and c.stderr.strip() == "tinyproto: error: invalid lr=nan: " + (
+    assert c.returncode == 2 and c.stderr.strip() == "tinyproto: error: invalid --lr=nan: " + (
         "a finite number > 0 (NaN and inf are refused)"
     )
 

@@ -144,7 +144,7 @@ def test_cli_flag(capsys):
 
     assert main(["run", "--profile", "smoke", "--algorithm", "fedproto", "--proto-pass", "x"]) == 2
     assert capsys.readouterr().err == (
-        "tinyproto: error: invalid proto_pass='x': one of train, eval or none\n"
+        "tinyproto: error: invalid --proto-pass='x': one of train, eval or none\n"
     )
 
 

@@ -20,10 +20,10 @@ SMOKE = ["--profile", "smoke", "--dataset", "synthetic"]
     [
         (["bench", *SMOKE, "--bench-rounds", "1", "--bench-rounds", "2"], "give each setting once"),
         (["bench", *SMOKE, "--warmup", "0", "--warmup", "1"], "give each setting once"),
-        (["bench", *SMOKE, "--join-ratio", "0.25"], "invalid join_ratio=0.25 for bench"),
+        (["bench", *SMOKE, "--join-ratio", "0.25"], "invalid --join-ratio=0.25 for bench"),
         (["comm-table", "--dim", "64", "--dim", "32"], "give each setting once"),
-        (["reproduce", "--notebooks", ""], "invalid notebooks=''"),
-        (["reproduce", "--notebooks", "00_quickstart,"], "invalid notebooks="),
+        (["reproduce", "--notebooks", ""], "invalid --notebooks=''"),
+        (["reproduce", "--notebooks", "00_quickstart,"], "invalid --notebooks="),
         (["reproduce", "--profile", "smoke", "--profile", "quick"], "give each setting once"),
     ],
 )

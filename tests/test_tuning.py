@@ -93,8 +93,8 @@ def test_a_diverged_grid_run_counts_at_chance_and_test_runs_are_refused(cfg, tmp
     rule = tuning.rule_mu(cfg)
     acc = {0.1: 0.5, 0.3: 0.6, 1.0: 0.55, 3.0: 0.2, 10.0: "diverged"}
     runs = FakeRuns(tmp_path, acc, rule)
-    for _k, mu, configs in tuning.grid(cfg):
-        if acc[_k] == "diverged":
+    for k, _mu, configs in tuning.grid(cfg):
+        if acc[k] == "diverged":
             folder = tmp_path / configs[0].run_id()
             folder.mkdir()
             (folder / FAILED).write_text(

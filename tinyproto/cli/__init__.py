@@ -97,6 +97,31 @@ def _suggestion(line: str, argv: list[str]) -> str:
     return ""
 
 
+def _flag_names(line: str, argv: list[str]) -> str:
+    """The error line in the words a command-line user typed: ``local_epochs=0`` becomes
+    ``--local-epochs=0`` wherever the name is a flag of the subcommand (the library's
+    ConfigError names Config fields; a shell user knows flags)."""
+    import re
+
+    sub = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        parser = build_parser()._subparsers._group_actions[0].choices[sub]
+    except (KeyError, AttributeError, IndexError, TypeError):
+        return line
+    flags = {}
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and not flag.startswith("--no-"):
+                flags.setdefault(action.dest, flag)
+                flags.setdefault(flag[2:].replace("-", "_"), flag)
+
+    def swap(m):
+        flag = flags.get(m.group(1))
+        return f"{flag}=" if flag else m.group(0)
+
+    return re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)=", swap, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tinyproto.comm import MessageError
     from tinyproto.data import DataError
@@ -110,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError, DataError, MessageError, RunFolderError) as e:
         text = str(e).strip()
         line = text.splitlines()[0] if text else type(e).__name__
-        print(f"tinyproto: error: {line}{_suggestion(line, argv)}", file=sys.stderr)
+        print(
+            f"tinyproto: error: {_flag_names(line, argv)}{_suggestion(line, argv)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     except WorkerDied as e:  # killed, out of memory: not the user's mistake, but one line too
         print(f"tinyproto: error: {' '.join(str(e).split())}", file=sys.stderr)

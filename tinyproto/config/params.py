@@ -410,4 +410,4 @@ def check_value(name: str, value, param: Param | None = None) -> None:
     if lo is not None and (value <= lo if p.low_open else value < lo):
         _fail(name, value, p.describe())
     if hi is not None and (value >= hi if p.high_open else value > hi):
-        _fail(name, value, f"{p.describe()}, at most {_num(hi)}")
+        _fail(name, value, p.describe() if p.high_open else f"{p.describe()}, at most {_num(hi)}")
