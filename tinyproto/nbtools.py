@@ -59,6 +59,42 @@ def require_profile(profile: str) -> str:
     return profile
 
 
+class NotebookParameterError(ValueError):
+    """A notebook parameter the notebook cannot use; ``str(e)`` is one line naming it."""
+
+
+def require_algorithms(name: str, value, kind: str = "any", *, single: bool = False):
+    """Check a notebook's algorithm parameter (a name, or a list of names with ``single``
+    False) and return it: every name a registered algorithm, and of ``kind`` ("tinyproto":
+    TinyProto-FP/FT, the notebook shows CPS or APS; "prototype": an algorithm that sends
+    prototypes, the notebook reads them; "any"). One-line NotebookParameterError otherwise."""
+    from tinyproto.config import registry
+
+    allowed = {
+        "any": registry.view("ALGORITHMS"),
+        "tinyproto": registry.view("TINYPROTO_ALGORITHMS"),
+        "prototype": registry.view("PROTOTYPE_ALGORITHMS"),
+    }[kind]
+    names = [value] if single else value
+    if single and not isinstance(value, str):
+        raise NotebookParameterError(
+            f"invalid {name}={value!r}: one algorithm name, one of {', '.join(allowed)}"
+        )
+    if not single and (isinstance(value, str) or not isinstance(value, (list, tuple)) or not value):
+        raise NotebookParameterError(
+            f"invalid {name}={value!r}: a non-empty list of algorithm names "
+            f"(from {', '.join(allowed)})"
+        )
+    for a in names:
+        if a not in allowed:
+            what = {"tinyproto": "a TinyProto variant", "prototype": "a prototype method"}
+            why = f"this notebook needs {what[kind]}: " if kind in what else ""
+            raise NotebookParameterError(
+                f"invalid {name}={value!r}: {why}one of {', '.join(allowed)}"
+            )
+    return value
+
+
 def kernel_manager_config():
     """traitlets config for the kernels papermill starts: encrypted or local transport.
 
