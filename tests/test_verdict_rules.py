@@ -206,3 +206,13 @@ def test_rows_for_every_claim_on_real_runs(tmp_path):
     aaai = rows["Up to 10x less communication than FedProto, improving accuracy"]
     assert aaai["source"].startswith("Abstract (AAAI 2026)")
     assert "FedProto / TinyProto-FP floats per round" in aaai["ours"]
+
+
+def test_summaries_are_paired_by_seed_not_position():
+    """claims.py zipped the two arms' summary lists by position: with seeds (0, 1, 2) against
+    (1, 2) seed 0 of one arm met seed 1 of the other."""
+    from tinyproto.scorecard.claims import _by_seed_pairs
+
+    a = Measured("A", summaries=[{"seed": s, "v": s} for s in (0, 1, 2)])
+    b = Measured("B", summaries=[{"seed": s, "v": 10 + s} for s in (1, 2)])
+    assert [(x["v"], y["v"]) for x, y in _by_seed_pairs(a, b)] == [(1, 11), (2, 12)]

@@ -445,10 +445,26 @@ def _comm_row(runs: Runs) -> dict:
             0,
             FP,
         )
-    pairs = [(p["comm_floats_per_round"], t["comm_floats_per_round"]) for p, t in zip(sp, st)]
+    pairs = _by_seed_pairs(mp, mt)  # the seeds both arms ran, never zipped by position
+    if not pairs:
+        return _row(
+            f"TinyProto-FP cuts FedProto's communication by d/s = {want:g}",
+            "Table 1 / Table 2",
+            "0.15 M vs 0.02 M floats per round (CIFAR-10)",
+            runs,
+            "no seed both arms ran",
+            "not measured",
+            ids_p + ids_t,
+            0,
+            FP,
+        )
+    pairs = [(p["comm_floats_per_round"], t["comm_floats_per_round"]) for p, t in pairs]
     ratios = [p / t for p, t in pairs]
     exact = all(p == t * want for p, t in pairs)
-    ours = f"ratio {ratios[0]:.6f} ({pairs[0][0]:.0f} vs {pairs[0][1]:.0f} floats per round)"
+    ours = (
+        f"ratio {ratios[0]:.6f} ({pairs[0][0]:.0f} vs {pairs[0][1]:.0f} floats per round); exact "
+        f"in {sum(p == t * want for p, t in pairs)} of {len(pairs)} seeds"
+    )
     return _row(
         f"TinyProto-FP cuts FedProto's communication by d/s = {want:g}",
         "Table 1 / Table 2",
@@ -661,12 +677,21 @@ def _comm_ratio(a, b) -> float | None:
 
 
 def _exact_ratio(mpro, mfp) -> str:
-    cfg_ratio = None
-    pairs = [(p["comm_floats_per_round"], t) for p, t in zip(mpro.summaries, mfp.summaries)]
-    for p, t in pairs:
-        want = t["feature_dim"] / t["cps_dim"]
-        cfg_ratio = p == t["comm_floats_per_round"] * want and cfg_ratio is not False
-    return "holds" if cfg_ratio else "does not hold"
+    pairs = _by_seed_pairs(mpro, mfp)
+    if not pairs:
+        return "not measured"
+    exact = all(
+        p["comm_floats_per_round"] == t["comm_floats_per_round"] * t["feature_dim"] / t["cps_dim"]
+        for p, t in pairs
+    )
+    return "holds" if exact else "does not hold"
+
+
+def _by_seed_pairs(a, b) -> list[tuple[dict, dict]]:
+    """(summary of a, summary of b) for every seed both ``Measured`` arms finished."""
+    sa = {s["seed"]: s for s in a.summaries}
+    sb = {s["seed"]: s for s in b.summaries}
+    return [(sa[k], sb[k]) for k in sorted(set(sa) & set(sb))]
 
 
 def _fmt_ratio(r) -> str:
