@@ -193,3 +193,20 @@ def test_reproduce_keeps_the_working_directory_and_writes_only_its_folders(tmp_p
     assert Path(seen["comm"]) == results / "smoke" / "table1_comm.csv"
     assert seen["docs"] == "card"
     assert render.DOC == Path("docs") / "scorecard.md"
+
+
+def test_differences_quote_the_measured_deviations():
+    """Every number in a row of docs/differences.md that cites results/deviations/ is in the
+    CSVs that results/deviations/measure.py computed (no typed-in effect sizes)."""
+    text = (ROOT / "docs" / "differences.md").read_text()
+    rows = [line for line in text.splitlines() if "results/deviations/" in line]
+    assert len(rows) >= 4
+    committed = "".join(
+        (ROOT / "results" / "deviations" / name).read_text()
+        for name in ("switches.csv", "fedkd_svd.csv")
+    )
+    for row in rows:
+        measured = row.split("easured", 1)[1]
+        for number in re.findall(r"[-+]?\d+\.\d\d\b", measured.split("against about")[0]):
+            value = number.lstrip("+")
+            assert value in committed or f"{float(value):.1f}" in committed, (number, row[:60])

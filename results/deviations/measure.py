@@ -7,7 +7,8 @@ quotes this script's tables; tests/test_docs.py checks the quotes against them).
    (finished ones are reused). -> switches.csv: last- and best-round accuracy (%) of both
    settings and the difference (the default minus the alternative), per seed.
 2. FedKD's SVD codec: the floats it sends per round over what the dense mentee would cost
-   (2 N x its parameters), for every committed FedKD run of the quick and long profiles.
+   (2 N x its parameters), for the committed FedKD runs of the quick and long profiles (the
+   scorecard's FedKD arm: the profile's defaults, seeds 0-2).
    -> fedkd_svd.csv.
 
     .venv/bin/python results/deviations/measure.py
@@ -81,8 +82,10 @@ def fedkd_svd() -> pd.DataFrame:
     for profile in ("quick", "long"):
         root = runs_root(profile)
         dense = None
+        # the profile's own FedKD runs (the scorecard's arm), not other settings' runs
+        wanted = {Config("fedkd", profile=profile, seed=seed).run_id() for seed in (0, 1, 2)}
         for folder in sorted(root.glob("fedkd-*")):
-            if not (folder / "summary.json").is_file():
+            if folder.name not in wanted or not (folder / "summary.json").is_file():
                 continue
             s = json.loads((folder / "summary.json").read_text())
             if dense is None:  # the mentee's parameter count, from the run's own setup
