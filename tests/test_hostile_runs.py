@@ -498,8 +498,8 @@ def test_a_failed_run_keeps_the_rounds_since_its_checkpoint(tmp_path, monkeypatc
     best = 100 * kept["test_acc"].max()
     assert before_failure(cfg, tmp_path) == f"best {best:.2f} % in rounds 1-3"
     runs = Runs("smoke", tmp_path)
-    acc, _, _ = runs.arm(fedproto)
-    assert not acc and runs.failed["FedProto"] == [
+    m = runs.arm(fedproto)
+    assert not m.last and runs.failed["FedProto"] == [
         f"seed 0: round 4 of 5: message from client 2: inf; best {best:.2f} % in rounds 1-3"
     ]
     (folder / FAILED_METRICS).write_text("round,test_acc\n1,oops\n")

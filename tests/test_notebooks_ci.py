@@ -71,7 +71,7 @@ def test_profile_comes_from_the_environment_and_is_guarded(path):
     # the guard runs right after the parameters (and anything papermill would inject there) ...
     setup = code[p + 1]
     assert re.search(r"^profile = require_profile\(profile\)", setup.source, re.M)
-    assert "from tinyproto.nbtools import require_profile" in setup.source
+    assert re.search(r"^from tinyproto\.nbtools import .*\brequire_profile\b", setup.source, re.M)
     # ... and the same cell prints "profile: <name>" before any other cell can run a profile
     assert re.search(r'print\(\s*f"profile: \{profile\}', setup.source), path.name
     assert not any("require_profile" in c.source for c in code[: p + 1])
