@@ -44,3 +44,21 @@ def test_validation_runs_have_their_own_id_and_say_what_they_evaluated(tmp_path)
     for bad in (-0.1, 1.0, "x"):
         with pytest.raises(ConfigError, match="invalid validation="):
             base.replace(validation=bad)
+
+
+def test_a_client_too_small_to_spare_a_sample_evaluates_on_nothing():
+    """Regression: a client with one training sample kept its *test* split as the evaluation
+    split of a tuning run (the test data leaked into the grid search)."""
+    from tinyproto.data.partition import FederatedData
+
+    ds = make_synthetic(3, 200, 1, 28, 0)
+    # 60 clients over 200 samples: many hold one or two samples (a single training sample)
+    plain = make_federated(ds, 60, 0.5, partition_seed=0, split_seed=0)
+    tuned = make_federated(ds, 60, 0.5, partition_seed=0, split_seed=0, validation=0.5)
+    assert isinstance(tuned, FederatedData)
+    small = [i for i, c in enumerate(plain.clients) if c.train_idx.numel() < 2]
+    assert small, "the draw must hold a client with fewer than two training samples"
+    for p, t in zip(plain.clients, tuned.clients):
+        assert not set(t.test_idx.tolist()) & set(p.test_idx.tolist())
+    for i in small:
+        assert tuned.clients[i].test_idx.numel() == 0

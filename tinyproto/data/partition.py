@@ -195,7 +195,8 @@ def make_federated(
     ``validation`` > 0 (for tuning): the last ``floor(validation * n_train)`` samples (at least
     one, and at least one left to train on) of each client's shuffled training split become
     its evaluation split (``test_idx``) and its test split is dropped: nothing is ever
-    evaluated on the test data. The training split is the rest.
+    evaluated on the test data. The training split is the rest. A client with fewer than two
+    training samples has nothing to spare and evaluates on nothing.
     """
     if not 0 <= validation < 1:
         raise ValueError(f"invalid validation={validation!r}: a share in [0, 1)")
@@ -215,9 +216,12 @@ def make_federated(
         # mod 2**32: RandomState's range; the same seeds as before for split_seed < 42949
         seed_i = (split_seed * 100003 + i) % 2**32
         train, test = split_train_test(part, train_fraction, seed=seed_i)
-        if validation > 0 and len(train) >= 2:  # train is already in shuffled order
-            n_val = min(max(1, int(math.floor(validation * len(train)))), len(train) - 1)
-            train, test = train[: len(train) - n_val].copy(), train[len(train) - n_val :].copy()
+        if validation > 0:  # the test split is dropped: never evaluated in a tuning run
+            if len(train) >= 2:  # train is already in shuffled order
+                n_val = min(max(1, int(math.floor(validation * len(train)))), len(train) - 1)
+                train, test = train[: len(train) - n_val].copy(), train[len(train) - n_val :].copy()
+            else:  # nothing to spare: this client evaluates on nothing
+                test = train[:0].copy()
         clients.append(
             ClientSplit(
                 train_idx=torch.from_numpy(train).to(device),
