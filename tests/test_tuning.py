@@ -110,3 +110,22 @@ def test_a_diverged_grid_run_counts_at_chance_and_test_runs_are_refused(cfg, tmp
     bad = FakeRuns(tmp_path, {0.1: 0.5}, rule, evaluated_on="test")
     with pytest.raises(ConfigError, match="was not evaluated on validation"):
         tuning.tune(bad, cfg)
+
+
+def test_a_grid_that_chooses_the_default_reuses_the_default_runs(monkeypatch, tmp_path):
+    """When the grid search picks the default mu, the tuned arm is the default arm's config
+    (its runs are reused, not computed again under an explicit mu)."""
+    from tinyproto.scorecard import Runs
+    from tinyproto.scorecard import claims as cl
+
+    picks = {"tinyproto-fp": 0.0015, "tinyproto-ft": 0.03}  # FP: its default; FT: 3x
+    rules = {"tinyproto-fp": 0.0015, "tinyproto-ft": 0.01}
+    monkeypatch.setattr(
+        tuning,
+        "tune",
+        lambda runs, cfg: tuning.Tuned(rules[cfg.algorithm], picks[cfg.algorithm], [], 0, []),
+    )
+    _, (label, fp, ft) = cl._tuned(Runs("hard", tmp_path))
+    assert label == "mu tuned"
+    assert fp.overrides == () and fp.config("hard", 0) == cl.FP.config("hard", 0)
+    assert ft.overrides == (("mu", 0.03),)

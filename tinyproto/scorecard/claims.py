@@ -188,8 +188,9 @@ def _tuned(runs: Runs) -> tuple[list[dict], tuple | None]:
             continue
         verdict = "not measured" if t.mu is None else "measured"
         rows.append(_row(claim, "Sec. 5.1", paper_text, runs, t.text(), verdict, t.ids, 1, base))
-        if t.mu is not None:
-            chosen[base.algorithm] = arm(TUNED_LABEL[base.algorithm], base.algorithm, mu=t.mu)
+        if t.mu is not None:  # the default's own runs when the grid chose the default
+            mu = {} if t.mu == float(f"{t.rule:.3g}") else {"mu": t.mu}
+            chosen[base.algorithm] = arm(TUNED_LABEL[base.algorithm], base.algorithm, **mu)
     if len(chosen) == 2:
         return rows, ("mu tuned", chosen["tinyproto-fp"], chosen["tinyproto-ft"])
     return rows, None
