@@ -125,7 +125,8 @@ def test_a_grid_that_chooses_the_default_reuses_the_default_runs(monkeypatch, tm
         "tune",
         lambda runs, cfg: tuning.Tuned(rules[cfg.algorithm], picks[cfg.algorithm], [], 0, []),
     )
-    _, (label, fp, ft) = cl._tuned(Runs("hard", tmp_path))
+    _, (label, fp, ft, said) = cl._tuned(Runs("hard", tmp_path))
     assert label == "mu tuned"
     assert fp.overrides == () and fp.config("hard", 0) == cl.FP.config("hard", 0)
     assert ft.overrides == (("mu", 0.03),)
+    assert said == "TinyProto-FP mu 0.0015 (default 0.0015); TinyProto-FT mu 0.03 (default 0.01)"
