@@ -54,3 +54,18 @@ def test_the_scorecards_long_runs_are_found_from_default_configs():
         for seed in (0, 1, 2):
             rid = Config(algorithm, profile="long", seed=seed).run_id()
             assert (root / rid / "summary.json").is_file(), rid
+
+
+def test_replace_keeps_every_sample():
+    """Regression: Config.replace turned max_samples=0 (every sample) back into the profile's
+    preset (smoke: 600), so a tuning grid built by replace trained on other data."""
+    cfg = Config("tinyproto-fp", profile="smoke", dataset="synthetic", max_samples=0)
+    assert cfg.max_samples is None
+    assert cfg.replace(mu=0.5).max_samples is None
+    assert (
+        cfg.replace(mu=0.5).run_id()
+        == Config(
+            "tinyproto-fp", profile="smoke", dataset="synthetic", max_samples=0, mu=0.5
+        ).run_id()
+    )
+    assert Config("fedproto", profile="smoke").replace(seed=1).max_samples == 600

@@ -290,7 +290,7 @@ def test_module_and_script_give_the_same_help():
 def test_a_partition_no_draw_can_meet_is_a_config_error(tmp_path, monkeypatch):
     import numpy as np
 
-    import tinyproto.runtime.setup as engine
+    import tinyproto.data.load as engine  # where federate draws the partition
     from tinyproto.data import PartitionError, dirichlet_partition
 
     labels = np.repeat(np.arange(10), 40)

@@ -10,6 +10,7 @@ import pytest
 
 from tinyproto import Config
 from tinyproto.config import ConfigError
+from tinyproto.runtime.setup import setup
 from tinyproto.scorecard import tuning
 from tinyproto.store.failures import FAILED
 
@@ -39,25 +40,8 @@ def cfg():
 
 def test_the_best_validation_accuracy_wins_and_ties_go_to_the_rule(cfg, tmp_path):
     rule = tuning.rule_mu(cfg)
-    assert rule == cfg.resolve_mu(
-        tuning._train_per_class(
-            tuple(
-                (f, getattr(cfg, f))
-                for f in (
-                    "dataset",
-                    "data_dir",
-                    "max_samples",
-                    "partition_seed",
-                    "num_classes",
-                    "num_clients",
-                    "alpha",
-                    "train_fraction",
-                    "least_samples",
-                    "profile",
-                )
-            )
-        )
-    )
+    assert rule == setup(cfg, clients=[]).ctx.mu  # what a run of cfg uses
+    assert tuning.rule_mu(cfg.replace(mu=0.5, validation=0.2)) == rule  # whatever the arm sets
     runs = FakeRuns(tmp_path, {0.1: 0.5, 0.3: 0.7, 1.0: 0.6, 3.0: 0.55, 10.0: 0.4}, rule)
     t = tuning.tune(runs, cfg)
     assert t.mu == float(f"{0.3 * rule:.3g}") and t.rule == rule
@@ -130,3 +114,16 @@ def test_a_grid_that_chooses_the_default_reuses_the_default_runs(monkeypatch, tm
     assert fp.overrides == () and fp.config("hard", 0) == cl.FP.config("hard", 0)
     assert ft.overrides == (("mu", 0.03),)
     assert said == "TinyProto-FP mu 0.0015 (default 0.0015); TinyProto-FT mu 0.03 (default 0.01)"
+
+
+def test_the_rule_reads_the_partition_a_run_would_use(tmp_path):
+    """rule_mu agrees with runtime.setup on every profile that needs the rule, including one
+    whose data is all of a data set (max_samples=0, which a bare None would turn back into the
+    profile's preset), and returns the paper's constant without reading data."""
+    for cfg in (
+        Config("tinyproto-ft", profile="smoke", seed=1),
+        Config("tinyproto-fp", profile="smoke", dataset="synthetic", max_samples=0),
+    ):
+        assert tuning.rule_mu(cfg) == setup(cfg, clients=[]).ctx.mu
+    paper = Config("tinyproto-fp", profile="paper", data_dir=str(tmp_path / "nowhere"))
+    assert tuning.rule_mu(paper) == 1.5e-4  # no CIFAR-10 here: nothing was read

@@ -383,7 +383,7 @@ class Config:
 
     def replace(self, **changes) -> Config:
         """A copy with ``changes`` (top-level, group or flat names)."""
-        base = self.to_dict()
+        base = _every_sample(self.to_dict())
         for group in set(changes) & set(OPTION_GROUPS):  # a whole group replaces its flat fields
             base = {n: v for n, v in base.items() if GROUP_OF.get(n, ("",))[0] != group}
         for switch, key in (("cps", "cps_dim"), ("aps", "mu")):
@@ -396,6 +396,15 @@ class Config:
         return resolve_mu(self, train_samples_per_class)
 
 
+def _every_sample(d: dict) -> dict:
+    """``d`` (a ``to_dict()``) with max_samples written as null, i.e. every sample, made 0:
+    passed back to Config, None would mean the profile's preset."""
+    preset = PROFILE_DEFAULTS.get(d.get("profile", TOP_LEVEL["profile"]), {}).get("max_samples")
+    if "max_samples" in d and d["max_samples"] is None and preset is not None:
+        d["max_samples"] = 0
+    return d
+
+
 def config_from_dict(d: dict) -> Config:
     """A Config from its ``to_dict()`` (e.g. a run's config.json); ConfigError on bad content."""
     if not isinstance(d, dict):
@@ -404,11 +413,7 @@ def config_from_dict(d: dict) -> Config:
     unknown = sorted(set(map(str, d)) - known)
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-    d = dict(d)
-    profile = d.get("profile", TOP_LEVEL["profile"])
-    preset = PROFILE_DEFAULTS.get(profile, {}).get("max_samples")
-    if "max_samples" in d and d["max_samples"] is None and preset is not None:
-        d["max_samples"] = 0  # written as null: every sample (None would mean the preset)
+    d = _every_sample(dict(d))
     for key, (legacy, *_) in ADDED_FIELDS.items():  # written before the field existed
         if key not in d and key in GROUP_OF:
             if reads(d.get("algorithm", TOP_LEVEL["algorithm"]), GROUP_OF[key][0]):

@@ -143,6 +143,19 @@ def _show(value) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def preset_mu(cfg) -> float | None:
+    """mu when no data decides it: the explicit value, or the paper's constant on its full data
+    sets; None when the product rule (``resolve_mu``) needs the training samples per class."""
+    if cfg.tinyproto.mu is not None:
+        return float(cfg.tinyproto.mu)
+    full_data = cfg.max_samples is None or cfg.max_samples >= DATASET_SIZES.get(
+        cfg.dataset, math.inf
+    )
+    if (cfg.algorithm, cfg.dataset) in PAPER_MU and full_data:
+        return PAPER_MU[(cfg.algorithm, cfg.dataset)]
+    return None
+
+
 def resolve_mu(cfg, train_samples_per_class: float) -> float | None:
     """The scaling constant this run uses: explicit, the paper's, or by the 0.68 / 4.5 rule.
 
@@ -152,13 +165,9 @@ def resolve_mu(cfg, train_samples_per_class: float) -> float | None:
     """
     if not cfg.uses_aps:
         return None
-    if cfg.tinyproto.mu is not None:
-        return float(cfg.tinyproto.mu)
-    full_data = cfg.max_samples is None or cfg.max_samples >= DATASET_SIZES.get(
-        cfg.dataset, math.inf
-    )
-    if (cfg.algorithm, cfg.dataset) in PAPER_MU and full_data:
-        return PAPER_MU[(cfg.algorithm, cfg.dataset)]
+    preset = preset_mu(cfg)
+    if preset is not None:
+        return preset
     if not train_samples_per_class > 0:
         raise ConfigError(
             f"invalid mu='auto': the product rule needs training samples per class > 0, "

@@ -17,7 +17,7 @@ May import: tinyproto.config (profiles' constants) and nothing above it.
 from tinyproto.data.base import ENV_VAR, DataError, Dataset
 from tinyproto.data.cifar import CIFAR10_FOLDER, CIFAR10_MD5, CIFAR100_FOLDER, CIFAR100_MD5
 from tinyproto.data.fmnist import FMNIST_FILES, FMNIST_SHA256, locate_fmnist
-from tinyproto.data.load import DATASETS, check_data_source, load_dataset
+from tinyproto.data.load import DATASETS, check_data_source, dataset_for, federate, load_dataset
 from tinyproto.data.partition import (
     ClientSplit,
     FederatedData,
@@ -49,8 +49,10 @@ __all__ = [
     "Dataset",
     "FederatedData",
     "check_data_source",
+    "dataset_for",
     "class_counts",
     "dirichlet_partition",
+    "federate",
     "PartitionError",
     "htfllib_least_samples",
     "load_dataset",

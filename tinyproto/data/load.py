@@ -16,7 +16,12 @@ import torch
 from tinyproto.data.base import DataError, Dataset, explicit_source, source
 from tinyproto.data.cifar import check_cifar, load_cifar
 from tinyproto.data.fmnist import check_fmnist, load_fmnist
-from tinyproto.data.partition import stratified_subset
+from tinyproto.data.partition import (
+    FederatedData,
+    PartitionError,
+    make_federated,
+    stratified_subset,
+)
 from tinyproto.data.synthetic import make_synthetic
 from tinyproto.data.tinyimagenet import check_tinyimagenet, load_tinyimagenet
 
@@ -111,3 +116,41 @@ def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
         )
         out[s : s + 4096] = chunk.round_().clamp_(0, 255).to(torch.uint8)
     return out
+
+
+# -- what a run's Config asks for ------------------------------------------------------------
+
+
+def dataset_for(cfg) -> Dataset:
+    """The data set of run config ``cfg`` (its subset, synthetic size and data folder)."""
+    return load_dataset(
+        cfg.dataset,
+        cfg.data_dir,
+        max_samples=cfg.max_samples,
+        seed=cfg.partition_seed,
+        num_classes=cfg.num_classes,
+        synthetic_samples=cfg.max_samples or 2000,
+    )
+
+
+def federate(ds: Dataset, cfg) -> FederatedData:
+    """``ds`` partitioned and split as run config ``cfg`` says; ConfigError (one line) when no
+    Dirichlet draw meets its ``least_samples``."""
+    from tinyproto.config.profiles import ConfigError
+
+    try:
+        return make_federated(
+            ds,
+            cfg.num_clients,
+            cfg.alpha,
+            partition_seed=cfg.partition_seed,
+            split_seed=cfg.partition_seed,
+            train_fraction=cfg.train_fraction,
+            least_samples=cfg.least_samples,
+            validation=cfg.validation,
+        )
+    except PartitionError as e:
+        raise ConfigError(
+            f"invalid least_samples={cfg.least_samples} with num_clients={cfg.num_clients}, "
+            f"alpha={cfg.alpha}: {str(e).splitlines()[0]}"
+        ) from None

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from tinyproto.algorithms import Algorithm, ClientData, ClientState, Context, build_algorithm
-from tinyproto.config import Config, ConfigError
+from tinyproto.config import Config
 from tinyproto.cps import make_masks
-from tinyproto.data import FederatedData, PartitionError, load_dataset, make_federated
+from tinyproto.data import FederatedData, dataset_for, federate
 from tinyproto.models import client_model, client_seed, count_params
 from tinyproto.runtime.environment import check_device
 
@@ -58,34 +58,8 @@ def setup(config: Config, clients: Iterable[int] | None = None) -> Setup:
     cfg = config
     device = check_device(cfg.device)  # ConfigError if this machine lacks it
     torch.set_flush_denormal(True)  # denormal floats slow CPU kernels by orders of magnitude
-    ds = (
-        load_dataset(
-            cfg.dataset,
-            cfg.data_dir,
-            max_samples=cfg.max_samples,
-            seed=cfg.partition_seed,
-            num_classes=cfg.num_classes,
-            synthetic_samples=cfg.max_samples or 2000,
-        )
-        .to(device)
-        .prepared()
-    )  # normalised once on the device where it fits
-    try:
-        fed = make_federated(
-            ds,
-            cfg.num_clients,
-            cfg.alpha,
-            partition_seed=cfg.partition_seed,
-            split_seed=cfg.partition_seed,
-            train_fraction=cfg.train_fraction,
-            least_samples=cfg.least_samples,
-            validation=cfg.validation,
-        )
-    except PartitionError as e:  # no Dirichlet draw meets least_samples
-        raise ConfigError(
-            f"invalid least_samples={cfg.least_samples} with num_clients={cfg.num_clients}, "
-            f"alpha={cfg.alpha}: {str(e).splitlines()[0]}"
-        ) from None
+    ds = dataset_for(cfg).to(device).prepared()  # normalised once on the device where it fits
+    fed = federate(ds, cfg)  # ConfigError if no Dirichlet draw meets least_samples
     K = fed.num_classes
     masks = (
         make_masks(K, cfg.feature_dim, cfg.cps_dim, seed=cfg.mask_seed) if cfg.uses_cps else None

@@ -32,45 +32,25 @@ TUNE_SEEDS = (0,)  # a grid search on one seed, as a paper's would be; each seed
 
 
 @functools.lru_cache(maxsize=64)
-def _train_per_class(key: tuple) -> float:
-    from tinyproto.data import load_dataset, make_federated
+def _train_per_class(cfg: Config) -> float:
+    """Training samples per class of ``cfg``'s partition (read once per config)."""
+    from tinyproto.data import dataset_for, federate
 
-    cfg = Config(**dict(key))
-    ds = load_dataset(
-        cfg.dataset,
-        cfg.data_dir,
-        max_samples=cfg.max_samples,
-        seed=cfg.partition_seed,
-        num_classes=cfg.num_classes,
-        synthetic_samples=cfg.max_samples or 2000,
-    )
-    fed = make_federated(
-        ds,
-        cfg.num_clients,
-        cfg.alpha,
-        partition_seed=cfg.partition_seed,
-        split_seed=cfg.partition_seed,
-        train_fraction=cfg.train_fraction,
-        least_samples=cfg.least_samples,
-    )
+    fed = federate(dataset_for(cfg), cfg)
     return sum(int(c.train_idx.numel()) for c in fed.clients) / fed.num_classes
 
 
 def rule_mu(cfg: Config) -> float:
-    """The mu ``cfg`` runs with by default (APS on, mu left to the rule): read from its data
-    partition, as ``runtime.setup`` does. DataError if the data set is not there."""
-    from tinyproto.config.profiles import DATASET_SIZES, PAPER_MU
+    """The mu ``cfg`` runs with by default (APS on, mu left to the rule): the paper's constant
+    (``preset_mu``) or the rule on its data partition, as ``runtime.setup`` resolves it.
+    DataError if the rule needs a data set that is not there."""
+    from tinyproto.config.profiles import preset_mu
 
     base = cfg.replace(mu="auto", validation=0.0)
-    full = base.max_samples is None or base.max_samples >= DATASET_SIZES.get(base.dataset, math.inf)
-    if (base.algorithm, base.dataset) in PAPER_MU and full:  # the paper's constant: no data read
-        return base.resolve_mu(math.nan)
-    fields = (
-        "dataset", "data_dir", "max_samples", "partition_seed", "num_classes", "num_clients",
-        "alpha", "train_fraction", "least_samples", "profile",
-    )  # fmt: skip
-    key = tuple((f, getattr(base, f)) for f in fields)
-    return base.resolve_mu(_train_per_class(key))
+    preset = preset_mu(base)
+    if preset is not None:  # the paper's constant: no data read
+        return preset
+    return base.resolve_mu(_train_per_class(base))
 
 
 def grid(cfg: Config, multiples=MU_GRID) -> list[tuple[float, float, list[Config]]]:
