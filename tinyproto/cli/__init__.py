@@ -72,6 +72,15 @@ def _os_error_line(e: OSError) -> str:
     return (line + (f"; {hint}" if hint else "")).replace("\n", " ")
 
 
+def _subparser(argv: list[str]):
+    """The parser of the subcommand ``argv`` names (its first non-flag word), or None."""
+    sub = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        return build_parser()._subparsers._group_actions[0].choices[sub]
+    except (KeyError, AttributeError, IndexError, TypeError):
+        return None
+
+
 def _suggestion(line: str, argv: list[str]) -> str:
     """"; did you mean X?" for a mistyped flag (``--num-client``) or choice (``fedprot``), the
     closest of the subcommand's own flags or of the allowed values; "" when none is close."""
@@ -81,10 +90,8 @@ def _suggestion(line: str, argv: list[str]) -> str:
     m = re.match(r"unrecognized arguments: (\S+)", line)
     if m and m.group(1).startswith("--"):
         typed = m.group(1).split("=")[0]
-        sub = next((a for a in argv if not a.startswith("-")), None)
-        try:
-            parser = build_parser()._subparsers._group_actions[0].choices[sub]
-        except (KeyError, AttributeError, IndexError, TypeError):
+        parser = _subparser(argv)
+        if parser is None:
             return ""
         flags = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
         close = difflib.get_close_matches(typed, flags, n=1, cutoff=0.75)
@@ -103,10 +110,8 @@ def _flag_names(line: str, argv: list[str]) -> str:
     ConfigError names Config fields; a shell user knows flags)."""
     import re
 
-    sub = next((a for a in argv if not a.startswith("-")), None)
-    try:
-        parser = build_parser()._subparsers._group_actions[0].choices[sub]
-    except (KeyError, AttributeError, IndexError, TypeError):
+    parser = _subparser(argv)
+    if parser is None:
         return line
     flags = {}
     for action in parser._actions:
