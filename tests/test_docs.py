@@ -210,3 +210,34 @@ def test_differences_quote_the_measured_deviations():
         for number in re.findall(r"[-+]?\d+\.\d\d\b", measured.split("against about")[0]):
             value = number.lstrip("+")
             assert value in committed or f"{float(value):.1f}" in committed, (number, row[:60])
+
+
+def test_hard_profile_search_doc_is_computed_from_its_runs():
+    """docs/hard-profile-search.md's tables are `search.py tables` verbatim, and each accuracy
+    (%) and gap (points) its prose quotes is a last- or best-round accuracy of search.csv (a
+    gap: the difference of two)."""
+    import itertools
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    doc = (ROOT / "docs" / "hard-profile-search.md").read_text()
+    tables = subprocess.run(
+        [sys.executable, str(ROOT / "results" / "hard-search" / "search.py"), "tables"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert tables and tables in doc, "docs/hard-profile-search.md: rerun `search.py tables`"
+    csv = pd.read_csv(ROOT / "results" / "hard-search" / "search.csv")
+    accs = {f"{100 * v:.2f}" for v in pd.concat([csv["last_acc"], csv["best_acc"]])}
+    last = [100 * v for v in csv["last_acc"]]
+    gaps = {f"{abs(a - b):.2f}" for a, b in itertools.combinations(last, 2)}
+    prose = "\n".join(line for line in doc.splitlines() if not line.startswith("|"))
+    quoted = re.findall(r"(\d+\.\d\d) %", prose)
+    assert len(quoted) >= 8
+    for number in quoted:
+        assert number in accs, f"{number} % is not an accuracy of search.csv"
+    for number in re.findall(r"(\d+\.\d\d) points", prose):
+        assert number in gaps, f"{number} points is not a gap between search.csv runs"
