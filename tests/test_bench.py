@@ -106,13 +106,11 @@ def test_bench_with_client_workers_says_so(results, capsys):
     assert len(pooled) == 1
     df = pd.read_csv(pooled[0])
     assert (df.client_workers == 2).all()
-    assert (df.worker_threads == max(1, torch.get_num_threads() // 2)).all()
+    assert (df.worker_threads == 1).all() and (df.threads == torch.get_num_threads()).all()
     per_arch = df[(df.arch != "all") & (df.component == "train")]
     assert per_arch.seconds_per_round.isna().all()  # trained in the workers: no split per arch
     alone = pd.read_csv(next(p for p in csvs if p != pooled[0]))
-    assert (alone.client_workers == 1).all() and (
-        alone.worker_threads == torch.get_num_threads()
-    ).all()
+    assert (alone.client_workers == 1).all() and (alone.worker_threads == 1).all()
     assert "in 2 worker processes" in capsys.readouterr().out
 
 

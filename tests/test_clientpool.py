@@ -1,7 +1,8 @@
 """``client_workers``: clients trained side by side in worker processes (tinyproto.runtime.clients).
 
-The numbers must be exactly those of an in-process run with the workers' thread count (clients
-are independent within a round and seeded per (seed, round, client)), whatever the assignment;
+The numbers must be exactly those of an in-process run (one torch thread per computation in
+both; clients are independent within a round and seeded per (seed, round, client)), whatever the
+assignment or the caller's thread count;
 checkpoints and resume work across it; errors in a worker come back as one line."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ SMALL = dict(
 
 
 def _one_thread_run(cfg, root):
-    with torch_threads(1):
+    with torch_threads(2):  # the caller's count does not matter: a run computes with one
         return run(cfg, root=root, progress=False)
 
 
@@ -53,7 +54,7 @@ def _same(a, b):
     ],
 )
 def test_side_by_side_gives_the_one_thread_numbers(algorithm, extra, tmp_path):
-    cfg = Config(algorithm=algorithm, **SMALL, **extra)
+    cfg = Config(algorithm=algorithm, client_workers=1, **SMALL, **extra)
     pooled_cfg = cfg.replace(client_workers=2)
     assert pooled_cfg.run_id() == cfg.run_id()  # operational: not part of the run id
     alone = _one_thread_run(cfg, tmp_path / "alone")
@@ -179,3 +180,57 @@ def test_training_costs_follow_each_clients_steps():
         by_arch.setdefault(st.model.arch, set()).add(round(c / s, 12))
     assert all(len(v) == 1 for v in by_arch.values()), by_arch  # same per-step time per arch
     assert all(c > 0 for c in costs) and len(by_arch) == 4  # cnn4: four architectures
+
+
+def test_auto_workers_follow_the_cores_the_clients_and_the_run_length():
+    """``client_workers="auto"`` (the default): one worker per core the run may use, at most one
+    per client, on the CPU, for algorithms trained by train_local, and only when the estimated
+    training time of the whole run pays for starting the workers."""
+    from tinyproto.runtime import clients
+
+    cfg = Config(algorithm="fedproto", device="cpu", **SMALL)  # 5 clients, 3 rounds
+    assert cfg.client_workers == "auto"
+    long_enough = [clients.AUTO_MIN_SECONDS] * 5  # seconds per round per client
+    assert clients.pool_size(cfg, 4, long_enough) == 4
+    assert clients.pool_size(cfg, 16, long_enough) == 5  # at most one per client
+    assert clients.pool_size(cfg, 1, long_enough) == 1
+    short = [clients.AUTO_MIN_SECONDS / (5 * 3) * 0.99] * 5  # just under, over 3 rounds
+    assert clients.pool_size(cfg, 4, short) == 1
+    assert clients.pool_size(cfg, 4, [c * 1.02 for c in short]) == 4
+    sampled = cfg.replace(join_ratio=0.5)  # half the clients train per round: half the work
+    assert clients.pool_size(sampled, 4, [c * 1.02 for c in short]) == 1
+    assert clients.pool_size(cfg.replace(client_workers=3), 1, short) == 3  # asked for: given
+    assert clients.pool_size(cfg.replace(client_workers=9), 1) == 5
+    tiny = Config(algorithm="fedtiny", profile="smoke", device="cpu")
+    assert clients.pool_size(tiny, 4, long_enough) == 1  # its own training loop: in-process
+
+
+def test_the_numbers_do_not_depend_on_the_execution_mode_or_the_callers_threads(
+    tmp_path, monkeypatch
+):
+    """In this process with 1 or 3 caller threads, in 2 workers, and "auto" (here forced to
+    start workers): the same metrics, clients.csv and prototypes, bit for bit. The summary
+    records the mode; the caller's thread count is restored."""
+    from tinyproto.runtime import clients
+
+    monkeypatch.setattr(clients, "AUTO_MIN_SECONDS", 0.0)
+    cfg = Config(algorithm="tinyproto-fp", **SMALL)
+    out = {}
+    for name, workers, threads in (
+        ("one-thread", 1, 1),
+        ("three-threads", 1, 3),
+        ("two-workers", 2, 3),
+        ("auto", "auto", 2),
+    ):
+        with torch_threads(threads):
+            out[name] = run(cfg.replace(client_workers=workers), root=tmp_path / name,
+                            progress=False)
+            assert torch.get_num_threads() == threads  # restored
+    for name, r in out.items():
+        _same(out["one-thread"], r)
+        assert r.summary["torch_threads"] == 1, name
+        a = np.load(tmp_path / "one-thread" / cfg.run_id() / "prototypes.npz")
+        b = np.load(tmp_path / name / cfg.run_id() / "prototypes.npz")
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+    assert [out[n].summary["client_workers"] for n in out] == [1, 1, 2, 2]

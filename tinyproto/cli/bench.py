@@ -9,7 +9,6 @@ from pathlib import Path
 from tinyproto.cli.flags import Once, add_config_flags, config_from_args, int_at_least
 from tinyproto.config import ConfigError
 from tinyproto.runtime.bench import bench, default_path, summary_lines
-from tinyproto.runtime.clients import pool_size, pool_threads
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -56,12 +55,8 @@ def cmd(args) -> int:
             "bare loop over every client; bench with --join-ratio 1"
         )
     df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
-    if pool_size(cfg) > 1:
-        print(
-            f"clients  in {pool_size(cfg)} worker processes, {pool_threads(cfg)} torch "
-            "thread(s) each; the bare loop runs here with all threads"
-        )
-    out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]))
+    workers = int(df.client_workers.iloc[0])
+    out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]), None, workers)
     out.parent.mkdir(parents=True, exist_ok=True)
     store.write_csv(out, df)
     for line in summary_lines(df):

@@ -74,7 +74,7 @@ TOP_LEVEL = dict(
     drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
     precision="fp32",  # "bf16": local training's forward passes under bfloat16 autocast
     compile="off",  # torch.compile mode for the client models ("default", "reduce-overhead")
-    client_workers=1,  # processes training clients side by side (tinyproto.runtime.clients)
+    client_workers=AUTO,  # processes training clients side by side (tinyproto.runtime.clients)
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
 )
 SWITCHES = ("cps", "aps")  # flat names of TinyProto's two on/off switches
@@ -136,7 +136,7 @@ class Config:
     drop_rate: float
     precision: str
     compile: str
-    client_workers: int
+    client_workers: int | str
     extra: tuple
     proto: PrototypeOptions = field(default_factory=PrototypeOptions)
     tinyproto: TinyProtoOptions = field(default_factory=TinyProtoOptions)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from tinyproto import timing
 from tinyproto.runtime import step
-from tinyproto.runtime.clients import open_clients, pool_size, pool_threads
+from tinyproto.runtime.clients import open_clients, run_numerics
 from tinyproto.runtime.setup import setup
 
 COMPONENTS = ("train", "prototypes", "messages", "server", "eval", "overhead")
@@ -119,15 +119,19 @@ def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
     component and per architecture (columns ``COLUMNS``). Writes nothing.
 
     A round is ``runtime.step.run_round``, the engine's own, on the engine's own clients
-    (``runtime.clients.open_clients``: in this process or in ``client_workers`` processes),
-    with every client evaluated; the parts are timed by the hooks of ``tinyproto.timing``."""
+    (``runtime.clients.open_clients``: in this process or in worker processes, as ``tinyproto
+    run`` decides with the same flags, "auto" by default) with one torch thread per computation
+    (``runtime.clients.run_numerics``), every client evaluated; the parts are timed by the hooks
+    of ``tinyproto.timing``. The bare loop runs in this process with all its torch threads."""
     from tinyproto.algorithms.common import min_last_batch
     from tinyproto.runtime.environment import check_environment
 
     cfg = config
     cfg.validate()
-    check_environment(cfg, None)
-    S = setup(cfg)
+    device = check_environment(cfg, None)
+    cores = torch.get_num_threads()
+    with run_numerics(device):
+        S = setup(cfg)
     clock = timing.Clock(cuda=S.device.type == "cuda")
     sizes: dict[str, list[int]] = defaultdict(list)
     for st, d in zip(S.states, S.data):
@@ -135,18 +139,19 @@ def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
         mn = min_last_batch(mods, cfg.batch_size)
         sizes[st.model.arch] += batch_sizes(d.num_train, cfg.batch_size, mn, cfg.local_epochs)
 
-    runtime = open_clients(S)
+    runtime = open_clients(S, cores)
     lower = BareLoop(S, sizes, clock)
     bare: dict[str, float] = defaultdict(float)
     ratios = []
     try:
         with timing.installed(clock):
             for rnd in range(warmup):
-                step.run_round(S, runtime, rnd, [], evaluate_now=True)
+                with run_numerics(S.device):
+                    step.run_round(S, runtime, rnd, [], evaluate_now=True)
             clock.sec.clear()
             for rnd in range(warmup, warmup + rounds):  # interleaved: a round, then its bound
                 before = clock.sec.get("total", 0.0)
-                with clock.part("total"):
+                with clock.part("total"), run_numerics(S.device):
                     step.run_round(S, runtime, rnd, [], evaluate_now=True)
                 this = lower.round()
                 for arch, t in this.items():
@@ -155,12 +160,12 @@ def bench(config, rounds: int = 2, warmup: int = 1) -> pd.DataFrame:
     finally:
         runtime.close()
     sec = {k: v / rounds for k, v in clock.sec.items()}
-    df = _table(S, sec, dict(bare), sizes)
+    df = _table(S, sec, dict(bare), sizes, runtime, cores)
     df.attrs["round_ratios"] = ratios
     return df
 
 
-def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
+def _table(S, sec: dict, bare: dict, sizes: dict, runtime, cores: int) -> pd.DataFrame:
     cfg = S.config
     parts = {
         "train": sec.get("train", 0.0),
@@ -183,9 +188,9 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
         algorithm=cfg.algorithm,
         num_clients=cfg.num_clients,
         device=str(S.device),
-        threads=torch.get_num_threads(),
-        client_workers=pool_size(cfg),
-        worker_threads=pool_threads(cfg),
+        threads=cores,  # the bare loop's
+        client_workers=runtime.workers,
+        worker_threads=runtime.threads if runtime.threads is not None else cores,
     )
 
     def row(component, arch, seconds, steps, bare_s):
@@ -204,7 +209,7 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
     rows[0].update(row("train", "all", parts["train"], n_steps, bare_total))
     rows.append(row("total", "all", total, n_steps, bare_total))
     rows.append(row("bare", "all", bare_total, n_steps, bare_total))
-    pooled = cfg.client_workers > 1  # training ran in worker processes: no split per arch
+    pooled = runtime.workers > 1  # training ran in worker processes: no split per arch
     for arch, bs in sizes.items():
         seconds = math.nan if pooled else sec.get(f"train:{arch}", 0.0)
         rows.append(row("train", arch, seconds, len(bs), bare[arch]))
@@ -212,20 +217,33 @@ def _table(S, sec: dict, bare: dict, sizes: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def default_path(config, device: str, when: str | None = None) -> Path:
+def default_path(config, device: str, when: str | None = None, workers: int = 1) -> Path:
     """results/bench/<profile>-<run id>[-clientworkers W]-<device>-<when>.csv: a measurement
     is a record of one sitting, so each gets its own file (``when``: UTC time, YYYYmmdd-HHMMSS,
-    now by default) and none overwrites a committed one."""
+    now by default) and none overwrites a committed one. ``workers``: the client processes the
+    bench ran (its ``client_workers`` column)."""
     import time
 
     from tinyproto import store
 
-    # client_workers is not in the run id (it does not change a run's numbers), but it changes
-    # the timings: a bench with workers is named apart
-    pooled = f"-clientworkers{pool_size(config)}" if pool_size(config) > 1 else ""
+    # the execution mode is not in the run id (it does not change a run's numbers), but it
+    # changes the timings: a bench with workers is named apart
+    pooled = f"-clientworkers{workers}" if workers > 1 else ""
     when = when or time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = f"{config.profile}-{config.run_id()}{pooled}-{torch.device(device).type}-{when}.csv"
     return store.results_root() / "bench" / name
+
+
+def _mode(r) -> str:
+    if r.client_workers > 1:
+        return (
+            f"clients  in {r.client_workers} worker processes, {r.worker_threads} torch "
+            f"thread each; the bare loop here with {r.threads}"
+        )
+    return (
+        f"clients  in this process, {r.worker_threads} torch thread(s); the bare loop with "
+        f"{r.threads}"
+    )
 
 
 def summary_lines(df: pd.DataFrame) -> list[str]:
@@ -235,6 +253,7 @@ def summary_lines(df: pd.DataFrame) -> list[str]:
     lines = [
         f"bench    {r0.config_id} ({r0.profile}, {r0.family}, {r0.num_clients} clients) "
         f"on {r0.device}, {r0.threads} threads",
+        _mode(r0),
         f"round    {tot.seconds_per_round:.3f} s, bare loop {tot.bare_seconds:.3f} s: "
         f"ratio {tot.ratio:.2f}",
     ]

@@ -1,27 +1,42 @@
-"""Where a run's clients live: in this process (LocalClients) or side by side in
-``client_workers`` processes (ClientPool); both run ``runtime.step``'s client step.
+"""Where a run's clients live: in this process (LocalClients) or side by side in worker
+processes (ClientPool); both run ``runtime.step``'s client step.
 
-Batch-32 steps of the paper's networks use a second torch thread poorly (docs/performance.md), so
-on a CPU two clients trained at once with one thread each do more work per second than one
-client with two threads. With ``Config.client_workers`` = W > 1 the engine starts W worker
-processes (``python -m tinyproto.runtime.clients THREADS``); each builds the clients it is given
-(``runtime.setup.setup(cfg, clients=...)``: the same initial states as in-process, seeded per client)
-and keeps their states between rounds. A round is then: every worker trains its sampled
-clients (seeded per (seed, round, client), as in-process) and returns their uploads as
-``Message.to_bytes`` (and, for prototype methods, the local prototypes the engine records); the
-server aggregates in the main process; the downloads go back as bytes; the workers evaluate.
-Clients are independent within a round, so the numbers are those of an in-process run with
-THREADS torch threads, whatever the number of workers or the assignment. The main process's
-client states are brought up to date (``sync``) before a checkpoint and at the end.
+**One torch thread per client, whatever the execution mode.** On the CPU every computation of a
+run (each client's training, receiving and evaluation, and the server's step) uses exactly
+``RUN_THREADS`` = 1 torch intra-op thread (:func:`run_numerics`). CPU floating point depends on
+the thread count (reductions are split per thread), so fixing it makes a run's numbers the same
+in this process, in any number of client workers, in a sweep worker and on Flower, bit for bit;
+the cores are used by training clients side by side instead. Batch-32 steps of the paper's
+networks use a second torch thread poorly (docs/performance.md), so two clients trained at once
+with one thread each do more work per second than one client with two threads.
+
+``Config.client_workers`` = "auto" (the default) starts one worker per core the run may use (the
+torch thread count of the process that calls the run: ``torch.get_num_threads()``, which is
+``OMP_NUM_THREADS`` or the physical cores; a sweep gives each of its runs its share) when the
+run is on the CPU, has more than one client and its estimated training time is at least
+``AUTO_MIN_SECONDS`` (starting a worker costs a few seconds of a core); otherwise the clients
+train in this process. An integer W starts W workers (1: in this process).
+
+The worker processes (``python -m tinyproto.runtime.clients THREADS``) each build the clients
+they are given (``runtime.setup.setup(cfg, clients=...)``: the same initial states as in-process,
+seeded per client) and keep their states between rounds. A round is then: every worker trains
+its sampled clients (seeded per (seed, round, client), as in-process) and returns their uploads
+as ``Message.to_bytes`` (and, for prototype methods, the local prototypes the engine records);
+the server aggregates in the main process; the downloads go back as bytes; the workers
+evaluate. Clients are independent within a round, so the numbers are those of an in-process
+run, whatever the number of workers or the assignment. The main process's client states are
+brought up to date (``sync``) before a checkpoint and at the end.
 
 Clients are assigned once, longest first to the least loaded worker, by estimated training
 time (a few timed steps per architecture x the client's steps per round). Requests and answers
-are ``runtime.procs`` frames over the workers' pipes (local, trusted processes). A user error in a worker (a refused download) comes back as the
-same error class with its one line; a worker that dies is a RuntimeError naming it.
+are ``runtime.procs`` frames over the workers' pipes (local, trusted processes). A user error in
+a worker (a refused download) comes back as the same error class with its one line; a worker
+that dies is a RuntimeError naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import subprocess
@@ -36,6 +51,16 @@ from tinyproto.data import DataError
 from tinyproto.runtime import procs, step
 
 ERRORS = {"MessageError": MessageError, "ConfigError": ConfigError, "DataError": DataError}
+RUN_THREADS = 1  # torch intra-op threads of every computation of a run on the CPU
+AUTO_MIN_SECONDS = 20.0  # "auto" starts workers for runs with at least this much training
+
+
+def run_numerics(device) -> contextlib.AbstractContextManager:
+    """The block runs with ``RUN_THREADS`` torch threads on the CPU (restored after); on an
+    accelerator the thread count is left as it is (it does not touch the device's numerics)."""
+    if torch.device(device).type != "cpu":
+        return contextlib.nullcontext()
+    return procs.torch_threads(RUN_THREADS)
 
 
 def assign(costs: list[float], workers: int) -> list[list[int]]:
@@ -93,10 +118,11 @@ def training_costs(S, steps: int = 3) -> list[float]:
 class LocalClients:
     """The run's clients in this process (``client_workers`` = 1): the same calls as ClientPool."""
 
-    threads = None  # torch's own count
+    workers = 1
 
     def __init__(self, S):
         self.S = S
+        self.threads = RUN_THREADS if S.device.type == "cpu" else None
 
     def train(self, rnd: int, cids) -> dict[int, step.Trained]:
         S, out = self.S, {}
@@ -123,29 +149,51 @@ class LocalClients:
         pass
 
 
-def pool_size(cfg: Config) -> int:
-    """The worker processes a run's clients train in: ``client_workers``, at most one per
-    client; 1 means in the run's own process."""
-    return max(1, min(cfg.client_workers, cfg.num_clients))
+def pool_size(cfg: Config, cores: int | None = None, costs: list[float] | None = None) -> int:
+    """The worker processes a run's clients train in (1: in the run's own process).
+
+    An integer ``client_workers``: that many, at most one per client. "auto": on the CPU, one
+    per core the run may use (``cores``, default ``torch.get_num_threads()``), at most one per
+    client, when the estimated training time of the whole run (``costs``: seconds per round per
+    client, :func:`training_costs`; x rounds x join_ratio) is at least ``AUTO_MIN_SECONDS``;
+    else 1. Without ``costs`` "auto" counts as long enough."""
+    if cfg.client_workers != "auto":
+        return max(1, min(cfg.client_workers, cfg.num_clients))
+    from tinyproto.config.registry import having
+
+    if cfg.algorithm not in having("uses_train_local") or not _on_cpu(cfg):
+        return 1
+    cores = torch.get_num_threads() if cores is None else cores
+    n = max(1, min(cores, cfg.num_clients))
+    if n > 1 and costs is not None:
+        if sum(costs) * cfg.rounds * cfg.join_ratio < AUTO_MIN_SECONDS:
+            return 1
+    return n
 
 
-def pool_threads(cfg: Config) -> int:
-    """Torch threads per client: this process's threads, shared equally by the workers."""
-    return max(1, torch.get_num_threads() // pool_size(cfg))
+def _on_cpu(cfg: Config) -> bool:
+    if cfg.device == "auto":
+        return not torch.cuda.is_available()
+    return cfg.device == "cpu"
 
 
-def open_clients(S):
-    """LocalClients, or a ClientPool of ``client_workers`` processes (CPU only)."""
+def open_clients(S, cores: int | None = None):
+    """LocalClients, or a ClientPool of worker processes (CPU only); see :func:`pool_size`.
+    ``cores``: the torch threads the run may use (default: this process's count)."""
     cfg = S.config
-    n = pool_size(cfg)
-    if n <= 1:
-        return LocalClients(S)
-    if S.device.type != "cpu":
+    if cfg.client_workers != "auto" and pool_size(cfg) > 1 and S.device.type != "cpu":
         raise ConfigError(
             f"invalid client_workers={cfg.client_workers} on device {S.device.type!r}: clients "
             "side by side run on the CPU (one accelerator runs one client at a time)"
         )
-    return ClientPool(cfg, assign(training_costs(S), n), pool_threads(cfg))
+    if pool_size(cfg, cores) <= 1 or S.device.type != "cpu":
+        return LocalClients(S)
+    with run_numerics(S.device):  # the estimate times the steps as the run makes them
+        costs = training_costs(S)
+    n = pool_size(cfg, cores, costs)
+    if n <= 1:
+        return LocalClients(S)
+    return ClientPool(cfg, assign(costs, n), RUN_THREADS)
 
 
 class ClientPool:

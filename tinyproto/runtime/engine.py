@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from tinyproto.config import Config, ConfigError
 from tinyproto.runtime import step
-from tinyproto.runtime.clients import open_clients
+from tinyproto.runtime.clients import open_clients, run_numerics
 from tinyproto.runtime.environment import check_environment, check_path_text
 from tinyproto.runtime.setup import Setup, add_client, setup  # noqa: F401  (re-exported)
 from tinyproto.runtime.step import evaluate, seed_for  # noqa: F401  (re-exported)
@@ -110,6 +111,12 @@ def run(
     origin = "restarted" if restart else "started fresh" if resume and ck is None else "computed"
     if ck is not None:
         origin = f"resumed from round {ck['round']}"
+    cores = torch.get_num_threads()  # what the caller gives this run: client workers (auto)
+    with run_numerics(device):  # one torch thread per computation (runtime.clients)
+        return _compute(cfg, out, ckpt_path, ck, origin, stop_after, progress, cores)
+
+
+def _compute(cfg, out, ckpt_path, ck, origin, stop_after, progress, cores) -> RunResult:
     S = setup(cfg)
     algo, states = S.algo, S.states
     rows: list[dict] = []
@@ -132,7 +139,7 @@ def run(
             ck["elapsed"],
         )
     store.write_json(out / "config.json", cfg.to_dict())
-    runtime = open_clients(S)  # in this process, or client_workers processes side by side
+    runtime = open_clients(S, cores)  # in this process, or worker processes side by side
     try:
         if ck is not None:
             runtime.load({cid: st.state_dict() for cid, st in enumerate(states)})
@@ -154,8 +161,10 @@ def run(
     if len(rows) < cfg.rounds:  # stopped early on purpose: keep the checkpoint, no summary
         return RunResult(cfg, metrics, clients, {}, out, origin)
     summary = summarise_run(S, metrics, elapsed)
-    if runtime.threads is not None:  # the clients trained in client_workers processes
-        summary.update(torch_threads=runtime.threads, client_workers=runtime.workers)
+    # how it was executed (not part of its numbers): the clients' processes and torch threads
+    summary.update(client_workers=runtime.workers)
+    if runtime.threads is not None:
+        summary.update(torch_threads=runtime.threads)
     store.write_csv(out / "metrics.csv", metrics)
     store.write_csv(out / "clients.csv", clients)
     if algo.prototype_based and cfg.save_prototypes:

@@ -14,7 +14,8 @@ and the interpreter start once per worker, not once per run (about 3 s of a core
 Anything else is a crash: its traceback goes to stderr and the process exits 1 (the caller
 reads the last stderr line). The worker exits 0 when stdin closes, and 3 as soon as the
 process that started it is gone, even in the middle of a run. Every run of a worker uses
-THREADS torch threads (CPU numerics are deterministic per thread count).
+THREADS torch threads as its share of the cores (each computation of a run uses one thread,
+``runtime.clients.run_numerics``; "auto" client workers use the share).
 """
 
 from __future__ import annotations

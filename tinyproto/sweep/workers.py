@@ -2,8 +2,10 @@
 side of the worker protocol (``tinyproto.sweep.worker`` is the child's side; the processes and
 their frames are ``tinyproto.runtime.procs``'s).
 
-A run's numbers on the CPU depend on its torch thread count, so the count is fixed by the
-number of workers asked for, never by how many runs happen to be missing (:func:`run_threads`).
+Each worker gets its share of the torch threads (:func:`run_threads`), fixed by the number of
+workers asked for, never by how many runs happen to be missing. A run computes with one torch
+thread whatever its share (``runtime.clients.RUN_THREADS``), so its numbers do not depend on it;
+the share is what its clients may use side by side (``client_workers`` "auto").
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ def resolve_workers(workers: int | None, missing: list[Config]) -> int:
 def run_threads(workers: int | None, missing: list[Config]) -> int | None:
     """The torch threads each missing run gets on the CPU: this process's threads divided by the
     number of workers asked for (argument, ``$TINYPROTO_WORKERS`` or the default), never by how
-    many runs happen to be missing. CPU numerics are deterministic per thread count only, so a
-    run's numbers must not depend on what was already computed: the same sweep from an empty
-    runs folder and from a half-full one gives the same numbers. None on an accelerator."""
+    many runs happen to be missing. A run's numbers do not depend on it (each computation uses
+    one thread, ``runtime.clients.run_numerics``); its ``client_workers`` "auto" starts one
+    client worker per thread of its share. None on an accelerator."""
     if _on_accelerator(missing):
         return None
     import torch
