@@ -205,6 +205,26 @@ def test_auto_workers_follow_the_cores_the_clients_and_the_run_length():
     assert clients.pool_size(tiny, 4, long_enough) == 1  # its own training loop: in-process
 
 
+def test_auto_keeps_a_registered_algorithm_in_this_process():
+    """A registration lives in this process only, so "auto" never hands its clients to workers
+    (they would not know the algorithm); asked for explicitly, workers are still tried."""
+    from tinyproto.algorithms import register_algorithm, unregister_algorithm
+    from tinyproto.algorithms.fedproto import FedProto
+    from tinyproto.config import AlgorithmSpec
+    from tinyproto.runtime import clients
+
+    class ToyAuto(FedProto):
+        name = "toy-auto"
+
+    register_algorithm(AlgorithmSpec("toy-auto", ToyAuto, groups=("proto",)))
+    try:
+        cfg = Config(algorithm="toy-auto", device="cpu", **SMALL)
+        assert clients.pool_size(cfg, 4, [clients.AUTO_MIN_SECONDS] * 5) == 1
+        assert clients.pool_size(cfg.replace(client_workers=2), 4) == 2
+    finally:
+        unregister_algorithm("toy-auto")
+
+
 def test_the_numbers_do_not_depend_on_the_execution_mode_or_the_callers_threads(
     tmp_path, monkeypatch
 ):

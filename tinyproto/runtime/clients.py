@@ -52,7 +52,7 @@ from tinyproto.runtime import procs, step
 
 ERRORS = {"MessageError": MessageError, "ConfigError": ConfigError, "DataError": DataError}
 RUN_THREADS = 1  # torch intra-op threads of every computation of a run on the CPU
-AUTO_MIN_SECONDS = 20.0  # "auto" starts workers for runs with at least this much training
+AUTO_MIN_SECONDS = 10.0  # "auto" starts workers for runs with at least this much training (s)
 
 
 def run_numerics(device) -> contextlib.AbstractContextManager:
@@ -154,14 +154,17 @@ def pool_size(cfg: Config, cores: int | None = None, costs: list[float] | None =
 
     An integer ``client_workers``: that many, at most one per client. "auto": on the CPU, one
     per core the run may use (``cores``, default ``torch.get_num_threads()``), at most one per
-    client, when the estimated training time of the whole run (``costs``: seconds per round per
+    client, for built-in algorithms (one registered at run time lives in this process only),
+    when the estimated training time of the whole run (``costs``: seconds per round per
     client, :func:`training_costs`; x rounds x join_ratio) is at least ``AUTO_MIN_SECONDS``;
     else 1. Without ``costs`` "auto" counts as long enough."""
     if cfg.client_workers != "auto":
         return max(1, min(cfg.client_workers, cfg.num_clients))
-    from tinyproto.config.registry import having
+    from tinyproto.config.registry import BUILTIN_NAMES, having
 
     if cfg.algorithm not in having("uses_train_local") or not _on_cpu(cfg):
+        return 1
+    if cfg.algorithm not in BUILTIN_NAMES:  # registered here only: a worker would not know it
         return 1
     cores = torch.get_num_threads() if cores is None else cores
     n = max(1, min(cores, cfg.num_clients))
