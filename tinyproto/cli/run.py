@@ -44,6 +44,15 @@ def add_parser(subparsers) -> None:
     )
 
 
+def _mode(summary: dict) -> str:
+    """How the clients were executed (the summary's record; older runs lack it)."""
+    workers, threads = summary.get("client_workers"), summary.get("torch_threads")
+    if workers is None:
+        return ""
+    where = "in this process" if workers == 1 else f"in {workers} worker processes"
+    return f"; clients {where}, {threads} torch thread each" if threads else f"; clients {where}"
+
+
 def cmd(args) -> int:
     from tinyproto.runtime.engine import run
 
@@ -74,7 +83,8 @@ def cmd(args) -> int:
     if s.get("mu_resolved") is not None:
         print(f"mu       {s['mu_resolved']:g}")
     print(
-        f"time     {s['wall_seconds']:.1f} s ({s['seconds_per_round']:.2f} s/round, {s['device']})"
+        f"time     {s['wall_seconds']:.1f} s ({s['seconds_per_round']:.2f} s/round, {s['device']}"
+        f"{_mode(s)})"
     )
     print(f"saved    {res.run_dir}")
     return 0
