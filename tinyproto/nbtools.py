@@ -95,6 +95,87 @@ def require_algorithms(name: str, value, kind: str = "any", *, single: bool = Fa
     return value
 
 
+def require_numbers(
+    name: str,
+    value,
+    kind: str = "int",
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    many: bool = False,
+    none: bool = False,
+    low_open: bool = False,
+):
+    """Check a notebook's numeric parameter and return it: an integer (``kind`` "int") or a
+    finite number ("float") in [low, high] (``low_open``: above low), or with ``many`` a
+    non-empty list of them without repeats; ``none``: None is allowed too (the notebook's
+    default). One-line NotebookParameterError naming the parameter otherwise, before any run
+    starts (a bad value used to surface as an IndexError or a run's error naming another field)."""
+    import math
+    import numbers
+
+    if value is None and none:
+        return value
+    noun = "an integer" if kind == "int" else "a finite number"
+    if low is not None and high is not None:
+        noun += f" in {'(' if low_open else '['}{low:g}, {high:g}]"
+    elif low is not None:
+        noun += f" {'>' if low_open else '>='} {low:g}"
+    allowed = f"a non-empty list of {noun.replace('an integer', 'integers')}" if many else noun
+    allowed = allowed.replace("a finite number", "finite numbers") if many else allowed
+    if none:
+        allowed += " or None (the default)"
+
+    def fail(why: str = ""):
+        raise NotebookParameterError(f"invalid {name}={value!r}: {allowed}{why}")
+
+    def ok(x) -> bool:
+        if isinstance(x, bool) or not isinstance(x, numbers.Real):
+            return False
+        if kind == "int" and not isinstance(x, numbers.Integral):
+            return False
+        if not math.isfinite(x):
+            return False
+        if low is not None and (x <= low if low_open else x < low):
+            return False
+        return high is None or x <= high
+
+    if not many:
+        if not ok(value):
+            fail()
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        fail()
+    for x in value:
+        if not ok(x):
+            fail(f" ({x!r} is not)")
+    if len(set(value)) != len(value):
+        fail(" (a value is repeated)")
+    return value
+
+
+def classes_of(cfg) -> int:
+    """The number of classes a config's data set has (K)."""
+    from tinyproto.config import DATASET_CLASSES
+
+    return DATASET_CLASSES.get(cfg.dataset, cfg.num_classes)
+
+
+def require_mapping(name: str, value, *, values: str = "dict"):
+    """Check a notebook's {label: ...} parameter and return it: a non-empty dict whose keys are
+    non-empty strings and whose values are dicts (``values`` "dict", e.g. Config overrides; each
+    is then checked by Config itself). One-line NotebookParameterError otherwise."""
+    allowed = "a non-empty dict {label: {option: value}}"
+    if not isinstance(value, dict) or not value:
+        raise NotebookParameterError(f"invalid {name}={value!r}: {allowed}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not k.strip():
+            raise NotebookParameterError(f"invalid {name}: label {k!r} is not a non-empty string")
+        if not isinstance(v, dict):
+            raise NotebookParameterError(f"invalid {name}[{k!r}]={v!r}: {{option: value}}")
+    return value
+
+
 def kernel_manager_config():
     """traitlets config for the kernels papermill starts: encrypted or local transport.
 
