@@ -128,3 +128,69 @@ def test_malformed_encodings_are_refused_with_one_line(spec, tamper, needle):
 def test_bad_specs_are_refused(bad):
     with pytest.raises(ValueError, match="is not one of fp32, fp16, int8, int4, topk:K"):
         parse(bad)
+
+
+# -- in a run -------------------------------------------------------------------------------------
+SMALL = dict(profile="smoke", rounds=2, eval_every=1)
+
+
+@pytest.mark.parametrize("algorithm", ["fedproto", "tinyproto-fp", "tinyproto-ft", "feddistill"])
+@pytest.mark.parametrize("spec", ["fp16", "int8", "int4", "topk:5"])
+def test_a_run_counts_the_encoded_bytes_both_ways(algorithm, spec, tmp_path):
+    """Round 1 trains the same in both runs (the codec acts after training), so its uploads
+    have the same rows and widths: the encoded run's upload bytes are the float32 run's minus
+    4 bytes per value plus the codec's closed form. Downloads: the same for every client row."""
+    from tinyproto import Config, run
+    from tinyproto.config import DATASET_CLASSES
+
+    base = Config(algorithm=algorithm, client_workers=1, **SMALL)
+    coded = base.replace(payload=spec)
+    assert coded.run_id() != base.run_id()
+    a = run(base, root=tmp_path / "a", progress=False).metrics.iloc[0]
+    b = run(coded, root=tmp_path / "b", progress=False).metrics.iloc[0]
+    width = (base.cps_dim if algorithm.startswith("tinyproto") else base.feature_dim)
+    if algorithm == "feddistill":
+        width = DATASET_CLASSES[base.dataset]
+    c = parse(spec)
+    for way in ("upload", "download"):
+        values = int(a[f"{way}_floats"])
+        rows = values // width
+        assert rows * width == values
+        if way == "upload" or algorithm != "tinyproto-ft":  # FT's download: one table per client
+            expected = a[f"{way}_bytes"] - 4 * values + c.payload_bytes(rows, width)
+            assert b[f"{way}_bytes"] == expected, way
+    if c.payload_bytes(1, width) < 4 * width:  # topk:5 of TinyProto's s = 4: indices on top
+        assert b["upload_bytes"] < a["upload_bytes"]
+
+
+def test_the_codec_is_lossy_but_the_run_trains(tmp_path):
+    from tinyproto import Config, run
+
+    base = Config(algorithm="fedproto", client_workers=1, **SMALL)
+    a = run(base, root=tmp_path / "a", progress=False)
+    b = run(base.replace(payload="int8"), root=tmp_path / "b", progress=False)
+    assert abs(a.last_acc - b.last_acc) < 0.1
+    # d = 40: 160 bytes per row become 44, beside 8 bytes of class id
+    assert b.summary["comm_bytes_per_round"] < 0.35 * a.summary["comm_bytes_per_round"]
+
+
+def test_encoded_runs_are_the_same_in_client_workers(tmp_path):
+    from tinyproto import Config, run
+
+    cfg = Config(algorithm="tinyproto-fp", payload="int4", **SMALL)
+    a = run(cfg.replace(client_workers=1), root=tmp_path / "a", progress=False)
+    b = run(cfg.replace(client_workers=2), root=tmp_path / "b", progress=False)
+    cols = [c for c in a.metrics.columns if c != "seconds"]
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(a.metrics[cols], b.metrics[cols])
+
+
+def test_payload_is_refused_for_algorithms_that_send_models():
+    from tinyproto import Config, ConfigError
+
+    for algorithm in ("fml", "lg-fedavg", "fedkd", "fedavg", "local"):
+        with pytest.raises(ConfigError, match="invalid payload='int8'"):
+            Config(algorithm=algorithm, payload="int8")
+    with pytest.raises(ConfigError, match=r"invalid payload='int3': fp32, fp16, int8, int4 or topk:K"):
+        Config(payload="int3")

@@ -73,6 +73,7 @@ TOP_LEVEL = dict(
     join_ratio=1.0,  # share of the clients sampled each round (HtFLlib's join_ratio)
     drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
     precision="fp32",  # "bf16": local training's forward passes under bfloat16 autocast
+    payload="fp32",  # codec of the prototypes / logits on the wire (tinyproto.comm.codecs)
     compile="off",  # torch.compile mode for the client models ("default", "reduce-overhead")
     client_workers=AUTO,  # processes training clients side by side (tinyproto.runtime.clients)
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
@@ -93,6 +94,7 @@ ADDED_FIELDS: dict[str, tuple] = {
     "drop_rate": (0.0,),
     "validation": (0.0,),  # before it, every run evaluated on its clients' test splits
     "precision": ("fp32",),  # before it, everything ran in float32
+    "payload": ("fp32",),  # before it, every message went as float32
     "compile": ("off",),  # before it, every model ran eagerly
     # FedTiny's group: no run predates it; at their defaults these stay out of every run id
     **{n: (getattr(FedTinyOptions(), a),) for n, (g, a) in GROUP_OF.items() if g == "fedtiny"},
@@ -135,6 +137,7 @@ class Config:
     join_ratio: float
     drop_rate: float
     precision: str
+    payload: str
     compile: str
     client_workers: int | str
     extra: tuple

@@ -53,6 +53,7 @@ class Param:
     cli: bool = True
     high_open: bool = False
     text: str | None = None  # overrides the generated "what is allowed" (before auto/none)
+    parse: Callable | None = None  # kind "str": raises ValueError for a value it refuses
 
     @property
     def applies(self) -> tuple[str, ...] | None:
@@ -116,6 +117,23 @@ G_BASE = "other baselines"
 G_TINYNET = "FedTiny: distributed pruning to a sparse model"
 G_OPS = "operation (not part of the run id)"
 _TRAINED = registry.Users(trait="uses_train_local")  # clients trained by train_local
+
+
+def _vector_senders() -> tuple[str, ...]:
+    """Algorithms whose messages are class-wise vectors (prototypes or logits)."""
+    return tuple(
+        n for n in registry.algorithm_names()
+        if registry.reads(n, "proto") or registry.reads(n, "feddistill")
+    )
+
+
+def _payload_codec(value):
+    from tinyproto.comm.codecs import parse  # local import: torch
+
+    return parse(value)
+
+
+_VECTORS = _vector_senders
 _PREC, _COMPILE = ("fp32", "bf16"), ("off", "default", "reduce-overhead")
 
 _PARAMS: dict[str, Param] = {
@@ -354,6 +372,14 @@ _PARAMS: dict[str, Param] = {
         users=_TRAINED,
     ),
     "compile": Param("choice", "torch.compile client models", G_RUN, choices=_COMPILE),
+    "payload": Param(
+        "str",
+        "codec of the prototypes/logits on the wire, both ways (docs/runs.md#payload-codecs)",
+        G_RUN,
+        text="fp32, fp16, int8, int4 or topk:K (K >= 1)",
+        parse=_payload_codec,
+        users=_VECTORS,
+    ),
     "checkpoint_every": Param("int", "checkpoint every N rounds (0: never)", G_OPS, 0, COUNT_MAX),
     "save_prototypes": Param("bool", "write prototypes.npz (prototype methods)", G_OPS),
     "extra": Param("str", "(key, value) pairs for extension algorithms", G_RUN, cli=False),
@@ -406,6 +432,11 @@ def check_value(name: str, value, param: Param | None = None) -> None:
     if p.kind == "str":
         if "\x00" in value or (name != "device" and not value):
             _fail(name, value, "a non-empty string without NUL characters")
+        if p.parse is not None:
+            try:
+                p.parse(value)
+            except ValueError:
+                _fail(name, value, p.describe())
         return
     if p.kind == "int" and not _is_int(value):
         _fail(name, value, p.describe())

@@ -48,14 +48,25 @@ class Trained:
     prototypes: tuple | None  # (classes, local prototypes) for prototype methods, else None
 
 
+def codec(algo):
+    """The run's payload codec (``Config.payload``: tinyproto.comm.codecs), fp32 by default.
+    Every message is encoded by its sender and decoded by its receiver here, so what is
+    counted (``round_row``) is what crosses the wire, and the algorithms see float32 arrays."""
+    from tinyproto.comm.codecs import parse
+
+    return parse(getattr(algo.cfg, "payload", "fp32"))
+
+
 def train_client(algo, state, data, seed: int, rnd: int, cid: int) -> Trained:
     """Client ``cid``'s round ``rnd``: seed torch and the batch order from (seed, rnd, cid),
-    train (``algo.client_round``), and read its local prototypes (prototype methods)."""
+    train (``algo.client_round``), encode the upload (``codec``), and read its local
+    prototypes (prototype methods)."""
     s = seed_for(seed, rnd, cid)
     torch.manual_seed(s)
     gen = torch.Generator().manual_seed(s)
     with timing.part("client"):
         upload, loss = algo.client_round(state, data, rnd, gen)
+        upload = codec(algo).encode(upload)
     return Trained(upload, float(loss), local_prototypes(algo, state))
 
 
@@ -69,7 +80,7 @@ def local_prototypes(algo, state) -> tuple | None:
 
 def receive(algo, state, download: Message) -> None:
     with timing.part("receive"):
-        algo.receive(state, download)
+        algo.receive(state, codec(algo).decode(download, "server"))
 
 
 def evaluate(algo, state, data) -> int:
@@ -82,11 +93,18 @@ def evaluate(algo, state, data) -> int:
 
 
 def aggregate(algo, rnd: int, uploads: dict[int, Message]) -> dict[int, Message]:
-    """``algo.server_round`` on the uploads that arrived ({} when none did)."""
+    """``algo.server_round`` on the uploads that arrived ({} when none did), decoded from the
+    run's payload codec; the downloads are encoded (a message shared by several clients once)."""
     if not uploads:
         return {}
+    c = codec(algo)
     with timing.part("server"):
-        return algo.server_round(uploads, rnd)
+        if c.identity:
+            return algo.server_round(uploads, rnd)
+        decoded = {cid: c.decode(m, f"client {cid}") for cid, m in uploads.items()}
+        downloads = algo.server_round(decoded, rnd)
+        encoded: dict[int, Message] = {}
+        return {cid: encoded.setdefault(id(m), c.encode(m)) for cid, m in downloads.items()}
 
 
 @contextlib.contextmanager
