@@ -74,6 +74,8 @@ TOP_LEVEL = dict(
     drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
     precision="fp32",  # "bf16": local training's forward passes under bfloat16 autocast
     payload="fp32",  # codec of the prototypes / logits on the wire (tinyproto.comm.codecs)
+    dp_clip=None,  # L2 clip per uploaded row (local DP, tinyproto.dp); None: off
+    dp_noise=0.0,  # Gaussian noise multiplier: std = dp_noise x dp_clip
     compile="off",  # torch.compile mode for the client models ("default", "reduce-overhead")
     client_workers=AUTO,  # processes training clients side by side (tinyproto.runtime.clients)
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
@@ -95,6 +97,8 @@ ADDED_FIELDS: dict[str, tuple] = {
     "validation": (0.0,),  # before it, every run evaluated on its clients' test splits
     "precision": ("fp32",),  # before it, everything ran in float32
     "payload": ("fp32",),  # before it, every message went as float32
+    "dp_clip": (None,),  # before it, no upload was clipped or noised
+    "dp_noise": (0.0,),
     "compile": ("off",),  # before it, every model ran eagerly
     # FedTiny's group: no run predates it; at their defaults these stay out of every run id
     **{n: (getattr(FedTinyOptions(), a),) for n, (g, a) in GROUP_OF.items() if g == "fedtiny"},
@@ -138,6 +142,8 @@ class Config:
     drop_rate: float
     precision: str
     payload: str
+    dp_clip: float | None
+    dp_noise: float
     compile: str
     client_workers: int | str
     extra: tuple
@@ -323,6 +329,8 @@ class Config:
             )
 
     def _check_consistency(self) -> None:
+        if self.dp_noise and self.dp_clip is None:
+            _fail("dp_noise", self.dp_noise, "needs dp_clip (the noise is dp_noise x dp_clip)")
         if self.cps_dim is not None and self.cps_dim > self.feature_dim:
             _fail("cps_dim", self.cps_dim, f"an integer in [1, feature_dim={self.feature_dim}]")
         if self.tinyproto.aps_divide and self.mu is None:

@@ -362,6 +362,19 @@ _PARAMS: dict[str, Param] = {
     "join_ratio": Param("float", "share of clients sampled per round", G_RUN, 0, 1, low_open=True),
     "drop_rate": Param("float", "chance a sampled upload is lost", G_RUN, 0, 1, high_open=True),
     "precision": Param("choice", "bf16: autocast training", G_RUN, choices=_PREC, users=_TRAINED),
+    "dp_clip": Param(
+        "float",
+        "local DP: clip each uploaded row to this L2 norm (none: off)",
+        G_RUN,
+        0,
+        FLOAT_MAX,
+        low_open=True,
+        none=True,
+        users=_VECTORS,
+    ),
+    "dp_noise": Param(
+        "float", "local DP: Gaussian noise std / dp_clip", G_RUN, 0, FLOAT_MAX, users=_VECTORS
+    ),
     "client_workers": Param(
         "int",
         "client processes (CPU; auto: one per torch thread when the run is long enough)",

@@ -62,6 +62,12 @@ def summarise_run(S, metrics: pd.DataFrame, elapsed: float, runtime: str = "engi
         "python": platform.python_version(),
     }
     summary["expected_floats_per_round"] = S.algo.expected_floats(U_train)
+    if getattr(cfg, "dp_clip", None) is not None:  # local DP: the accountant's epsilon
+        from tinyproto import dp
+
+        rows = int(max((c.train_counts > 0).sum() for c in fed.clients))
+        summary["dp_delta"] = dp.DELTA
+        summary["dp_epsilon"] = dp.epsilon(cfg.dp_noise, len(metrics), rows, dp.DELTA)
     if all(st is not None for st in S.states):  # FLOPs and step memory (algorithms.compute)
         summary.update(S.algo.report(S.states, S.data))
     if S.ctx.masks is not None:
