@@ -1,4 +1,4 @@
-"""Local DP for uploads (tinyproto.dp): clipping, noise, its determinism across runtimes, the
+"""Local DP for uploads (tinyproto.comm.dp): clipping, noise, its determinism across runtimes, the
 RDP accountant's epsilon, and the clipped uploads against the count-recovery attack."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from tinyproto import Config, ConfigError, run
 from tinyproto.comm import Message
-from tinyproto.dp import epsilon, noise_generator, privatize
+from tinyproto.comm.dp import epsilon, noise_generator, privatize
 
 
 def test_rows_are_clipped_to_the_bound_and_short_rows_kept():

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("store",),  # run folders
     ("algorithms",),  # the methods' client and server steps
     ("runtime",),  # setup, the round, clients in processes, the engine, the bench
-    ("sweep", "flower"),  # many runs; Flower apps
+    ("sweep", "flower", "privacy"),  # many runs; Flower apps; the attack on a run's uploads
     ("scorecard",),  # claims judged on finished runs
     ("cli", "nbtools", "__main__"),  # what a user calls
 ]

@@ -74,7 +74,7 @@ TOP_LEVEL = dict(
     drop_rate=0.0,  # probability that a sampled client's upload is lost (client_drop_rate)
     precision="fp32",  # "bf16": local training's forward passes under bfloat16 autocast
     payload="fp32",  # codec of the prototypes / logits on the wire (tinyproto.comm.codecs)
-    dp_clip=None,  # L2 clip per uploaded row (local DP, tinyproto.dp); None: off
+    dp_clip=None,  # L2 clip per uploaded row (local DP, tinyproto.comm.dp); None: off
     dp_noise=0.0,  # Gaussian noise multiplier: std = dp_noise x dp_clip
     compile="off",  # torch.compile mode for the client models ("default", "reduce-overhead")
     client_workers=AUTO,  # processes training clients side by side (tinyproto.runtime.clients)

@@ -59,7 +59,7 @@ def codec(algo):
 
 def train_client(algo, state, data, seed: int, rnd: int, cid: int) -> Trained:
     """Client ``cid``'s round ``rnd``: seed torch and the batch order from (seed, rnd, cid),
-    train (``algo.client_round``), clip and noise the upload (``dp_clip``: tinyproto.dp),
+    train (``algo.client_round``), clip and noise the upload (``dp_clip``: tinyproto.comm.dp),
     encode it (``codec``), and read its local
     prototypes (prototype methods)."""
     s = seed_for(seed, rnd, cid)
@@ -68,8 +68,8 @@ def train_client(algo, state, data, seed: int, rnd: int, cid: int) -> Trained:
     with timing.part("client"):
         upload, loss = algo.client_round(state, data, rnd, gen)
         cfg = algo.cfg
-        if getattr(cfg, "dp_clip", None) is not None:  # local DP (tinyproto.dp), then the codec
-            from tinyproto import dp
+        if getattr(cfg, "dp_clip", None) is not None:  # local DP (tinyproto.comm.dp), then the codec
+            from tinyproto.comm import dp
 
             upload = dp.privatize(upload, cfg.dp_clip, cfg.dp_noise, dp.noise_generator(s))
         upload = codec(algo).encode(upload)
