@@ -451,3 +451,76 @@ def test_the_core_package_never_imports_flower():
     code += "assert not [m for m in sys.modules if m.split('.')[0] in ('flwr', 'ray')]"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+# -- the local deployment's speed-ups: Flower's waits shortened, progress lines ----------------
+
+
+def test_a_backoff_grows_to_its_cap_and_starts_over_after_activity():
+    from tinyproto.flower.polling import Backoff
+
+    b = Backoff(0.02, 0.1, 2.0)
+    assert [b.next() for _ in range(5)] == [0.02, 0.04, 0.08, 0.1, 0.1]
+    b.reset()
+    assert b.next() == 0.02
+
+
+def test_object_pulls_retry_soon_and_the_supernode_polls_soon_after_a_message():
+    """The patches replace exactly the names flwr 1.42 has (checked on the real modules: an
+    upgrade that renames them fails here instead of silently bringing back 1-3 s waits)."""
+    import types
+
+    from flwr.superlink.grid import http_grid
+    from flwr.supernode import start_client_internal
+    from flwr.supernode.runtime import run_clientapp
+
+    from tinyproto.flower import polling
+
+    assert callable(http_grid.pull_objects) and callable(run_clientapp.pull_task_input)
+    assert callable(run_clientapp.pull_and_inflate_object_from_tree)
+    for name in ("time", "_pull_and_store_message", "_push_messages", "pull_objects"):
+        assert hasattr(start_client_internal, name), name
+
+    def pull_objects(ids, fn, *, initial_backoff=1.0, backoff_cap=10.0):
+        return initial_backoff, backoff_cap
+
+    fake = types.ModuleType("fake_grid")
+    fake.pull_objects = pull_objects
+    assert polling.quick_pulls(fake) and polling.quick_pulls(fake)  # once, then kept
+    assert fake.pull_objects([], None) == (polling.PULL_FIRST, polling.PULL_CAP)
+    assert fake.pull_objects.func is pull_objects
+    assert not polling.quick_pulls(types.ModuleType("no_pulls"))
+
+    slept, messages = [], iter([None, None, 7, None])
+    node = types.ModuleType("fake_supernode")
+    node.time = types.ModuleType("time_proxy")
+    node.time.sleep, node.time.monotonic = slept.append, (lambda: 5.0)
+    node._pull_and_store_message = lambda: next(messages)
+    node._push_messages = lambda: None
+    node.pull_objects = pull_objects
+    assert polling.patch_supernode(node)
+    assert node.time.monotonic() == 5.0  # the rest of the time module as it was
+    for _ in range(4):  # Flower's loop: pull; nothing -> sleep(3); a message -> push
+        if node._pull_and_store_message() is None:
+            node.time.sleep(3)
+        else:
+            node._push_messages()
+    first, grow = polling.NODE_MIN, polling.NODE_GROWTH
+    assert slept == pytest.approx([first, first * grow, first])  # reset by the message
+    assert not polling.patch_supernode(types.ModuleType("not_a_supernode"))
+
+
+def test_the_progress_line_of_a_round_names_the_round_its_accuracy_and_the_run_folder(capsys):
+    from tinyproto.flower import deploy
+
+    row = {"test_acc": 0.25, "seconds": 1.26, "failed": ""}
+    line = server_app.progress_line(row, 2, 5, Path("/r/x"))
+    assert line == "round 2/5: acc 0.2500, 1.3 s, failed -; run folder /r/x"
+    row.update(test_acc=float("nan"), failed="3")
+    assert server_app.progress_line(row, 3, 5, Path("/r/x")).startswith(
+        "round 3/5: 1.3 s, failed 3"
+    )
+    for text in (f"INFO :      {line}", "WARNING :   clients without a SuperNode", "INFO : x"):
+        deploy._progress(text)
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"  {line}", "  WARNING: clients without a SuperNode"]

@@ -1,11 +1,14 @@
 """tinyproto on real Flower runtimes: processes on 127.0.0.1 driven by ``flwr run``.
 
-Slow (every Flower message starts a ClientApp process that imports torch): ``make
+Slow (Flower processes, a ServerApp process per run that imports torch): ``make
 test-flower``, which CI runs after ``make test``. A local deployment of one SuperLink and four
-SuperNodes (tinyproto.flower.deploy) serves the tests of this module in turn:
+SuperNodes, each with its long-lived ClientApp process (tinyproto.flower.deploy, worker.py),
+serves the tests of this module in turn:
 
 - smoke configs of tinyproto-fp and fedproto give, round by round, the in-process engine's
-  numbers bit for bit (train loss, test accuracy per round and per client, floats and bytes);
+  numbers bit for bit (train loss, test accuracy per round and per client, floats and bytes),
+  every message handled by the SuperNode's one ClientApp process, and the launcher sees each
+  round's progress line as it comes;
 - Flower's own count of the run's traffic covers the bytes we measure per message;
 - a SuperNode killed with SIGKILL after round 1: the server finishes the remaining rounds with
   the other three and records the missing client; every wait is bounded, nothing hangs.
@@ -30,7 +33,7 @@ from tinyproto.flower.deploy import LocalFederation, alive, descendants
 pytestmark = pytest.mark.slow
 COLUMNS = ["round", "train_loss", "upload_floats", "download_floats", "upload_bytes"]
 COLUMNS += ["download_bytes", "test_acc"]
-RUN_TIMEOUT = 900.0  # seconds: a bound, not an expectation (a smoke run takes 1-3 minutes)
+RUN_TIMEOUT = 900.0  # seconds: a bound, not an expectation (a smoke run takes 15-30 s)
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +68,17 @@ def test_a_deployment_gives_the_engines_numbers_bit_for_bit(federation, algorith
     cfg = Config(algorithm=algorithm, profile="smoke", device="cpu")
     assert cfg.num_clients == 4  # one SuperNode each
     run_id, run_dir = submit(federation, cfg, tmp_path / "flower", round_timeout=300.0)
-    status = federation.wait(run_id, RUN_TIMEOUT)
+    seen = []
+    status = federation.wait(run_id, RUN_TIMEOUT, echo=seen.append)
     assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
     got = assert_engine_numbers(cfg, run_dir, tmp_path)
+    progress = [line.split("round ", 1)[1] for line in seen if " round " in line]
+    assert [p.split(":")[0] for p in progress] == [f"{k}/{cfg.rounds}" for k in (1, 2, 3)]
+    assert all(p.endswith(f"run folder {run_dir}") and ": acc 0." in p for p in progress)
+    for i in range(cfg.num_clients):  # the SuperNode's one ClientApp process took every message
+        assert federation.procs[f"clientapp-{i}"].poll() is None
+        log = (federation.home / f"clientapp-{i}.log").read_text()
+        assert f"(evaluate {cfg.rounds}): completed" in log
     assert list(got["clients"]) == ["0 1 2 3"] * cfg.rounds and (got["failed"] == "").all()
     summary = store.verify_run(run_dir)["summary"]
     ours = summary["hello_wire_bytes"] + sum(

@@ -8,6 +8,9 @@
     simulation.py   ``simulate(config)``: Flower's simulation runtime from Python
     deploy.py       a local deployment (SuperLink + SuperNodes on 127.0.0.1), started and
                     stopped by PID: ``python -m tinyproto.flower.deploy``
+    worker.py       a long-lived ClientApp process per SuperNode (--isolation process)
+    supernode.py    Flower's flower-supernode with short polling waits (polling.py)
+    polling.py      Flower 1.42's polling and retry waits, shortened
 
 Needs the ``flower`` extra (``pip install -e '.[flower]'``); nothing else in tinyproto imports
 this package. The Flower app's pyproject.toml is ``flower-app/`` at the project's root.

@@ -7,7 +7,12 @@ config exactly as the in-process engine does (``runtime.setup``: the data, the D
 partition, masks, mu, the algorithm; then ``add_client`` for client i's model), so node
 i holds client i's data and starts from client i's model. Between messages the client's state lives in
 Flower's ``Context.state`` (its ``state_dict``, saved with torch): each message restores it,
-runs one step and stores it back.
+runs one step and stores it back. What a process may keep between messages is the run's Setup
+(data, partition, algorithm; built once per Flower run and config): a SuperNode of
+``tinyproto.flower.deploy`` hands every message to one long-lived process (worker.py), Flower's
+simulation to a few. Every handler computes with the engine's torch thread count
+(``runtime.clients.run_numerics``: one intra-op thread on the CPU), so its numbers are the
+engine's bit for bit whatever process it runs in.
 
     query     hello: check the node config, (re)start the client, reply with its partition
     train     round r: runtime.step.train_client, as every runtime runs it -> the
@@ -21,6 +26,7 @@ is the node config's, else the folder the server names (its run folder, on one m
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -34,12 +40,14 @@ from tinyproto import store
 from tinyproto.config import ConfigError
 from tinyproto.flower import records, settings
 from tinyproto.runtime import step
+from tinyproto.runtime.clients import run_numerics
+from tinyproto.runtime.environment import check_device
 from tinyproto.runtime.setup import Setup, add_client, setup
 
 STATE = "tinyproto-state"  # the Context.state record holding the client's state
 KEEP = 2  # client checkpoints kept: the server's last checkpoint may be the one before
 app = ClientApp()
-_setups: dict[str, Setup] = {}  # the run's data and algorithm in this process, reused
+_setups: dict[tuple, Setup] = {}  # (Flower run id, config) -> the run's Setup in this process
 
 
 def partition_id(node_config, num_clients: int) -> int:
@@ -60,19 +68,34 @@ def partition_id(node_config, num_clients: int) -> int:
     return pid
 
 
-def client(context: Context, run_config=None) -> tuple[Setup, int]:
-    """This node's client in its initial state: the run's Setup (data, partition, algorithm;
-    built once per process) with client ``partition-id``'s model and state built afresh
-    (runtime.setup.add_client). ``run_config``: instead of the context's."""
+@contextlib.contextmanager
+def client(context: Context, run_config=None):
+    """``with client(context) as (S, cid)``: this node's client in its initial state, the block
+    computing with the engine's torch threads (run_numerics). S is the run's Setup (data,
+    partition, algorithm; built once per process for a Flower run and config) with client
+    ``partition-id``'s model and state built afresh (runtime.setup.add_client), as in a fresh
+    process. ``run_config``: instead of the context's."""
     cfg = settings.parse(context.run_config if run_config is None else run_config).config
     cid = partition_id(context.node_config, cfg.num_clients)
+    key = (context.run_id, json.dumps(cfg.to_dict(), sort_keys=True, default=str))
+    with run_numerics(check_device(cfg.device)):
+        if key not in _setups:
+            ready = _setups.pop((None, key[1]), None)  # prepare()d before the run, unused
+            _setups.clear()  # one run's data in memory at a time
+            _setups[key] = ready or setup(cfg, clients=())
+        S = _setups[key]
+        add_client(S, cid)
+        yield S, cid
+
+
+def prepare(run_config) -> None:
+    """Build the Setup of ``run_config`` now (a worker before the run: the data are ready when
+    the first message comes); the first message of a run with this config takes it over."""
+    cfg = settings.parse(run_config).config
     key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
-    if key not in _setups:
-        _setups.clear()  # one run's data in memory at a time
-        _setups[key] = setup(cfg, clients=())
-    S = _setups[key]
-    add_client(S, cid)
-    return S, cid
+    with run_numerics(check_device(cfg.device)):
+        _setups.clear()
+        _setups[(None, key)] = setup(cfg, clients=())
 
 
 def dump(state) -> bytes:
@@ -116,7 +139,11 @@ def reply(msg: FlowerMessage, content: RecordDict) -> FlowerMessage:
 @app.query()
 def hello(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """Start (or resume) this node's client; reply with who it is and what it holds."""
-    S, cid = client(context, run_config)
+    with client(context, run_config) as (S, cid):
+        return _hello(msg, context, S, cid)
+
+
+def _hello(msg: FlowerMessage, context: Context, S: Setup, cid: int) -> FlowerMessage:
     env = records.envelope(msg.content)
     done = env.get("resume-round", 0)
     if done:  # a resumed server: the client's checkpoint of that round, not a fresh start
@@ -134,7 +161,11 @@ def hello(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessag
 @app.train()
 def train(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """One round of local training, as the engine runs it; the upload and the mean loss."""
-    S, cid = client(context, run_config)
+    with client(context, run_config) as (S, cid):
+        return _train(msg, context, S, cid)
+
+
+def _train(msg: FlowerMessage, context: Context, S: Setup, cid: int) -> FlowerMessage:
     restore(S, cid, context)
     rnd = records.envelope(msg.content)["round"]
     trained = step.train_client(S.algo, S.states[cid], S.data[cid], S.config.seed, rnd, cid)
@@ -146,7 +177,11 @@ def train(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessag
 @app.evaluate()
 def evaluate(msg: FlowerMessage, context: Context, run_config=None) -> FlowerMessage:
     """Receive the round's download, evaluate, and checkpoint, as the server asks."""
-    S, cid = client(context, run_config)
+    with client(context, run_config) as (S, cid):
+        return _evaluate(msg, context, S, cid)
+
+
+def _evaluate(msg: FlowerMessage, context: Context, S: Setup, cid: int) -> FlowerMessage:
     restore(S, cid, context)
     env = records.envelope(msg.content)
     state, data = S.states[cid], S.data[cid]

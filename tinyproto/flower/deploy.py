@@ -10,6 +10,17 @@ things and for tests on one machine. Every port is a free one the OS hands out a
 parallel federations do not collide. Flower's home (FLWR_HOME: its config naming this
 SuperLink, installed apps, logs) is a fresh temporary folder, so nothing touches ``~/.flwr``.
 
+ClientApps (``--clientapp``): ``worker`` (the default) starts every SuperNode with
+``--isolation process`` and, beside it, one long-lived ClientApp process (worker.py) that
+imports torch once and keeps the run's data between messages; the launcher waits until every
+one is ready before it submits the run. ``per-message`` is Flower's own executor: a fresh
+``flwr-clientapp`` process per message (each imports torch and builds the data: a smoke round
+took ~40 s instead of ~2 s; docs/flower.md). The run's numbers are the same either way.
+
+While a run goes, the server's log is followed with one ``flwr log --stream`` process (no
+status polling): each round's line (``round k/N: acc ..., run folder ...``), warnings and
+errors are printed as they come, and the stream's end is the run's end.
+
 Each process is started in a session of its own. Stopping (at the end, on an error, on Ctrl-C
 or SIGTERM) ends exactly the processes started here, their process groups (the sessions they
 lead) and their descendants, found by PID before anything is signalled: SIGTERM, then SIGKILL
@@ -29,18 +40,34 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 from tinyproto import store
 from tinyproto.config import ConfigError
-from tinyproto.flower import settings
+from tinyproto.flower import polling, settings, worker
 from tinyproto.flower.simulation import THREADS
 
 CONNECTION = "tinyproto-local"  # the SuperLink connection written into FLWR_HOME/config.toml
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-POLL = 3.0  # seconds between status queries (each starts the flwr CLI: ~1 s of CPU)
+POLL = 3.0  # seconds between status queries when the log stream is gone (each starts the flwr CLI)
+CLIENTAPPS = ("worker", "per-message")  # a long-lived ClientApp per SuperNode, or Flower's own
+SUPEREXEC_POLL = "0.25"  # seconds between the SuperLink's claims of a ServerApp task (Flower: 1)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PROGRESS = re.compile(r"round \d+/\d+: ")  # server_app.progress_line
+LEVEL = re.compile(r"\s*(INFO|WARNING|ERROR|DEBUG)\s*:\s*(.*)")  # Flower's log line
+# the flwr CLI, Flower imported before it is needed (~1 s of a core): it runs the command whose
+# arguments come as a JSON list on its stdin (an empty stdin: nothing)
+WARM_CLI = (
+    "import json, sys\n"
+    "from flwr.cli.app import app\n"
+    "line = sys.stdin.readline()\n"
+    "if line:\n"
+    "    sys.argv = ['flwr', *json.loads(line)]\n"
+    "    sys.exit(app())\n"
+)
 PAIR = re.compile(r"(\S+?)=('[^']*'|\"[^\"]*\"|\S+)")  # a pair, as flwr run reads them
 
 
@@ -82,9 +109,28 @@ class LocalFederation:
     Use as a context manager; :meth:`stop` ends every process it started, by PID.
     """
 
-    def __init__(self, supernodes: int, *, simulation: bool = False, app: Path | None = None):
+    def __init__(
+        self,
+        supernodes: int,
+        *,
+        simulation: bool = False,
+        app: Path | None = None,
+        clientapp: str = "worker",
+        prepare: dict | None = None,
+    ):
         if not isinstance(supernodes, int) or supernodes < 1:
             raise ConfigError(f"invalid supernodes={supernodes!r}: an integer >= 1")
+        if clientapp not in CLIENTAPPS:
+            raise ConfigError(f"invalid clientapp={clientapp!r}: one of {', '.join(CLIENTAPPS)}")
+        if clientapp == "worker" and not worker.available():
+            print(
+                "tinyproto.flower.deploy: this flwr lacks the Runtime API of flwr 1.42 that the "
+                "ClientApp worker uses: a ClientApp process per message (slow)",
+                file=sys.stderr,
+            )
+            clientapp = "per-message"
+        self.clientapp = clientapp
+        self.prepare = prepare  # a run config whose data the workers build while starting
         root = store.project_root(Path(__file__).resolve().parent)
         self.app = Path(app) if app is not None else root / settings.APP_DIR
         if not (self.app / "pyproject.toml").is_file():
@@ -93,6 +139,8 @@ class LocalFederation:
         self.home: Path | None = None
         self.procs: dict[str, subprocess.Popen] = {}
         self.port = 0
+        self.streamed: dict[int, list[str]] = {}  # run id -> its log's lines, as they came
+        self._count = 0  # flwr CLI commands run
 
     def __enter__(self) -> LocalFederation:
         try:
@@ -112,46 +160,88 @@ class LocalFederation:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return env  # Flower's executables start one another by name: this venv's come first
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+        """Start ``args`` (a Flower executable of this venv by name, or a full path) in a
+        session of its own, its output to ``<name>.log`` in Flower's home."""
         log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - the process owns it
-        exe = str(Path(sys.executable).parent / args[0])
+        exe = args[0] if os.sep in args[0] else str(Path(sys.executable).parent / args[0])
         self.procs[name] = subprocess.Popen(
             [exe, *args[1:]],
-            env=self.env,
+            env={**self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
+        return self.procs[name]
 
     def start(self, timeout: float = 120.0) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="tinyproto-flower-"))
         self.port = free_port()
         link = ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port)]
         link.append("--disable-runtime-dependency-installation")
-        self._spawn("superlink", link + (["--simulation"] if self.simulation else []))
+        link += ["--simulation"] if self.simulation else []
+        # its SuperExec claims the run's ServerApp task within SUPEREXEC_POLL s instead of 1 s
+        self._spawn("superlink", link, FLWR_SUPEREXEC_TASK_POLL_INTERVAL=SUPEREXEC_POLL)
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
             f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
         )
         self._wait_ready(timeout)
+        self.procs["flwr-cli"] = self._warm_cli()  # imports Flower while the rest starts
         if not self.simulation:
+            if self.prepare is not None and self.clientapp == "worker":
+                (self.home / "prepare.json").write_text(json.dumps(self.prepare))
             for i in range(self.supernodes):
-                node = f"partition-id={i} num-partitions={self.supernodes}"
-                self._spawn(
-                    f"supernode-{i}",
-                    [
-                        "flower-supernode",
-                        "--insecure",
-                        "--superlink",
-                        f"127.0.0.1:{self.port}",
-                        "--port",
-                        str(free_port()),
-                        "--node-config",
-                        node,
-                    ],
+                self._start_supernode(i)
+            if self.clientapp == "worker":
+                self._wait_workers(timeout)
+
+    def _start_supernode(self, i: int) -> None:
+        """SuperNode ``i`` (client i) and, with the worker, its ClientApp process."""
+        api = free_port()  # the SuperNode's Runtime API, which its ClientApps talk to
+        node = ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}"]
+        node += ["--port", str(api)]
+        node += ["--node-config", f"partition-id={i} num-partitions={self.supernodes}"]
+        if self.clientapp == "per-message":
+            self._spawn(f"supernode-{i}", node)
+            return
+        # Flower's SuperNode with short polling waits (supernode.py), its ClientApp tasks left
+        # to the long-lived worker beside it (--isolation process), which it wakes through a
+        # named pipe when it holds a message
+        wake = self.home / f"clientapp-{i}.wake"
+        os.mkfifo(wake)
+        shim = [sys.executable, "-m", "tinyproto.flower.supernode", *node[1:]]
+        p = self._spawn(
+            f"supernode-{i}", [*shim, "--isolation", "process"], **{polling.WAKE_ENV: str(wake)}
+        )
+        ready = self.home / f"clientapp-{i}.ready"
+        app = [sys.executable, "-m", "tinyproto.flower.worker", "--insecure"]
+        app += ["--runtime-api-address", f"127.0.0.1:{api}", "--parent-pid", str(p.pid)]
+        app += ["--ready-file", str(ready), "--wake", str(wake)]
+        if (self.home / "prepare.json").exists():  # the data of the run about to be submitted
+            app += ["--prepare", str(self.home / "prepare.json")]
+        self._spawn(f"clientapp-{i}", app)
+
+    def _wait_workers(self, timeout: float) -> None:
+        """Until every ClientApp worker has imported what it needs (RuntimeError if one of the
+        processes ended, TimeoutError after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        waiting = set(range(self.supernodes))
+        while waiting:
+            for i in sorted(waiting):
+                for name in (f"supernode-{i}", f"clientapp-{i}"):
+                    if self.procs[name].poll() is not None:  # (its log goes with stop())
+                        tail = (self.home / f"{name}.log").read_text(errors="replace")[-800:]
+                        raise RuntimeError(f"{name} exited while starting:\n{tail}")
+                if (self.home / f"clientapp-{i}.ready").exists():
+                    waiting.discard(i)
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"ClientApp workers {sorted(waiting)} not ready in {timeout:g} s"
                 )
+            time.sleep(0.2)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -165,20 +255,42 @@ class LocalFederation:
                 time.sleep(0.3)
         raise TimeoutError(f"flower-superlink not ready within {timeout:g} s")
 
+    def _cli(self, *args: str) -> subprocess.Popen:
+        """The flwr CLI running ``args``: the warm one (started before, Flower imported; a new
+        one is started in its place for the next command) or, before start(), a fresh one.
+        Its stdin (to be closed), stdout and stderr are pipes."""
+        warm = self.procs.pop("flwr-cli", None)
+        p = warm if warm is not None and warm.poll() is None else self._warm_cli()
+        self._count += 1
+        self.procs[f"flwr-{args[0]}-{self._count}"] = p  # stop() ends it if still running
+        if self.home is not None:
+            self.procs["flwr-cli"] = self._warm_cli()
+        p.stdin.write(json.dumps(list(args)) + "\n")
+        p.stdin.flush()  # (communicate() closes it; a stream closes it itself)
+        return p
+
+    def _warm_cli(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-c", WARM_CLI],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
     def flwr(self, *args: str, timeout: float = 120.0) -> str:
         """The flwr CLI against this SuperLink; its stdout (RuntimeError with it on failure)."""
-        exe = str(Path(sys.executable).parent / "flwr")
-        r = subprocess.run(
-            [exe, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        if r.returncode != 0:
-            raise RuntimeError(f"flwr {args[0]} failed: {(r.stdout + r.stderr).strip()[-800:]}")
-        return r.stdout
+        p = self._cli(*args)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end(p)
+            raise
+        if p.returncode != 0:
+            raise RuntimeError(f"flwr {args[0]} failed: {(out + err).strip()[-800:]}")
+        return out
 
     def submit(self, run_config: dict) -> int:
         """``flwr run`` the app with ``run_config`` (overrides); returns Flower's run id."""
@@ -197,29 +309,63 @@ class LocalFederation:
         runs = json.loads(self.flwr("ls", CONNECTION, "--run-id", str(run_id), "--format", "json"))
         return runs["runs"][0]
 
-    def wait(self, run_id: int, timeout: float) -> dict:
-        """Flower's record of the run once it finished; TimeoutError (run stopped) if not."""
+    def wait(self, run_id: int, timeout: float, echo=None) -> dict:
+        """Flower's record of the run once it finished; TimeoutError (run stopped) if not.
+
+        Follows the run's log with one ``flwr log --stream`` process, which ends when the run
+        has finished; ``echo(line)`` gets each of its lines (ANSI colours removed) as it comes.
+        Should the stream end early, the run's status is polled every POLL seconds instead."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        lines = self.streamed.setdefault(run_id, [])
+        stream, reader = self._follow(run_id, lines, echo)
+        try:
+            stream.wait(timeout=max(0.0, deadline - time.monotonic()))
+            reader.join(timeout=10)  # the stream's last lines
+        except subprocess.TimeoutExpired:
+            pass
+        while True:
             st = self.status(run_id)
             if st["status"].startswith("finished"):
                 return st
+            if time.monotonic() >= deadline:
+                break
             time.sleep(POLL)
+        _end(stream)
         self.flwr("stop", str(run_id), CONNECTION)
         raise TimeoutError(f"Flower run {run_id} unfinished after {timeout:g} s; stopped")
+
+    def _follow(self, run_id: int, lines: list[str], echo) -> tuple:
+        stream = self._cli("log", str(run_id), CONNECTION, "--stream")
+        stream.stdin.close()
+
+        def read(pipe) -> None:
+            for line in pipe:
+                line = ANSI.sub("", line.rstrip("\n"))
+                lines.append(line)
+                if echo is not None:
+                    echo(line)
+
+        reader = threading.Thread(target=read, args=(stream.stdout,), daemon=True)
+        reader.start()
+        threading.Thread(target=read, args=(stream.stderr,), daemon=True).start()
+        return stream, reader
 
     def logs(self, run_id: int) -> str:
         return self.flwr("log", str(run_id), CONNECTION, "--show")
 
     def kill_supernode(self, i: int, sig: int = signal.SIGKILL) -> None:
         """Kill SuperNode ``i`` at once (a crash, for tests): its process group (the session it
-        was started in, which its ClientApp processes share) and every descendant."""
-        p = self.procs[f"supernode-{i}"]
-        tree = [p.pid, *descendants(p.pid)]
-        _signal(-p.pid, sig)
+        was started in, which its ClientApp processes share), its ClientApp worker's and every
+        descendant of both."""
+        procs = [self.procs[f"supernode-{i}"]]
+        procs += [self.procs[f"clientapp-{i}"]] if f"clientapp-{i}" in self.procs else []
+        tree = [pid for p in procs for pid in (p.pid, *descendants(p.pid))]
+        for p in procs:
+            _signal(-p.pid, sig)
         for pid in tree:
             _signal(pid, sig)
-        p.wait(timeout=30)
+        for p in procs:
+            p.wait(timeout=30)
         deadline = time.monotonic() + 30
         while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -251,6 +397,17 @@ class LocalFederation:
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
+
+
+def _end(p: subprocess.Popen) -> None:
+    """End our child ``p`` (SIGTERM, then SIGKILL after GRACE) and reap it."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=GRACE)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -292,6 +449,13 @@ def main(argv: list[str] | None = None) -> int:
         default=7200.0,
         help="seconds before the run is stopped (a number > 0)",
     )
+    p.add_argument(
+        "--clientapp",
+        choices=CLIENTAPPS,
+        default="worker",
+        help="worker: one long-lived ClientApp process per SuperNode (default); per-message: "
+        "Flower's own, a fresh process per message (slow)",
+    )
     p.add_argument("--keep-logs", metavar="DIR", help="copy the Flower processes' logs here")
     args = p.parse_args(argv)
     try:
@@ -303,12 +467,19 @@ def main(argv: list[str] | None = None) -> int:
     n = run.config.num_clients
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop() runs on the way out
     t0, started = time.monotonic(), time.time()
-    with LocalFederation(n, simulation=args.simulation) as fed:
-        mode = "simulation" if args.simulation else f"deployment, {n} SuperNodes"
-        print(f"Flower SuperLink on 127.0.0.1:{fed.port} ({mode}); run folder {run.run_dir}")
+    mode = "simulation" if args.simulation else f"deployment, {n} SuperNodes"
+    print(f"starting a Flower SuperLink ({mode}); run folder {run.run_dir}", flush=True)
+    fed = LocalFederation(
+        n, simulation=args.simulation, clientapp=args.clientapp, prepare=overrides
+    )
+    with fed:
+        startup = time.monotonic() - t0
+        print(f"started on 127.0.0.1:{fed.port} in {startup:.1f} s; running", flush=True)
+        t1 = time.monotonic()
         run_id = fed.submit(overrides)
-        status = fed.wait(run_id, args.timeout)
-        text = fed.logs(run_id)
+        status = fed.wait(run_id, args.timeout, echo=_progress)
+        ran = time.monotonic() - t1
+        text = "\n".join(fed.streamed.get(run_id, [])) or fed.logs(run_id)
         if args.keep_logs:
             keep = Path(args.keep_logs)
             keep.mkdir(parents=True, exist_ok=True)
@@ -331,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                 mode=mode,
                 status=status["status"],
                 seconds=seconds,
+                startup_seconds=startup,
+                run_seconds=ran,
+                clientapp=None if args.simulation else fed.clientapp,
                 network_traffic=status.get("network-traffic"),
                 compute_time=status.get("compute-time"),
             ),
@@ -343,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     traffic = (status.get("network-traffic") or {}).get("total-bytes")
     counted = f"; Flower's Fleet API counted {traffic} bytes in all" if traffic else ""
     print(
-        f"Flower run {run_id} completed in {seconds:.0f} s: best acc {s['best_acc']:.4f}; per round "
+        f"Flower run {run_id} completed in {seconds:.0f} s (start-up {startup:.0f} s, run "
+        f"{ran:.0f} s): best acc {s['best_acc']:.4f}; per round "
         f"{s['comm_bytes_per_round']:.0f} payload bytes, {s['wire_bytes_per_round']:.0f} on the "
         f"wire (+{s['wire_control_bytes_per_round']:.0f} control){counted}"
     )
@@ -358,6 +533,17 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     print(f"run folder {folder}")
     return 0
+
+
+def _progress(line: str) -> None:
+    """A line of the run's log worth showing while it runs: the server's round lines
+    (server_app.progress_line), its warnings and errors."""
+    m = LEVEL.match(line)
+    level, text = (m.group(1), m.group(2)) if m else ("", line.strip())
+    if PROGRESS.match(text):
+        print(f"  {text}", flush=True)
+    elif level in ("WARNING", "ERROR"):
+        print(f"  {level}: {text}", flush=True)
 
 
 def _overrides(text: str) -> dict:

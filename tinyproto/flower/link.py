@@ -12,6 +12,7 @@ lost. Every message's size on the wire is measured (records.wire_bytes).
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -19,8 +20,10 @@ from flwr.app import Message as FlowerMessage
 from flwr.app import RecordDict
 
 from tinyproto.flower import records
+from tinyproto.flower.polling import Backoff, quick_pulls
 
-POLL = 0.2  # seconds between pulls
+POLL = 0.2  # seconds between pulls, at most (from POLL_MIN after a push, growing by half)
+POLL_MIN = 0.05
 ONLINE_EVERY = 2.0  # seconds between asks for the SuperNodes Flower sees online
 
 
@@ -42,6 +45,9 @@ class Link:
         self.timeout = float(timeout)
         self.nodes: dict[int, int] = {}  # client id -> SuperNode id (set by the hello)
         self.busy: dict[str, int] = {}  # id of an unanswered message -> client id
+        # a reply is announced before its objects are uploaded: Flower's grid retries soon
+        if type(grid).__module__.startswith("flwr."):
+            quick_pulls(sys.modules.get(type(grid).__module__))
 
     def online(self) -> set[int]:
         return set(self.grid.get_node_ids())
@@ -88,6 +94,7 @@ class Link:
             ex.sent_bytes[key] = records.wire_bytes(msg)
         deadline = time.monotonic() + self.timeout
         checked = time.monotonic()
+        poll = Backoff(POLL_MIN, POLL, 1.5)
         while waiting:
             for reply in self.grid.pull_messages([*waiting, *self.busy]):
                 mid = reply.metadata.reply_to_message_id
@@ -108,7 +115,7 @@ class Link:
                     if nodes[key] not in online:
                         self.busy[mid] = waiting.pop(mid)
                         ex.failed[key] = "its SuperNode went offline"
-            time.sleep(POLL)
+            time.sleep(poll.next())
         for mid, key in waiting.items():
             self.busy[mid] = key
             ex.failed[key] = f"no reply within round-timeout={self.timeout:g} s"

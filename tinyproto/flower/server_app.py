@@ -40,6 +40,7 @@ from tinyproto.config.participation import ids, participation
 from tinyproto.flower import records, settings
 from tinyproto.flower.link import Exchange, Link
 from tinyproto.runtime import step
+from tinyproto.runtime.clients import run_numerics
 from tinyproto.runtime.environment import check_environment
 from tinyproto.runtime.setup import Setup, setup
 from tinyproto.store.summary import summarise_run
@@ -82,7 +83,14 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
             raise store.RunFolderError(
                 f"{ckpt}: an unfinished run; set resume=true or restart=true"
             )
-    check_environment(cfg, run.results_dir)
+    device = check_environment(cfg, run.results_dir)
+    with run_numerics(device):  # the engine's torch threads: its numbers bit for bit
+        return _serve(grid, run)
+
+
+def _serve(grid: Grid, run: settings.FlowerRun) -> Path:
+    cfg, out = run.config, run.run_dir
+    ckpt = out / store.CHECKPOINT
     if out.is_dir() and run.restart:
         if not store.is_complete(out):  # a finished run stays until a clean one replaces it
             store.discard_run_files(out)
@@ -109,7 +117,7 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
         row["seconds"] = time.perf_counter() - t0
         elapsed += row["seconds"]
         rows.append(row)
-        log.info("round %d: acc %.4f, failed %s", done, row["test_acc"], row["failed"] or "-")
+        log.info(progress_line(row, done, cfg.rounds, out))
         if save:  # the engine's format; each client saved its own state (client_app)
             store.write_checkpoint(
                 ckpt, cfg, done, S.algo.server_state_dict(), rows, client_rows, elapsed,
@@ -148,6 +156,15 @@ def serve(grid: Grid, run: settings.FlowerRun) -> Path:
             ids(d["absent"]) or "-", ids(d["failed"]) or "-", out,
         )
     return out
+
+
+def progress_line(row: dict, done: int, rounds: int, out: Path) -> str:
+    """The server's line per round in the run's log (``flwr log``; deploy.py prints it):
+    ``round 2/5: acc 0.1854, 3.1 s, failed -; run folder <path>`` (no acc when the round did
+    not evaluate)."""
+    acc = row["test_acc"]
+    text = f"round {done}/{rounds}: " + ("" if math.isnan(acc) else f"acc {acc:.4f}, ")
+    return f"{text}{row['seconds']:.1f} s, failed {row['failed'] or '-'}; run folder {out}"
 
 
 def degradation(absent: list[int], failures: list[dict], num_clients: int) -> dict | None:

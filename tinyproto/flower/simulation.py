@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from flwr.app import Context
 from flwr.app import Message as FlowerMessage
 from flwr.clientapp import ClientApp
@@ -18,8 +17,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from tinyproto.config import Config
 from tinyproto.flower import client_app, server_app, settings
+from tinyproto.runtime.clients import RUN_THREADS
 
-THREADS = torch.get_num_threads()  # the engine's intra-op threads in this process
+THREADS = RUN_THREADS  # CPUs per simulated ClientApp: the torch threads each computation uses
 
 
 def apps(run_config: dict) -> tuple[ServerApp, ClientApp]:
@@ -54,9 +54,9 @@ def simulate(config: Config, *, backend_config: dict | None = None, **runtime) -
 
     ``runtime``: the run config's runtime keys by Python name (``results_dir``,
     ``round_timeout``, ``resume``, ...). ``backend_config``: Flower's; the default gives each
-    ClientApp as many CPUs as torch uses threads here: Ray sets OMP_NUM_THREADS to an actor's
-    CPUs, and CPU float reductions depend on the thread count, so only then are the numbers
-    the engine's bit for bit (with 1 CPU a loss differed by 3e-8, relative, in our tests).
+    ClientApp THREADS CPUs: every handler computes with the engine's one torch thread
+    (runtime.clients.run_numerics, whatever Ray sets OMP_NUM_THREADS to), so the numbers are
+    the engine's bit for bit and Ray runs as many ClientApps at once as there are cores.
     """
     from flwr.simulation import run_simulation  # Ray: imported only when simulating
 
