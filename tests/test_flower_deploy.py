@@ -88,6 +88,21 @@ def test_a_deployment_gives_the_engines_numbers_bit_for_bit(federation, algorith
     assert ours <= flower <= 1.5 * ours  # Flower adds its requests' framing to our messages
 
 
+def test_payload_codecs_and_local_dp_are_the_engines_on_a_deployment(federation, tmp_path):
+    """int4 payloads and clipped, noised uploads: encoded by the SuperNodes, decoded and checked
+    by the ServerApp, the same numbers, bytes and epsilon as in-process."""
+    cfg = Config(algorithm="tinyproto-fp", profile="smoke", device="cpu", payload="int4",
+                 dp_clip=5.0, dp_noise=0.5)
+    run_id, run_dir = submit(federation, cfg, tmp_path / "flower", round_timeout=300.0)
+    status = federation.wait(run_id, RUN_TIMEOUT)
+    assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
+    assert_engine_numbers(cfg, run_dir, tmp_path)
+    ours = store.verify_run(run_dir)["summary"]
+    ref = store.verify_run(tmp_path / "engine" / cfg.run_id())["summary"]
+    for key in ("comm_bytes_per_round", "dp_epsilon", "best_acc"):
+        assert ours[key] == ref[key], key
+
+
 def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_path):
     """A SuperNode killed after round 1 is left out of every later round, and the run finishes.
 

@@ -243,9 +243,12 @@ def one_round(link: Link, S: Setup, rnd: int, save: bool, out) -> tuple[dict, li
         try:
             rep = records.report(reply.content, sender, {"loss": float, "num-train": int})
             check_report(rep, S, cid, sender)
-            msg = records.from_records(reply.content, sender)
-            comm.check_message(msg, sender, config=algo.upload_config, metrics=algo.upload_metrics)
-            algo.check_upload(msg, sender)
+            msg = records.from_records(reply.content, sender)  # as sent: encoded (step.codec)
+            plain = step.codec(algo).decode(msg, sender)  # checked as the server will use it
+            comm.check_message(
+                plain, sender, config=algo.upload_config, metrics=algo.upload_metrics
+            )
+            algo.check_upload(plain, sender)
         except comm.MessageError as e:
             failed[cid] = f"train: refused: {e}"
             control += train.received_bytes[cid]
