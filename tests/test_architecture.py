@@ -170,6 +170,7 @@ def test_the_runtimes_use_only_public_methods_of_algorithm_and_states(module):
         "server_state_dict",
         "load_server_state_dict",
         "prototype_based",
+        "cfg",  # the run's Config (Algorithm.__init__): its payload codec and local DP
     }
     used = {
         node.attr
