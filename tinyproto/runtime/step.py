@@ -54,7 +54,7 @@ def codec(algo):
     counted (``round_row``) is what crosses the wire, and the algorithms see float32 arrays."""
     from tinyproto.comm.codecs import parse
 
-    return parse(getattr(algo.cfg, "payload", "fp32"))
+    return parse(algo.cfg.payload)
 
 
 def train_client(algo, state, data, seed: int, rnd: int, cid: int) -> Trained:
@@ -68,7 +68,7 @@ def train_client(algo, state, data, seed: int, rnd: int, cid: int) -> Trained:
     with timing.part("client"):
         upload, loss = algo.client_round(state, data, rnd, gen)
         cfg = algo.cfg
-        if getattr(cfg, "dp_clip", None) is not None:  # local DP (tinyproto.comm.dp), then the codec
+        if cfg.dp_clip is not None:  # local DP (tinyproto.comm.dp), then the codec
             from tinyproto.comm import dp
 
             upload = dp.privatize(upload, cfg.dp_clip, cfg.dp_noise, dp.noise_generator(s))

@@ -62,7 +62,7 @@ def summarise_run(S, metrics: pd.DataFrame, elapsed: float, runtime: str = "engi
         "python": platform.python_version(),
     }
     summary["expected_floats_per_round"] = S.algo.expected_floats(U_train)
-    if getattr(cfg, "dp_clip", None) is not None:  # local DP: the accountant's epsilon
+    if cfg.dp_clip is not None:  # local DP: the accountant's epsilon
         from tinyproto.comm import dp
 
         rows = int(max((c.train_counts > 0).sum() for c in fed.clients))
