@@ -136,32 +136,22 @@ def test_every_numeric_list_or_mapping_parameter_is_checked_before_use():
 def test_a_bad_parameter_stops_the_notebook_before_any_run(tmp_path):
     """Executed for real (smoke profile): heatmap_class beyond the data set's classes stops
     notebook 01 at its setup with the one-line error, and no run folder is written."""
-    import os
-
     import papermill
 
+    from tinyproto.cli.reproduce import _environ
     from tinyproto.nbtools import kernel_manager_config
 
     env = {"TINYPROTO_PROFILE": "smoke", "TINYPROTO_RESULTS": str(tmp_path / "results")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with pytest.raises(papermill.PapermillExecutionError) as e:
-            papermill.execute_notebook(
-                str(ROOT / "notebooks" / "01_dead_units.ipynb"),
-                str(tmp_path / "out.ipynb"),
-                parameters={"heatmap_class": 10},
-                kernel_name="python3",
-                progress_bar=False,
-                config=kernel_manager_config(),
-                resources={"metadata": {"path": str(ROOT / "notebooks")}},
-            )
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with _environ(**env), pytest.raises(papermill.PapermillExecutionError) as e:
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "01_dead_units.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={"heatmap_class": 10},
+            kernel_name="python3",
+            progress_bar=False,
+            config=kernel_manager_config(),
+            resources={"metadata": {"path": str(ROOT / "notebooks")}},
+        )
     assert e.value.ename == "NotebookParameterError"
     assert e.value.evalue == "invalid heatmap_class=10: an integer in [0, 9]"
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.csv"))

@@ -143,13 +143,11 @@ class Codec:
         """Whether ``t`` is the code array of a field (else an array sent as it is)."""
         if t.dim() == 0 and t.dtype == torch.float32:
             return False  # a float scalar is sent as it is
-        if self.name == "fp16":
-            return t.dtype == torch.float16 or t.is_floating_point()
+        if self.name in ("fp16", "topk"):
+            return t.is_floating_point()
         if self.name == "int8":
             return t.dtype == torch.int8 or t.is_floating_point()
-        if self.name == "int4":
-            return t.dtype == torch.uint8 or t.is_floating_point()
-        return t.is_floating_point()
+        return t.dtype == torch.uint8 or t.is_floating_point()  # int4
 
     def _decode_field(self, name: str, msg: Message, config: dict, where: str) -> torch.Tensor:
         t = msg.arrays[name]
