@@ -67,19 +67,22 @@ clean-runs:
 scorecard: data
 	$(PY) -m tinyproto scorecard --compute $(PROFILE) --update-docs
 
-# Flower (the flower extra, installed by make setup): a local federation on 127.0.0.1, insecure,
-# whose processes are stopped by PID at the end (tinyproto.flower.deploy; free ports each time).
+# Flower (the flower extra, installed by make setup): a local federation on 127.0.0.1 with TLS and
+# SuperNode authentication (throw-away credentials), whose processes are stopped by PID at the end
+# (tinyproto.flower.deploy; free ports each time). FLOWER_FLAGS=--insecure: plaintext, no auth.
 #   make flower-local RUN_CONFIG="algorithm='fedproto' rounds=5"  SuperLink + a SuperNode per client
 #   make flower-sim RUN_CONFIG="..."                               Flower's simulation runtime (Ray)
-#   make test-flower   deployment = in-process bit for bit, a killed SuperNode (minutes; CI runs it)
+#   make test-flower   deployment = in-process bit for bit, a killed SuperNode, refused nodes and
+#                      uploads (minutes; CI runs it)
 RUN_CONFIG ?=
+FLOWER_FLAGS ?=
 .PHONY: flower-local flower-sim test-flower
 
 flower-local: data
-	$(PY) -m tinyproto.flower.deploy --run-config "$(RUN_CONFIG)"
+	$(PY) -m tinyproto.flower.deploy $(FLOWER_FLAGS) --run-config "$(RUN_CONFIG)"
 
 flower-sim: data
-	$(PY) -m tinyproto.flower.deploy --simulation --run-config "$(RUN_CONFIG)"
+	$(PY) -m tinyproto.flower.deploy --simulation $(FLOWER_FLAGS) --run-config "$(RUN_CONFIG)"
 
 test-flower: data
-	$(PY) -m pytest -q -m slow tests/test_flower_deploy.py
+	$(PY) -m pytest -q -m slow tests/test_flower_deploy.py tests/test_flower_secure.py

@@ -5,10 +5,21 @@
 
 Deployment: a SuperLink and one SuperNode per client (``--node-config "partition-id=i
 num-partitions=N"``), each a process of its own; ``--simulation``: a SuperLink running Flower's
-simulation runtime (Ray), no SuperNodes. Insecure mode (no TLS) and 127.0.0.1 only: for trying
-things and for tests on one machine. Every port is a free one the OS hands out at start, so
-parallel federations do not collide. Flower's home (FLWR_HOME: its config naming this
-SuperLink, installed apps, logs) is a fresh temporary folder, so nothing touches ``~/.flwr``.
+simulation runtime (Ray), no SuperNodes. 127.0.0.1 only: for trying things and for tests on one
+machine (docs/flower.md, "Secure deployment", for real machines). Every port is a free one the
+OS hands out at start, so parallel federations do not collide. Flower's home (FLWR_HOME: its
+config naming this SuperLink, installed apps, logs, credentials) is a fresh temporary folder,
+removed at the end, so nothing touches ``~/.flwr``.
+
+Secure by default (``--insecure`` turns it off): a throw-away CA and SuperLink certificate
+(secure.py) and TLS on every connection: SuperNodes and the flwr CLI to the SuperLink, each
+ClientApp worker to its SuperNode's Runtime API. SuperNode authentication on top: each
+SuperNode gets an EC key pair, its public key is registered with ``flwr supernode register``
+before it starts, and the SuperLink (``--enable-supernode-auth``) refuses a node whose key it
+does not know. A refused SuperNode exits; the launcher records why (``refused`` in flower.json,
+one line printed) and the run goes on without it: its client is absent (a degraded run).
+``impostors`` (tests, demos) starts chosen SuperNodes wrongly: with a key never registered
+(``unknown-key``), trusting another CA (``untrusted-ca``) or without TLS (``plaintext``).
 
 ClientApps (``--clientapp``): ``worker`` (the default) starts every SuperNode with
 ``--isolation process`` and, beside it, one long-lived ClientApp process (worker.py) that
@@ -37,6 +48,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -47,7 +59,7 @@ from pathlib import Path
 
 from tinyproto import store
 from tinyproto.config import ConfigError
-from tinyproto.flower import polling, settings, worker
+from tinyproto.flower import polling, secure, settings, worker
 from tinyproto.flower.simulation import THREADS
 
 CONNECTION = "tinyproto-local"  # the SuperLink connection written into FLWR_HOME/config.toml
@@ -68,6 +80,22 @@ WARM_CLI = (
     "    sys.argv = ['flwr', *json.loads(line)]\n"
     "    sys.exit(app())\n"
 )
+# flwr supernode register, for every public key path on stdin (one per line), in one process
+REGISTER = (
+    "import sys\n"
+    "from flwr.cli.app import app\n"
+    "for line in sys.stdin:\n"
+    "    args = ['supernode', 'register', line.strip(), sys.argv[1], '--format', 'json']\n"
+    "    try:\n"
+    "        app(args, prog_name='flwr', standalone_mode=False)\n"
+    "    except SystemExit as e:\n"
+    "        if e.code:\n"
+    "            raise\n"
+    "    print(flush=True)\n"
+)
+IMPOSTORS = ("unknown-key", "untrusted-ca", "plaintext")  # SuperNodes the SuperLink must refuse
+EXIT_CODE = re.compile(r"Exit Code: (\d+)")
+GENERIC = ("Failed to initialize the connection", "The SuperNode could not establish")
 PAIR = re.compile(r"(\S+?)=('[^']*'|\"[^\"]*\"|\S+)")  # a pair, as flwr run reads them
 
 
@@ -117,6 +145,9 @@ class LocalFederation:
         app: Path | None = None,
         clientapp: str = "worker",
         prepare: dict | None = None,
+        secure: bool = True,
+        impostors: dict[int, str] | None = None,
+        mods: dict[int, list[str]] | None = None,
     ):
         if not isinstance(supernodes, int) or supernodes < 1:
             raise ConfigError(f"invalid supernodes={supernodes!r}: an integer >= 1")
@@ -129,6 +160,21 @@ class LocalFederation:
                 file=sys.stderr,
             )
             clientapp = "per-message"
+        self.impostors = dict(impostors or {})
+        for i, kind in self.impostors.items():
+            if kind not in IMPOSTORS or not isinstance(i, int) or not 0 <= i < supernodes:
+                raise ConfigError(
+                    f"invalid impostors entry {i!r}: {kind!r}: a SuperNode index in "
+                    f"[0, {supernodes}) and one of {', '.join(IMPOSTORS)}"
+                )
+        if self.impostors and (simulation or not secure):
+            raise ConfigError("impostors need a secure deployment (not --insecure, not simulation)")
+        self.mods = {i: list(m) for i, m in (mods or {}).items()}
+        if self.mods and clientapp != "worker":
+            raise ConfigError("mods need the ClientApp worker (clientapp='worker')")
+        self.secure = secure
+        self.refused: dict[int, str] = {}  # SuperNode index -> why the SuperLink refused it
+        self.tls: dict[str, Path] = {}
         self.clientapp = clientapp
         self.prepare = prepare  # a run config whose data the workers build while starting
         root = store.project_root(Path(__file__).resolve().parent)
@@ -179,17 +225,28 @@ class LocalFederation:
     def start(self, timeout: float = 120.0) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="tinyproto-flower-"))
         self.port = free_port()
-        link = ["flower-superlink", "--insecure", "--host", "127.0.0.1", "--port", str(self.port)]
+        link = ["flower-superlink", "--host", "127.0.0.1", "--port", str(self.port)]
         link.append("--disable-runtime-dependency-installation")
         link += ["--simulation"] if self.simulation else []
+        if self.secure:
+            self.tls = secure.make_tls(self.home / "tls")
+            link += ["--ssl-ca-certfile", str(self.tls["ca"])]
+            link += ["--ssl-certfile", str(self.tls["certificate"])]
+            link += ["--ssl-keyfile", str(self.tls["key"])]
+            link += [] if self.simulation else ["--enable-supernode-auth"]
+        else:
+            link.append("--insecure")
         # its SuperExec claims the run's ServerApp task within SUPEREXEC_POLL s instead of 1 s
         self._spawn("superlink", link, FLWR_SUPEREXEC_TASK_POLL_INTERVAL=SUPEREXEC_POLL)
+        trust = f'root-certificates = "{self.tls["ca"]}"' if self.secure else "insecure = true"
         (self.home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+            f'address = "127.0.0.1:{self.port}"\n{trust}\n'
         )
         self._wait_ready(timeout)
         self.procs["flwr-cli"] = self._warm_cli()  # imports Flower while the rest starts
+        if self.secure and not self.simulation:
+            self._register_nodes(timeout)
         if not self.simulation:
             if self.prepare is not None and self.clientapp == "worker":
                 (self.home / "prepare.json").write_text(json.dumps(self.prepare))
@@ -198,12 +255,51 @@ class LocalFederation:
             if self.clientapp == "worker":
                 self._wait_workers(timeout)
 
+    def _register_nodes(self, timeout: float) -> None:
+        """A key pair per SuperNode (an unknown-key impostor's stays unregistered); the others'
+        public keys registered with the SuperLink (flwr supernode register, one process)."""
+        pairs = secure.make_node_keys(self.home / "keys", self.supernodes)
+        self.keys = [private for private, _ in pairs]
+        known = [str(pairs[i][1]) for i in range(self.supernodes) if i not in self.impostors]
+        if not known:
+            return
+        p = subprocess.run(
+            [sys.executable, "-c", REGISTER, CONNECTION],
+            input="\n".join(known) + "\n",
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        answers = [json.loads(t) for t in p.stdout.split("\n\n") if t.strip()]
+        if (
+            p.returncode != 0
+            or len(answers) != len(known)
+            or not all(a.get("success") for a in answers)
+        ):
+            raise RuntimeError(f"flwr supernode register failed: {(p.stdout + p.stderr)[-800:]}")
+
     def _start_supernode(self, i: int) -> None:
         """SuperNode ``i`` (client i) and, with the worker, its ClientApp process."""
         api = free_port()  # the SuperNode's Runtime API, which its ClientApps talk to
-        node = ["flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{self.port}"]
+        node = ["flower-supernode", "--superlink", f"127.0.0.1:{self.port}"]
         node += ["--port", str(api)]
         node += ["--node-config", f"partition-id={i} num-partitions={self.supernodes}"]
+        kind = self.impostors.get(i)
+        if not self.secure or kind == "plaintext":
+            node.append("--insecure")
+        else:
+            ca = self.tls["ca"]
+            if kind == "untrusted-ca":  # a CA of its own, not the one that signed the SuperLink's
+                ca = secure.make_tls(self.home / f"tls-impostor-{i}")["ca"]
+            node += ["--root-certificates", str(ca)]
+            node += ["--auth-supernode-private-key", str(self.keys[i])]
+            # its Runtime API (the ClientApp worker's link to it) with TLS too
+            node += ["--ssl-ca-certfile", str(self.tls["ca"])]
+            node += ["--ssl-certfile", str(self.tls["certificate"])]
+            node += ["--ssl-keyfile", str(self.tls["key"])]
+        if kind is not None:
+            node += ["--max-retries", "2"]  # refused: it stops trying soon
         if self.clientapp == "per-message":
             self._spawn(f"supernode-{i}", node)
             return
@@ -217,7 +313,13 @@ class LocalFederation:
             f"supernode-{i}", [*shim, "--isolation", "process"], **{polling.WAKE_ENV: str(wake)}
         )
         ready = self.home / f"clientapp-{i}.ready"
-        app = [sys.executable, "-m", "tinyproto.flower.worker", "--insecure"]
+        app = [sys.executable, "-m", "tinyproto.flower.worker"]
+        if self.secure and kind != "plaintext":
+            app += ["--root-certificates", str(self.tls["ca"])]
+        else:
+            app.append("--insecure")
+        for mod in self.mods.get(i, []):
+            app += ["--mod", mod]
         app += ["--runtime-api-address", f"127.0.0.1:{api}", "--parent-pid", str(p.pid)]
         app += ["--ready-file", str(ready), "--wake", str(wake)]
         if (self.home / "prepare.json").exists():  # the data of the run about to be submitted
@@ -233,23 +335,46 @@ class LocalFederation:
             for i in sorted(waiting):
                 for name in (f"supernode-{i}", f"clientapp-{i}"):
                     if self.procs[name].poll() is not None:  # (its log goes with stop())
-                        tail = (self.home / f"{name}.log").read_text(errors="replace")[-800:]
-                        raise RuntimeError(f"{name} exited while starting:\n{tail}")
-                if (self.home / f"clientapp-{i}.ready").exists():
-                    waiting.discard(i)
+                        text = (self.home / f"{name}.log").read_text(errors="replace")
+                        why = refusal(text) if self.secure and name.startswith("super") else None
+                        if why is None:
+                            raise RuntimeError(f"{name} exited while starting:\n{text[-800:]}")
+                        self.refused[i] = why  # the run goes on without it
+                        _end(self.procs[f"clientapp-{i}"])
+                        waiting.discard(i)
+                        break
+                else:
+                    if (self.home / f"clientapp-{i}.ready").exists():
+                        waiting.discard(i)
             if waiting and time.monotonic() > deadline:
                 raise TimeoutError(
                     f"ClientApp workers {sorted(waiting)} not ready in {timeout:g} s"
                 )
             time.sleep(0.2)
 
+    def refusals(self) -> dict[int, str]:
+        """The SuperNodes the SuperLink refused (they exited saying why), by index; found as
+        they start (the worker) or now, by their logs (any ClientApp)."""
+        if self.secure and self.home is not None:
+            for i in range(self.supernodes):
+                p = self.procs.get(f"supernode-{i}")
+                if i not in self.refused and p is not None and p.poll() is not None:
+                    log = (self.home / f"supernode-{i}.log").read_text(errors="replace")
+                    why = refusal(log)
+                    if why is not None:
+                        self.refused[i] = why
+        return dict(self.refused)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs["superlink"].poll() is not None:
                 raise RuntimeError(f"flower-superlink exited; see {self.home / 'superlink.log'}")
+            scheme = "https" if self.secure else "http"
+            context = ssl.create_default_context(cafile=self.tls["ca"]) if self.secure else None
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
+                url = f"{scheme}://127.0.0.1:{self.port}/health"
+                with urllib.request.urlopen(url, timeout=2, context=context):
                     return
             except OSError:
                 time.sleep(0.3)
@@ -399,6 +524,23 @@ class LocalFederation:
             self.home = None
 
 
+def refusal(log: str) -> str | None:
+    """Why a SuperNode that exited was not let in, in one line, from its log (Flower's exit
+    report: ``Exit Code: 305`` and the lines after it); None if it did not exit that way."""
+    lines = [ANSI.sub("", line).strip() for line in log.splitlines()]
+    for k, line in enumerate(lines):
+        m = EXIT_CODE.search(line)
+        if m:
+            why = []
+            for text in lines[k + 1 :]:
+                if not text or text.startswith(("For more information", "INFO:")):
+                    break
+                if not text.startswith(GENERIC):  # Flower's lines around the reason
+                    why.append(text.rstrip("."))
+            return f"exit code {m.group(1)}: {'; '.join(why) or 'no reason given'}"
+    return None
+
+
 def _end(p: subprocess.Popen) -> None:
     """End our child ``p`` (SIGTERM, then SIGKILL after GRACE) and reap it."""
     if p.poll() is None:
@@ -433,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m tinyproto.flower.deploy``: start, run one app run, report, stop."""
     p = argparse.ArgumentParser(
         prog="python -m tinyproto.flower.deploy",
-        description="Run tinyproto on a local Flower federation (127.0.0.1, insecure).",
+        description="Run tinyproto on a local Flower federation on 127.0.0.1: TLS and "
+        "SuperNode authentication with throw-away credentials (unless --insecure).",
     )
     p.add_argument(
         "--run-config",
@@ -456,6 +599,11 @@ def main(argv: list[str] | None = None) -> int:
         help="worker: one long-lived ClientApp process per SuperNode (default); per-message: "
         "Flower's own, a fresh process per message (slow)",
     )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="no TLS and no SuperNode authentication (plaintext on 127.0.0.1)",
+    )
     p.add_argument("--keep-logs", metavar="DIR", help="copy the Flower processes' logs here")
     args = p.parse_args(argv)
     try:
@@ -466,20 +614,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     n = run.config.num_clients
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop() runs on the way out
-    t0, started = time.monotonic(), time.time()
+    t0 = time.monotonic()
     mode = "simulation" if args.simulation else f"deployment, {n} SuperNodes"
-    print(f"starting a Flower SuperLink ({mode}); run folder {run.run_dir}", flush=True)
+    security = "insecure" if args.insecure else "TLS" + ("" if args.simulation else ", node auth")
+    print(f"starting a Flower SuperLink ({mode}, {security}); run folder {run.run_dir}", flush=True)
     fed = LocalFederation(
-        n, simulation=args.simulation, clientapp=args.clientapp, prepare=overrides
+        n,
+        simulation=args.simulation,
+        clientapp=args.clientapp,
+        prepare=overrides,
+        secure=not args.insecure,
     )
     with fed:
         startup = time.monotonic() - t0
         print(f"started on 127.0.0.1:{fed.port} in {startup:.1f} s; running", flush=True)
+        for i, why in sorted(fed.refused.items()):
+            print(f"  SuperNode {i} refused by the SuperLink ({why}): left out", flush=True)
         t1 = time.monotonic()
         run_id = fed.submit(overrides)
         status = fed.wait(run_id, args.timeout, echo=_progress)
         ran = time.monotonic() - t1
         text = "\n".join(fed.streamed.get(run_id, [])) or fed.logs(run_id)
+        refused = fed.refusals()
         if args.keep_logs:
             keep = Path(args.keep_logs)
             keep.mkdir(parents=True, exist_ok=True)
@@ -487,12 +643,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(f, keep / f.name)
             (keep / f"run-{run_id}.log").write_text(text)
     seconds = time.monotonic() - t0
-    from tinyproto.flower.server_app import degraded_dir
-
-    folder = run.run_dir
-    written = degraded_dir(run) / "summary.json"
-    if written.exists() and written.stat().st_mtime >= started:
-        folder = written.parent  # this run lost a client: written apart from clean runs
+    folder = written_folder(text) or run.run_dir  # degraded runs are written apart
     ok = status["status"] == "finished:completed" and (folder / "summary.json").exists()
     if folder.is_dir():
         store.write_json(
@@ -505,6 +656,9 @@ def main(argv: list[str] | None = None) -> int:
                 startup_seconds=startup,
                 run_seconds=ran,
                 clientapp=None if args.simulation else fed.clientapp,
+                tls=fed.secure,
+                node_auth=fed.secure and not args.simulation,
+                refused={str(i): why for i, why in sorted(refused.items())},
                 network_traffic=status.get("network-traffic"),
                 compute_time=status.get("compute-time"),
             ),
@@ -533,6 +687,18 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     print(f"run folder {folder}")
     return 0
+
+
+def written_folder(log: str) -> Path | None:
+    """The run folder the server's log says it wrote (server_app.WRITTEN), if it says so."""
+    from tinyproto.flower.server_app import WRITTEN
+
+    for line in reversed(log.splitlines()):
+        m = LEVEL.match(line)
+        text = m.group(2) if m else line.strip()
+        if text.startswith(WRITTEN):
+            return Path(text[len(WRITTEN) :].strip())
+    return None
 
 
 def _progress(line: str) -> None:

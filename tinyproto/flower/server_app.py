@@ -56,6 +56,9 @@ def main(grid: Grid, context: Context) -> None:
     serve(grid, settings.parse(context.run_config))
 
 
+WRITTEN = "run written to "  # the server's last line: where this run's files are
+
+
 def degraded_dir(run: settings.FlowerRun) -> Path:
     """Where a degraded run goes: ``<results-dir>-degraded/<run-id>/``, apart from clean runs,
     so that it never replaces one and nothing that lists clean runs sees it."""
@@ -120,7 +123,13 @@ def _serve(grid: Grid, run: settings.FlowerRun) -> Path:
         log.info(progress_line(row, done, cfg.rounds, out))
         if save:  # the engine's format; each client saved its own state (client_app)
             store.write_checkpoint(
-                ckpt, cfg, done, S.algo.server_state_dict(), rows, client_rows, elapsed,
+                ckpt,
+                cfg,
+                done,
+                S.algo.server_state_dict(),
+                rows,
+                client_rows,
+                elapsed,
                 failures=failures,
             )
     if len(rows) < cfg.rounds:
@@ -153,8 +162,11 @@ def _serve(grid: Grid, run: settings.FlowerRun) -> Path:
         log.warning(
             "DEGRADED run (clients absent %s, failed %s): accuracy over the clients that "
             "answered; written to %s, not to the clean run folder",
-            ids(d["absent"]) or "-", ids(d["failed"]) or "-", out,
+            ids(d["absent"]) or "-",
+            ids(d["failed"]) or "-",
+            out,
         )
+    log.info("%s%s", WRITTEN, out)  # deploy.py reads the folder from this line
     return out
 
 
@@ -309,7 +321,9 @@ def check_report(rep: dict, S: Setup, cid: int, sender: str) -> None:
             )
     loss = rep.get("loss")
     if loss is not None and not (math.isfinite(loss) and loss >= 0):
-        raise comm.MessageError(f"message from {sender}: report 'loss' = {loss}, a finite number >= 0")
+        raise comm.MessageError(
+            f"message from {sender}: report 'loss' = {loss}, a finite number >= 0"
+        )
     correct = rep.get("correct")
     if correct is not None and not 0 <= correct <= d.num_test:
         raise comm.MessageError(

@@ -24,7 +24,10 @@ With ``--wake FIFO`` (deploy.py) the SuperNode (``python -m tinyproto.flower.sup
 byte to that named pipe whenever it holds a new message, and the worker claims the task at once
 (asking every WAKE_POLL s otherwise, in case a wake-up was lost); without it the worker polls,
 quickly after a task and more slowly while idle. ``--prepare`` builds a run's data before the
-first task. The worker exits when the SuperNode's process does (``--parent-pid``), on SIGTERM
+first task. ``--mod MODULE:NAME`` (repeatable) wraps the ClientApp in Flower mods
+(``mod(message, context, call_next)``), as ``ClientApp(mods=...)`` would, on this node only.
+With TLS on the SuperNode's Runtime API, ``--root-certificates`` names the CA to trust
+(deploy.py's default); ``--insecure`` talks plaintext to it. The worker exits when the SuperNode's process does (``--parent-pid``), on SIGTERM
 or SIGINT. The Flower internals it uses (the Runtime API client, flwr-clientapp's pull/push
 helpers) are flwr 1.42's; :func:`available` says whether this flwr has them (deploy.py falls
 back to Flower's own executor when not).
@@ -33,6 +36,7 @@ back to Flower's own executor when not).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -90,9 +94,16 @@ def _flower():
 class Worker:
     """Claims and runs one SuperNode's ClientApp tasks until stopped."""
 
-    def __init__(self, address: str, insecure: bool = True, certificates: bytes | None = None):
+    def __init__(
+        self,
+        address: str,
+        insecure: bool = True,
+        certificates: bytes | None = None,
+        mods: list | None = None,
+    ):
         self.fl = _flower()
         self.address, self.insecure, self.certificates = address, insecure, certificates
+        self.mods = list(mods or [])  # Flower mods around every call of the ClientApp
         self.apps: dict[str, object] = {}  # FAB hash -> its loaded ClientApp
         # the task is claimable before the SuperNode holds its message's objects: retry soon
         quick_pulls(self.fl.run_clientapp)
@@ -145,6 +156,15 @@ class Worker:
             self.apps[fab.hash_str] = load(run.fab_id, run.fab_version, fab.hash_str)
         return self.apps[fab.hash_str]
 
+    def call(self, app, message, context):
+        """The ClientApp's reply to ``message``, through this node's mods (Flower's Mod
+        signature ``mod(message, context, call_next)``; the first given is the outermost)."""
+
+        call = functools.partial(_call_app, app)
+        for mod in reversed(self.mods):
+            call = functools.partial(_call_mod, mod, call)
+        return call(message, context)
+
     def run_task(self, token: str) -> None:
         """One task, as flwr-clientapp runs it: the reply (or an error reply) and the Context."""
         from flwr.app import Message
@@ -164,7 +184,7 @@ class Worker:
             kind = f"{message.metadata.message_type} {message.metadata.group_id}".strip()
             app = self.app(run, fab)
             t1 = time.perf_counter()
-            reply = app(message=message, context=context)
+            reply = self.call(app, message, context)
             status, details = SubStatus.COMPLETED, ""
         except Exception as ex:  # noqa: BLE001 - reported to the server, as flwr-clientapp does
             code = ErrorCode.CLIENT_APP_RAISED_EXCEPTION
@@ -256,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runtime-api-address", default="127.0.0.1:9094")
     p.add_argument("--insecure", action="store_true", help="no TLS (a local SuperNode)")
     p.add_argument("--root-certificates", help="PEM file of the Runtime API's CA (with TLS)")
+    p.add_argument(
+        "--mod",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="a Flower mod (mod(message, context, call_next)) around this node's ClientApp, "
+        "imported from MODULE; repeatable, the first is the outermost",
+    )
     p.add_argument("--parent-pid", type=int, help="exit when this process (the SuperNode) ends")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--ready-file", help="created once the worker is ready for tasks")
@@ -295,14 +323,42 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--root-certificates is required without --insecure")
         with open(args.root_certificates, "rb") as f:
             certificates = f.read()
+    try:
+        mods = [load_mod(ref) for ref in args.mod]
+    except ValueError as e:
+        p.error(str(e))
     warm_up(args.threads, args.prepare)
-    worker = Worker(args.runtime_api_address, args.insecure, certificates)
+    worker = Worker(args.runtime_api_address, args.insecure, certificates, mods)
     log.info("ready in %.1f s; serving %s", time.perf_counter() - t0, args.runtime_api_address)
     if args.ready_file:
         open(args.ready_file, "w").close()
     worker.serve(stop, wake)
     log.info("stopped after %d tasks", worker.tasks)
     return 0
+
+
+def _call_app(app, message, context):
+    return app(message=message, context=context)
+
+
+def _call_mod(mod, call_next, message, context):
+    return mod(message, context, call_next)
+
+
+def load_mod(ref: str):
+    """The callable ``NAME`` of ``MODULE`` for ``MODULE:NAME`` (ValueError naming the problem)."""
+    import importlib
+
+    module, _, name = ref.partition(":")
+    if not module or not name:
+        raise ValueError(f"invalid --mod {ref!r}: MODULE:NAME")
+    try:
+        mod = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"invalid --mod {ref!r}: {e}") from None
+    if not callable(mod):
+        raise ValueError(f"invalid --mod {ref!r}: not callable")
+    return mod
 
 
 def warm_up(threads: int, prepare: str | None = None) -> None:
