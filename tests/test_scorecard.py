@@ -254,3 +254,10 @@ def test_a_damaged_run_is_named_in_the_row_the_csv_and_the_output(tmp_path, caps
     )
     assert cli_sc.cmd(args) == 0
     assert f"skipped damaged run smoke {cfg.run_id()}" in capsys.readouterr().err
+    # a finished run's file deleted: named too, never read as "not computed yet"
+    for gone in ("metrics.csv", "summary.json"):
+        good = run(cfg, root=tmp_path, restart=True, progress=False)
+        (good.run_dir / gone).unlink()
+        runs = Runs("smoke", tmp_path)
+        rows = [r for r in claims(runs) if cfg.run_id() in r["skipped"]]
+        assert rows and f"{gone} missing" in runs.damaged[cfg.run_id()]

@@ -17,7 +17,9 @@ other; the top of the package's layers, it may import anything below.
 from __future__ import annotations
 
 import errno
+import signal
 import sys
+import threading
 
 from tinyproto.cli.flags import EXIT_USAGE, UserError, config_from_args  # noqa: F401
 from tinyproto.config import ConfigError
@@ -113,18 +115,46 @@ def _flag_names(line: str, argv: list[str]) -> str:
     parser = _subparser(argv)
     if parser is None:
         return line
-    flags = {}
+    flags, negated, switches = {}, {}, {}
     for action in parser._actions:
         for flag in action.option_strings:
-            if flag.startswith("--") and not flag.startswith("--no-"):
-                flags.setdefault(action.dest, flag)
-                flags.setdefault(flag[2:].replace("-", "_"), flag)
+            if not flag.startswith("--"):
+                continue
+            if flag.startswith("--no-"):
+                negated.setdefault(action.dest, flag)
+                continue
+            flags.setdefault(action.dest, flag)
+            flags.setdefault(flag[2:].replace("-", "_"), flag)
+            if action.nargs == 0:  # a switch: --aps-divide
+                switches.setdefault(action.dest, flag)
+
+    from tinyproto.cli.flags import SWITCHES
+
+    negated.update((name, flag) for name, flag in SWITCHES.items() if name not in negated)
+
+    def swap_switch(m):  # cps=False -> --no-cps; aps_divide=True -> --aps-divide
+        name, value = m.group(1), m.group(2)
+        flag = negated.get(name) if value == "False" else switches.get(name)
+        return flag or m.group(0)
 
     def swap(m):
         flag = flags.get(m.group(1))
         return f"{flag}=" if flag else m.group(0)
 
-    return re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)=", swap, line)
+    def swap_word(m):  # a field named in prose: num_clients -> --num-clients
+        return flags.get(m.group(1)) or negated.get(m.group(1)) or m.group(0)
+
+    line = re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)=(True|False)\b", swap_switch, line)
+    line = re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)=", swap, line)
+    return re.sub(r"(?<![\w./-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b(?!=)", swap_word, line)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop), unwound as Ctrl-C is."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     from tinyproto.store import RunFolderError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # as Ctrl-C: one line, the same clean-up
     try:
         args = build_parser().parse_args(argv)
         return _command(args.command)(args)
@@ -151,12 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # permissions, full disk, a file where a folder should be, ...
         print(f"tinyproto: error: {_os_error_line(e)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        how = "terminated" if isinstance(e, Terminated) else "interrupted"
         print(
-            "tinyproto: interrupted (checkpoints, if any, are kept; rerun with --resume)",
+            f"tinyproto: {how} (checkpoints, if any, are kept; rerun with --resume)",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

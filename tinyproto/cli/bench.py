@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from tinyproto.cli.flags import Once, add_config_flags, config_from_args, int_at_least
+from tinyproto.cli.flags import (
+    Once,
+    add_config_flags,
+    config_from_args,
+    int_at_least,
+    new_output,
+)
 from tinyproto.config import ConfigError
 from tinyproto.runtime.bench import bench, default_path, summary_lines
 
@@ -49,6 +54,7 @@ def cmd(args) -> int:
     from tinyproto import store
 
     cfg = config_from_args(args)
+    explicit = new_output(args.out) if args.out else None  # checked before the timing
     if cfg.join_ratio < 1.0:
         raise ConfigError(
             f"invalid join_ratio={cfg.join_ratio:g} for bench: it times whole rounds against a "
@@ -56,7 +62,7 @@ def cmd(args) -> int:
         )
     df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
     workers = int(df.client_workers.iloc[0])
-    out = Path(args.out) if args.out else default_path(cfg, str(df.device.iloc[0]), None, workers)
+    out = explicit or default_path(cfg, str(df.device.iloc[0]), None, workers)
     out.parent.mkdir(parents=True, exist_ok=True)
     store.write_csv(out, df)
     for line in summary_lines(df):

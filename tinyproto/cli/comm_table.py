@@ -11,6 +11,7 @@ import pandas as pd
 from tinyproto.cli.flags import (
     Once,
     int_at_least,
+    new_output,
     param_type,
 )  # the same checks as `tinyproto run`'s
 from tinyproto.config import ConfigError
@@ -138,7 +139,7 @@ def cmd(args) -> int:
             )
     if args.cps_dim is None or args.cps_dim == "auto" or args.cps_dim > args.dim:
         raise ConfigError(f"invalid cps_dim={args.cps_dim!r}: an integer in [1, dim={args.dim}]")
-    out = Path(args.out) if args.out else default_out(args)
+    out = new_output(args.out) if args.out else default_out(args)
     df = write_comm_table(
         out,
         datasets=datasets,

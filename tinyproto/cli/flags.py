@@ -41,6 +41,21 @@ class _Parser(argparse.ArgumentParser):
 # -- flags from the constraint table ---------------------------------------------------------
 
 
+def new_output(path: str, flag: str = "--out"):
+    """An output path the user named: it must not exist yet (a command never writes over a
+    file, committed or not; UserError with a hint). Returns it as a Path."""
+    from pathlib import Path
+
+    if not str(path).strip():
+        raise UserError(f"invalid {flag}={path!r}: a file path, not empty or blank")
+    out = Path(path)
+    if out.exists():
+        raise UserError(
+            f"invalid {flag}={path!r}: exists already; name a new file (nothing is overwritten)"
+        )
+    return out
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -192,6 +207,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         help="switch adaptive prototype scaling off (same as --mu none)",
     )
 
+
+# the Config switch each --no-X flag sets to False (the engine's errors name the switch)
+SWITCHES = {"cps": "--no-cps", "aps": "--no-scaling"}
 
 CONTRADICTIONS = (
     ("no_cps", "cps_dim", "--no-cps", "--cps-dim"),

@@ -59,6 +59,7 @@ from pathlib import Path
 
 from tinyproto import store
 from tinyproto.config import ConfigError
+from tinyproto.data import DataError
 from tinyproto.flower import polling, secure, settings, worker
 from tinyproto.flower.simulation import THREADS
 
@@ -580,8 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--run-config",
-        default="",
-        help="overrides as for flwr run: \"rounds=5 algorithm='fedproto'\"",
+        action="append",
+        default=[],
+        help="overrides as for flwr run: \"rounds=5 algorithm='fedproto'\" (once)",
     )
     p.add_argument(
         "--simulation", action="store_true", help="the simulation runtime, no SuperNodes"
@@ -606,11 +608,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--keep-logs", metavar="DIR", help="copy the Flower processes' logs here")
     args = p.parse_args(argv)
+    if len(args.run_config) > 1:
+        p.error("--run-config given more than once: put every key=value in one --run-config")
     try:
-        overrides = _overrides(args.run_config)
+        overrides = _overrides(args.run_config[0] if args.run_config else "")
         run = settings.parse(overrides)
-    except ConfigError as e:
-        print(f"tinyproto.flower.deploy: error: {e}", file=sys.stderr)
+        _check_before_start(run, args.keep_logs)
+    except (ConfigError, DataError) as e:
+        line = settings._as_keys(" ".join(str(e).split()))
+        print(f"tinyproto.flower.deploy: error: {line}", file=sys.stderr)
         return 2
     n = run.config.num_clients
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop() runs on the way out
@@ -710,6 +716,21 @@ def _progress(line: str) -> None:
         print(f"  {text}", flush=True)
     elif level in ("WARNING", "ERROR"):
         print(f"  {level}: {text}", flush=True)
+
+
+def _check_before_start(run: settings.FlowerRun, keep_logs: str | None) -> None:
+    """What the ServerApp would find wrong only after the federation started: the device, the
+    results folder (writable), an explicit data source, the memory; and the --keep-logs folder."""
+    from tinyproto.runtime.environment import (
+        check_environment,
+        check_path_text,
+        check_writable_folder,
+    )
+
+    check_environment(run.config, run.results_dir)
+    if keep_logs is not None:
+        check_path_text(keep_logs, "keep-logs")
+        check_writable_folder(keep_logs, "keep-logs")
 
 
 def _overrides(text: str) -> dict:

@@ -144,9 +144,17 @@ def runtime_value(key: str, value):
 
 def _as_keys(message: str) -> str:
     """'invalid cps_dim=...' -> 'invalid cps-dim=...': errors name the run-config key."""
-    for key, name in sorted(CONFIG_KEYS.items(), key=lambda kv: -len(kv[1])):
-        message = message.replace(f"{name}=", f"{key}=").replace(f"{name} ", f"{key} ")
-    return message
+    import re
+
+    names = {name: key for key, name in CONFIG_KEYS.items()}
+    names["results"] = "results-dir"  # the engine's name for the runtime's results-dir
+
+    def swap(m):
+        return names.get(m.group(1), m.group(1))
+
+    # a field as name=value, or named in prose (a name with an underscore: num_clients)
+    message = re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)(?==)", swap, message)
+    return re.sub(r"(?<![\w./-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", swap, message)
 
 
 def to_run_config(config: Config, **runtime) -> dict:

@@ -42,6 +42,18 @@ def _styled(fn):
     return wrapper
 
 
+class _Default(dict):
+    """A mapping that answers for a name it lacks (an algorithm added by a user's extension):
+    ``fallback(name)`` instead of a KeyError halfway through a notebook."""
+
+    def __init__(self, fallback, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._fallback = fallback
+
+    def __missing__(self, key):
+        return self._fallback(key)
+
+
 # One colour per algorithm, shared by every figure.
 COLORS = {
     "local": "#7f7f7f",
@@ -53,6 +65,8 @@ COLORS = {
     "lg-fedavg": "#8c564b",
     "fml": "#e377c2",
     "fedkd": "#bcbd22",
+    "fedavg": "#17becf",
+    "fedtiny": "#393b79",
 }
 LABELS = {
     "local": "Local",
@@ -64,7 +78,11 @@ LABELS = {
     "lg-fedavg": "LG-FedAvg",
     "fml": "FML",
     "fedkd": "FedKD",
+    "fedavg": "FedAvg",
+    "fedtiny": "FedTiny",
 }
+COLORS = _Default(lambda name: "#444444", COLORS)  # an extension's algorithm: dark grey
+LABELS = _Default(str, LABELS)  # ... and its registered name
 
 
 @_styled

@@ -241,8 +241,8 @@ class ClientPool:
         clients = " ".join(str(c) for c, o in sorted(self.owner.items()) if o == w)
         raise procs.WorkerDied(
             f"client worker {w} (clients {clients}) died (exit {code}): "
-            f"{procs.last_line(self.errs[w])}; the run's last checkpoint is kept: rerun with "
-            "--resume to continue"
+            f"{procs.last_line(self.errs[w])}; rerun with --resume to continue from the run's "
+            "last checkpoint (from the start if it has none yet)"
         )
 
     def _call(self, op: str, per_client: dict[int, object]) -> dict[int, object]:

@@ -23,7 +23,12 @@ import torch
 from tinyproto.config import Config, ConfigError
 from tinyproto.runtime import step
 from tinyproto.runtime.clients import open_clients, run_numerics
-from tinyproto.runtime.environment import check_environment, check_path_text
+from tinyproto.runtime.environment import (
+    check_data_source,
+    check_device,
+    check_environment,
+    check_path_text,
+)
 from tinyproto.runtime.setup import Setup, add_client, setup  # noqa: F401  (re-exported)
 from tinyproto.runtime.step import evaluate, seed_for  # noqa: F401  (re-exported)
 from tinyproto.store import runs as store
@@ -95,7 +100,9 @@ def run(
     if out.is_dir() and not restart:
         if (out / "config.json").exists():
             store.read_config(out)  # damaged or foreign: refuse before computing anything
-        if store.is_complete(out):  # reading needs no device, memory or write access
+        if store.is_complete(out):  # reading needs no memory or write access, but what the
+            check_device(cfg.device)  # user named explicitly must exist all the same
+            check_data_source(cfg)
             return _load_result(out)
         if ckpt_path.exists() and not resume:
             raise store.RunFolderError(

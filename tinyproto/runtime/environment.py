@@ -45,6 +45,8 @@ def check_path_text(path: str | Path, name: str = "results") -> None:
     deep inside the first file operation otherwise, after data may have been loaded)."""
     if "\x00" in str(path):
         _fail(name, str(path), "a path without a NUL byte")
+    if isinstance(path, str) and not path.strip():  # '' or spaces: the working directory or a
+        _fail(name, path, "a path, not empty or blank")  # folder named by spaces, never meant
 
 
 def check_writable_folder(path: str | Path, name: str = "results") -> None:
@@ -138,6 +140,15 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
+def check_data_source(config: Config) -> None:
+    """An explicit data source (data_dir) must exist and hold the dataset (DataError)."""
+    from tinyproto import data as _data
+
+    checker = getattr(_data, "check_data_source", None)
+    if checker is not None:
+        checker(config.dataset, config.data_dir)
+
+
 def check_environment(config: Config, root: str | Path | None = None):
     """What this machine must offer the run; returns its torch.device. ConfigError/DataError.
 
@@ -147,11 +158,7 @@ def check_environment(config: Config, root: str | Path | None = None):
     device = check_device(config.device)
     if root is not None:
         check_writable_folder(root, "results")
-    from tinyproto import data as _data
-
-    checker = getattr(_data, "check_data_source", None)
-    if checker is not None:
-        checker(config.dataset, config.data_dir)
+    check_data_source(config)
     est = estimate_memory(config)
     free = available_memory(device)
     if free is not None and est["bytes"] > free:

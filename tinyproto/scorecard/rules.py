@@ -84,6 +84,10 @@ def arm(label: str, algorithm: str, **overrides) -> Arm:
     return Arm(label, algorithm, tuple(sorted(overrides.items())))
 
 
+# the files only a finished run has (summary.json written last): one without the other is damaged
+FINISHED_FILES = ("summary.json", "metrics.csv")
+
+
 class Runs:
     """Finished runs of one profile, looked up by config (verified once each)."""
 
@@ -121,6 +125,12 @@ class Runs:
                     summary = verify_run(folder)["summary"]
                 except RunFolderError as e:
                     self.damaged[rid] = " ".join(str(e).split())
+            elif any((folder / f).exists() for f in FINISHED_FILES):  # a finished run's files,
+                gone = [f for f in FINISHED_FILES if not (folder / f).exists()]  # not all
+                self.damaged[rid] = (
+                    f"{folder}: {', '.join(gone)} missing beside the finished run's other files "
+                    "(deleted or cut short); --restart computes it again"
+                )
             self._cache[rid] = summary
         if rid in self.damaged and rid not in self._skipped:
             self._skipped.append(rid)
