@@ -144,3 +144,11 @@ def test_the_deploy_launcher_checks_the_environment_before_starting(tmp_path, ca
     with pytest.raises(SystemExit):
         deploy.main(["--run-config", "rounds=1", "--run-config", "rounds=2"])
     assert "--run-config given more than once" in capsys.readouterr().err
+
+
+def test_a_mistyped_run_config_key_gets_the_closest_key():
+    with pytest.raises(ConfigError, match=r"num-client: did you mean num-clients\?"):
+        settings.parse({"num-client": 4})
+    with pytest.raises(ConfigError) as e:
+        settings.parse({"zzz": 1})
+    assert "did you mean" not in str(e.value)

@@ -75,9 +75,14 @@ def parse(run_config: Mapping) -> FlowerRun:
     """The run config (flwr's ``context.run_config``) as a FlowerRun; ConfigError on a mistake."""
     unknown = sorted(set(map(str, run_config)) - set(DEFAULTS))
     if unknown:
+        import difflib
+
+        close = [difflib.get_close_matches(k, list(DEFAULTS), n=1, cutoff=0.75) for k in unknown]
+        hint = "; ".join(f"{k}: did you mean {c[0]}?" for k, c in zip(unknown, close) if c)
         raise ConfigError(
-            f"unknown run-config key(s) {', '.join(unknown)}; keys are the Config's fields in "
-            f"kebab case and {', '.join(RUNTIME_KEYS)}"
+            f"unknown run-config key(s) {', '.join(unknown)}"
+            + (f" ({hint})" if hint else "")
+            + f"; keys are the Config's fields in kebab case and {', '.join(RUNTIME_KEYS)}"
         )
     values = {**DEFAULTS, **run_config}
     fields = {}
