@@ -69,6 +69,8 @@ def cmd(args) -> int:
     print(f"run      {s['run_id']}  ({cfg.profile} profile, {cfg.dataset}, seed {cfg.seed})")
     if res.origin == "reused":
         print("state    reused the finished run (nothing computed; --restart computes it again)")
+    elif res.origin == "restarted":
+        print("state    restarted: the folder's earlier files were discarded and computed again")
     elif res.origin == "started fresh":
         print("state    started fresh (--resume found no checkpoint)")
     elif res.origin != "computed":
