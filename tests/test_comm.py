@@ -369,7 +369,7 @@ def test_comm_table_cli(tmp_path, capsys):
         (["--num-clients", "0"], "num_clients"),
     ]:
         try:  # flags shared with `tinyproto run` are checked while parsing, the rest by cmd
-            args = p.parse_args([*bad, "--out", str(out)])
+            args = p.parse_args([*bad, "--out", str(tmp_path / f"bad-{name}.csv")])
         except SystemExit as e:
             assert e.code == 2
             assert f"invalid {name}=" in capsys.readouterr().err
