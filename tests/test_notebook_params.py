@@ -44,7 +44,7 @@ def test_good_parameters_pass_through():
 
 
 def test_every_notebook_with_an_algorithm_parameter_checks_it():
-    for path in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text())
         params = "".join(
             "".join(c["source"])
@@ -91,6 +91,21 @@ def test_good_numeric_and_mapping_parameters_pass_through():
     for bad in ({}, [("a", {})], {"": {}}, {"a": 0.5}):
         with pytest.raises(NotebookParameterError, match="invalid settings"):
             require_mapping("settings", bad)
+    codecs = {"fedproto": ["fp32", "int8"]}
+    assert require_mapping("payloads", codecs, values="strings") == codecs
+    for bad in (
+        {"fedproto": "fp32"},
+        {"fedproto": []},
+        {"fedproto": ["int8", "int8"]},
+        {"fedproto": ["fp32", ""]},
+        {"fedproto": {"payload": "fp32"}},
+    ):
+        with pytest.raises(
+            NotebookParameterError, match=r"invalid payloads\['fedproto'\]=.*distinct"
+        ):
+            require_mapping("payloads", bad, values="strings")
+    with pytest.raises(NotebookParameterError, match=r"invalid settings\['a'\]=\['x'\]: \{option"):
+        require_mapping("settings", {"a": ["x"]})
 
 
 def _parameters(path: Path) -> dict:
@@ -119,7 +134,7 @@ def test_every_numeric_list_or_mapping_parameter_is_checked_before_use():
 
     config_fields = set(TOP_LEVEL) | set(GROUP_OF)
     missing = []
-    for path in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text())
         code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
         for name, value in _parameters(path).items():

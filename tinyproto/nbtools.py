@@ -164,15 +164,29 @@ def classes_of(cfg) -> int:
 def require_mapping(name: str, value, *, values: str = "dict"):
     """Check a notebook's {label: ...} parameter and return it: a non-empty dict whose keys are
     non-empty strings and whose values are dicts (``values`` "dict", e.g. Config overrides; each
-    is then checked by Config itself). One-line NotebookParameterError otherwise."""
-    allowed = "a non-empty dict {label: {option: value}}"
+    is then checked by Config itself) or non-empty lists of distinct non-empty strings
+    (``values`` "strings", e.g. {algorithm: [payload codecs]}; each again checked by Config).
+    One-line NotebookParameterError otherwise."""
+    if values not in ("dict", "strings"):
+        raise ValueError(f"invalid values={values!r}: 'dict' or 'strings'")
+    inner = "{option: value}" if values == "dict" else "[name, ...]"
+    allowed = f"a non-empty dict {{label: {inner}}}"
     if not isinstance(value, dict) or not value:
         raise NotebookParameterError(f"invalid {name}={value!r}: {allowed}")
     for k, v in value.items():
         if not isinstance(k, str) or not k.strip():
             raise NotebookParameterError(f"invalid {name}: label {k!r} is not a non-empty string")
-        if not isinstance(v, dict):
-            raise NotebookParameterError(f"invalid {name}[{k!r}]={v!r}: {{option: value}}")
+        if values == "dict" and not isinstance(v, dict):
+            raise NotebookParameterError(f"invalid {name}[{k!r}]={v!r}: {inner}")
+        if values == "strings" and (
+            not isinstance(v, (list, tuple))
+            or not v
+            or not all(isinstance(x, str) and x.strip() for x in v)
+            or len(set(v)) != len(v)
+        ):
+            raise NotebookParameterError(
+                f"invalid {name}[{k!r}]={v!r}: a non-empty list of distinct names"
+            )
     return value
 
 

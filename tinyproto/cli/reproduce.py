@@ -43,6 +43,7 @@ NOTEBOOKS = (
     "07_masks",
     "08_fedtiny",
     "09_sparsity",
+    "10_codecs",
 )
 
 

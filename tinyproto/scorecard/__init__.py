@@ -2,6 +2,7 @@
 
     rules.py       verdict rules (compare, judge, weakest), Arm, Runs (the runs of a profile)
     claims.py      one function per kind of claim row
+    pareto.py      compression at equal bytes: Pareto table, TinyProto vs FedProto codecs
     tuning.py      mu's grid search on a validation split (the paper's "grid search")
     render.py      the table (scorecard), its CSV (write) and markdown (markdown, update_docs)
     comm_table.py  paper Table 1's Comm column from the real partitions (no training)
