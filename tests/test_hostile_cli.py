@@ -152,3 +152,10 @@ def test_a_mistyped_run_config_key_gets_the_closest_key():
     with pytest.raises(ConfigError) as e:
         settings.parse({"zzz": 1})
     assert "did you mean" not in str(e.value)
+
+
+def test_reproduce_refuses_a_notebook_named_twice_and_bench_a_checkpoint_flag(capsys):
+    assert main(["reproduce", "--notebooks", "00_quickstart,00_quickstart"]) == 2
+    assert "00_quickstart named twice" in err_line(capsys)
+    assert main(["bench", "--profile", "smoke", "--checkpoint-every", "2"]) == 2
+    assert "invalid --checkpoint-every for bench" in err_line(capsys)

@@ -7,6 +7,7 @@ import argparse
 
 from tinyproto.cli.flags import (
     Once,
+    UserError,
     add_config_flags,
     config_from_args,
     int_at_least,
@@ -53,6 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def cmd(args) -> int:
     from tinyproto import store
 
+    if "checkpoint_every" in vars(args):  # given (the flag's default is suppressed)
+        raise UserError("invalid --checkpoint-every for bench: it times rounds and never writes "
+                        "checkpoints; leave the flag out")
     cfg = config_from_args(args)
     explicit = new_output(args.out) if args.out else None  # checked before the timing
     if cfg.join_ratio < 1.0:

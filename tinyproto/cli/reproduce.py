@@ -160,5 +160,11 @@ def cmd(args) -> int:
                 f"invalid notebooks={args.notebooks!r}: a comma list from {', '.join(NOTEBOOKS)} "
                 "(leave the flag out for all of them)"
             )
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(
+                f"invalid notebooks={args.notebooks!r}: {', '.join(twice)} named twice; name "
+                "each notebook once"
+            )
     reproduce(args.profile, names)
     return 0
