@@ -159,3 +159,10 @@ def test_reproduce_refuses_a_notebook_named_twice_and_bench_a_checkpoint_flag(ca
     assert "00_quickstart named twice" in err_line(capsys)
     assert main(["bench", "--profile", "smoke", "--checkpoint-every", "2"]) == 2
     assert "invalid --checkpoint-every for bench" in err_line(capsys)
+
+
+def test_an_unknown_notebook_gets_the_closest_name(capsys):
+    assert main(["reproduce", "--notebooks", "08"]) == 2
+    line = err_line(capsys)
+    assert "invalid --notebooks=08: unknown notebook '08' (did you mean 08_fedtiny?)" in line
+    assert "[" not in line.split(";")[0]  # no Python list

@@ -82,7 +82,18 @@ def reproduce(
     names = list(notebooks or NOTEBOOKS)
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
-        raise ConfigError(f"invalid notebooks={unknown}: choose from {', '.join(NOTEBOOKS)}")
+        import difflib
+
+        hints = []
+        for n in unknown:  # "08" -> 08_fedtiny: a prefix, else the closest name
+            close = [m for m in NOTEBOOKS if m.startswith(n)] or difflib.get_close_matches(
+                n, NOTEBOOKS, n=1
+            )
+            hints.append(f"{n!r} (did you mean {close[0]}?)" if len(close) == 1 else repr(n))
+        raise ConfigError(
+            f"invalid notebooks={','.join(unknown)}: unknown notebook {', '.join(hints)}; "
+            f"choose from {', '.join(NOTEBOOKS)}"
+        )
     root = project_root()
     nb_dir = root / "notebooks"
     out = outputs(profile)
