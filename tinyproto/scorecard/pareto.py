@@ -68,17 +68,11 @@ def t975(df: int) -> float:
 
 
 def paired_ci(a: dict, b: dict) -> tuple[float, float, float, int]:
-    """(mean D, lo, hi, n): the 95 % t interval of a[s] - b[s] over the seeds both have."""
-    common = sorted(set(a) & set(b))
-    d = np.array([a[s] - b[s] for s in common], dtype=float)
-    n = len(d)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(d.mean())
-    if n == 1:
-        return mean, -math.inf, math.inf, 1
-    half = t975(n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
-    return mean, mean - half, mean + half, n
+    """(mean D, lo, hi, n): the 95 % t interval of a[s] - b[s] over the seeds both have
+    (rules.paired_interval with the 97.5 % quantile)."""
+    from tinyproto.scorecard.rules import paired_interval
+
+    return paired_interval(a, b, quantile=t975)
 
 
 def _check(rows: pd.DataFrame) -> pd.DataFrame:

@@ -251,8 +251,9 @@ def t95(df: int) -> float:
     return T95[max(k for k in T95 if k <= df)]
 
 
-def paired_interval(a: dict, b: dict) -> tuple[float, float, float, int]:
-    """(mean D, lo, hi, n) of the differences a[s] - b[s] over the seeds s both have."""
+def paired_interval(a: dict, b: dict, quantile=None) -> tuple[float, float, float, int]:
+    """(mean D, lo, hi, n) of the differences a[s] - b[s] over the seeds s both have; the t
+    quantile is ``quantile(df)`` (default :func:`t95`: the 90 % two-sided interval)."""
     common = sorted(set(a) & set(b))
     d = np.array([a[s] - b[s] for s in common], dtype=float)
     n = len(d)
@@ -261,7 +262,7 @@ def paired_interval(a: dict, b: dict) -> tuple[float, float, float, int]:
     mean = float(d.mean())
     if n == 1:
         return mean, -math.inf, math.inf, 1
-    half = t95(n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
+    half = (quantile or t95)(n - 1) * float(d.std(ddof=1)) / math.sqrt(n)
     return mean, mean - half, mean + half, n
 
 
