@@ -3,6 +3,7 @@ recomputed from the committed runs (verdicts are computed, never typed)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -120,9 +121,10 @@ def test_order_since_is_the_round_the_final_ordering_began():
     assert order_since(ties, ties) == (1, False)  # equal is "not above" throughout
 
 
-def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
-    """`tinyproto scorecard --compute P` hands the missing runs to sweep with every seed 0
-    before any seed 1 (an interrupted long computation leaves a 1-seed verdict on every row)."""
+def test_compute_runs_the_missing_runs_claim_major(tmp_path, monkeypatch):
+    """`tinyproto scorecard --compute P` hands the missing runs to sweep in the claims' order,
+    every seed of a claim's arm together (a verdict needs 3 seeds: an interrupted computation
+    leaves the first claims judged, not every row at "not enough seeds" as seed-major did)."""
     import argparse
 
     import tinyproto.cli.scorecard as sc
@@ -137,9 +139,21 @@ def test_compute_runs_the_missing_runs_seed_major(tmp_path, monkeypatch):
         compute="quick", markdown=False, check=False, update_docs=False, retry_failed=False
     )
     assert sc.cmd(args) == 0
-    seeds = [c.seed for c in handed]
-    assert len(handed) > 10 and seeds == sorted(seeds) and len(set(seeds)) > 1
+    runs = Runs("quick")
+    claims(runs)
+    missing = runs.missing()
+    tuning = [c for c in missing if c.validation > 0]  # the mu grid goes first
+    rest = [c for c in missing if c.validation == 0]
+    assert [c.run_id() for c in handed] == [c.run_id() for c in tuning + rest]
     assert len({c.run_id() for c in handed}) == len(handed)  # each run once
+    handed = handed[len(tuning) :]
+    seeds = [c.seed for c in handed]
+    n = len(set(seeds))
+    assert n >= 3 and seeds != sorted(seeds)  # not seed-major
+    # the first claim's first arm: all its seeds first, then the next arm
+    first = [dataclasses.replace(c, seed=0) for c in handed[:n]]
+    assert seeds[:n] == list(range(n)) and len({c.run_id() for c in first}) == 1
+    assert dataclasses.replace(handed[n], seed=0).run_id() != first[0].run_id()
 
 
 def test_compute_skips_recorded_failures_unless_asked(tmp_path, monkeypatch, capsys):

@@ -47,9 +47,11 @@ def add_parser(subparsers) -> None:
 def compute(profile: str, retry_failed: bool = False) -> None:
     """Compute the missing runs of ``profile``'s claims, in passes: first the mu grid's tuning
     runs (validation > 0), whose outcome decides the tuned arms' configs; then every other
-    missing run, seed-major (every claim gets its first seed before any gets its second, so an
-    interrupted computation leaves a 1-seed result on every row). A run is attempted at most
-    once per call; a run recorded as failed is skipped unless ``retry_failed``."""
+    missing run, claim-major: in the scorecard's order of claims (the headline comparisons
+    first), every seed of a claim's arms before the next claim's. A verdict needs 3 seeds, so an
+    interrupted computation leaves the first claims judged instead of every row at "not enough
+    seeds". A run is attempted at most once per call; a run recorded as failed is skipped
+    unless ``retry_failed``."""
     from tinyproto.scorecard.claims import claims
     from tinyproto.sweep import recorded_failures, sweep
 
@@ -69,7 +71,7 @@ def compute(profile: str, retry_failed: bool = False) -> None:
                 attempted.add(rid)
             todo = [c for c in todo if c.run_id() not in recorded]
         tuning = [c for c in todo if c.validation > 0]
-        batch = sorted(tuning or todo, key=lambda c: c.seed)
+        batch = tuning or todo  # Runs.missing(): in the order the claims asked for them
         what = "mu-grid tuning runs" if tuning else "runs"
         print(f"scorecard: {len(batch)} {profile} {what} to compute", file=sys.stderr)
         if not batch:
