@@ -154,7 +154,11 @@ def test_results_folder_under_a_file_is_refused(tmp_path):
 
 def test_results_folder_not_writable_is_refused(tmp_path):
     # /proc refuses new files even to root, where permission bits would not.
-    with pytest.raises(ConfigError, match="invalid results='/proc/tinyproto-runs': a writable"):
+    with pytest.raises(
+        ConfigError,
+        match="invalid results='/proc/tinyproto-runs': a writable folder "
+        r"\(cannot create a file in /proc: ",
+    ):
         run(Config(**SMOKE), root="/proc/tinyproto-runs", progress=False)
 
 

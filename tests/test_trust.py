@@ -21,6 +21,7 @@ SMOKE = ["--profile", "smoke", "--dataset", "synthetic"]
         (["bench", *SMOKE, "--bench-rounds", "1", "--bench-rounds", "2"], "give each setting once"),
         (["bench", *SMOKE, "--warmup", "0", "--warmup", "1"], "give each setting once"),
         (["bench", *SMOKE, "--join-ratio", "0.25"], "invalid --join-ratio=0.25 for bench"),
+        (["bench", *SMOKE, "--drop-rate", "0.5"], "invalid --drop-rate=0.5 for bench"),
         (["comm-table", "--dim", "64", "--dim", "32"], "give each setting once"),
         (["reproduce", "--notebooks", ""], "invalid --notebooks=''"),
         (["reproduce", "--notebooks", "00_quickstart,"], "invalid --notebooks="),

@@ -55,14 +55,22 @@ def cmd(args) -> int:
     from tinyproto import store
 
     if "checkpoint_every" in vars(args):  # given (the flag's default is suppressed)
-        raise UserError("invalid --checkpoint-every for bench: it times rounds and never writes "
-                        "checkpoints; leave the flag out")
+        raise UserError(
+            "invalid --checkpoint-every for bench: it times rounds and never writes "
+            "checkpoints; leave the flag out"
+        )
     cfg = config_from_args(args)
     explicit = new_output(args.out) if args.out else None  # checked before the timing
     if cfg.join_ratio < 1.0:
         raise ConfigError(
             f"invalid join_ratio={cfg.join_ratio:g} for bench: it times whole rounds against a "
             "bare loop over every client; bench with --join-ratio 1"
+        )
+    if cfg.drop_rate > 0:
+        raise ConfigError(
+            f"invalid drop_rate={cfg.drop_rate:g} for bench: it times whole rounds of every "
+            "client against a bare loop, and a lost upload is not a round's work; bench with "
+            "--drop-rate 0"
         )
     df = bench(cfg, rounds=args.bench_rounds, warmup=args.warmup)
     workers = int(df.client_workers.iloc[0])

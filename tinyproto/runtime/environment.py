@@ -74,7 +74,11 @@ def check_writable_folder(path: str | Path, name: str = "results") -> None:
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        _fail(name, str(path), f"a writable folder ({probe_dir}: {e.strerror or e})")
+        _fail(
+            name,
+            str(path),
+            f"a writable folder (cannot create a file in {probe_dir}: {e.strerror or e})",
+        )
 
 
 def available_memory(device) -> int | None:
