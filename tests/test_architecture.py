@@ -171,6 +171,7 @@ def test_the_runtimes_use_only_public_methods_of_algorithm_and_states(module):
         "load_server_state_dict",
         "prototype_based",
         "cfg",  # the run's Config (Algorithm.__init__): its payload codec and local DP
+        "secure_upload",  # secure_agg: the client's upload as a masked table (comm.secagg)
     }
     used = {
         node.attr

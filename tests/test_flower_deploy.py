@@ -11,7 +11,9 @@ serves the tests of this module in turn:
   round's progress line as it comes;
 - Flower's own count of the run's traffic covers the bytes we measure per message;
 - a SuperNode killed with SIGKILL after round 1: the server finishes the remaining rounds with
-  the other three and records the missing client; every wait is bounded, nothing hangs.
+  the other three and records the missing client; every wait is bounded, nothing hangs;
+- payload codecs with local DP, and secure aggregation (masked uploads), give the engine's
+  numbers too.
 
 The simulation runtime (``flwr run`` on a SuperLink in simulation mode) gives the same numbers.
 """
@@ -101,6 +103,17 @@ def test_payload_codecs_and_local_dp_are_the_engines_on_a_deployment(federation,
     ref = store.verify_run(tmp_path / "engine" / cfg.run_id())["summary"]
     for key in ("comm_bytes_per_round", "dp_epsilon", "best_acc"):
         assert ours[key] == ref[key], key
+
+
+def test_secure_aggregation_is_the_engines_on_a_deployment(federation, tmp_path):
+    """secure_agg: each SuperNode masks its table against the round's other clients, the
+    ServerApp sees only masked tables and unmasks their sum; the engine's numbers bit for bit."""
+    cfg = Config(algorithm="tinyproto-fp", profile="smoke", device="cpu", secure_agg=True)
+    run_id, run_dir = submit(federation, cfg, tmp_path / "flower", round_timeout=300.0)
+    status = federation.wait(run_id, RUN_TIMEOUT)
+    assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
+    got = assert_engine_numbers(cfg, run_dir, tmp_path)
+    assert (got["upload_floats"] == 0).all() and (got["upload_bytes"] > 0).all()
 
 
 def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_path):

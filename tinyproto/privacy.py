@@ -15,8 +15,10 @@ counts over the classes the client holds, beside two guesses: ``blind`` (uniform
 classes: no message seen) and ``presence`` (uniform over the classes the client uploads: what
 the class list alone reveals, for every prototype or logit method).
 
-:func:`attack` runs a config in this process and applies the estimator to every upload the
-server receives (after decoding, as the server sees it), one row per (round, client).
+:func:`observed_uploads` runs a config in this process and yields every upload the server
+receives (after decoding, as the server sees it); :func:`attack` applies the estimator to each,
+one row per (round, client). With ``secure_agg`` the server receives masked tables (``tinyproto.comm.secagg``): the estimator is
+applied to each table read as plain fixed point, every class "uploaded".
 """
 
 from __future__ import annotations
@@ -85,9 +87,12 @@ def judge(classes, vectors, counts: torch.Tensor) -> dict:
     }
 
 
-def attack(config, rounds: int | None = None) -> pd.DataFrame:
-    """Run ``config`` in this process for ``rounds`` rounds (default: all) and judge every
-    upload the server receives; columns: round, client, algorithm, and :func:`judge`'s."""
+def observed_uploads(config, rounds: int | None = None):
+    """Run ``config`` in this process for ``rounds`` rounds (default: all) and yield, after each
+    round, (round (1-based), the run's setup, {client id: (classes [k], vectors [k, w])}): every
+    class-wise upload as the server received it (decoded from the payload codec; with
+    ``secure_agg`` each masked table read as plain fixed point, every class present)."""
+    from tinyproto.comm import secagg
     from tinyproto.runtime import step
     from tinyproto.runtime.clients import LocalClients, run_numerics
     from tinyproto.runtime.environment import check_environment
@@ -96,7 +101,6 @@ def attack(config, rounds: int | None = None) -> pd.DataFrame:
     cfg = config
     cfg.validate()
     device = check_environment(cfg, None)
-    rows: list[dict] = []
     with run_numerics(device):
         S = setup(cfg)
         algo = S.algo
@@ -112,12 +116,25 @@ def attack(config, rounds: int | None = None) -> pd.DataFrame:
         clients = LocalClients(S)
         for rnd in range(rounds or cfg.rounds):
             step.run_round(S, clients, rnd, [])
+            got = {}
             for cid, msg in sorted(seen.items()):
-                field = "logits" if "logits" in msg else "protos"
-                if field not in msg or "classes" not in msg:
+                if secagg.FIELD in msg:
+                    got[cid] = secagg.decode_alone(msg[secagg.FIELD], algo.width)
                     continue
-                counts = torch.as_tensor(S.fed.clients[cid].train_counts)
-                row = {"round": rnd + 1, "client": cid, "algorithm": cfg.algorithm}
-                row.update(judge(msg["classes"].cpu(), msg[field].cpu(), counts))
-                rows.append(row)
+                field = "logits" if "logits" in msg else "protos"
+                if field in msg and "classes" in msg:
+                    got[cid] = (msg["classes"].cpu(), msg[field].cpu())
+            yield rnd + 1, S, got
+
+
+def attack(config, rounds: int | None = None) -> pd.DataFrame:
+    """Run ``config`` in this process for ``rounds`` rounds (default: all) and judge every
+    upload the server receives; columns: round, client, algorithm, and :func:`judge`'s."""
+    rows: list[dict] = []
+    for rnd, S, uploads in observed_uploads(config, rounds):
+        for cid, (classes, vectors) in uploads.items():
+            counts = torch.as_tensor(S.fed.clients[cid].train_counts)
+            row = {"round": rnd, "client": cid, "algorithm": config.algorithm}
+            row.update(judge(classes, vectors, counts))
+            rows.append(row)
     return pd.DataFrame(rows)

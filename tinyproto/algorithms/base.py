@@ -183,6 +183,12 @@ class Algorithm:
         """Local training, then the upload: returns (Message, mean training loss)."""
         raise NotImplementedError
 
+    def secure_upload(self, msg: Message, rnd: int, cid: int) -> Message:
+        """With ``secure_agg``: client ``cid``'s upload of round ``rnd`` as a masked table
+        (tinyproto.comm.secagg). Only algorithms whose spec has ``secure_sum`` implement it
+        (their server needs only per-class sums); the config refuses it for the others."""
+        raise NotImplementedError(f"{self.name} has no secure aggregation (secure_sum)")
+
     def receive(self, state: ClientState, download: Message) -> None:
         expect(download, "server", {}, device=self.device)
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tinyproto import timing
+from tinyproto import aps, timing
 from tinyproto.algorithms.base import Algorithm, ClientData, ClientState, Context
-from tinyproto.comm import Bound, Message, MessageError, expect, read_config
+from tinyproto.comm import Bound, Message, MessageError, expect, read_config, secagg
 from tinyproto.config import Config, ConfigError
+from tinyproto.config.participation import participation
 from tinyproto.models import ARCHS, FAMILIES, ClientModel, build_model
 
 GRAD_CLIP = 10.0  # HtFLlib's FML / FedKD: "prevent divergency on specifical tasks"
@@ -214,8 +215,38 @@ class ClassVectorAlgorithm(Algorithm):
             msg, sender, self.key, self.width, K, bound=bound, device=self.device
         )
 
+    # with ``secure_agg`` (an algorithm whose spec has ``secure_sum``: its server needs only the
+    # per-class sums), every upload is a masked table (tinyproto.comm.secagg) and the server
+    # sees only the round's sums
+    mean_of_sums = True  # the server sends sum / holders per class (False: the sum itself)
+
     def check_upload(self, msg: Message, sender: str):
+        if self.cfg.secure_agg:
+            return secagg.check(msg, sender, self.ctx.num_classes, self.width)
         return self.check_vectors(msg, sender, self.bound)
+
+    def secure_upload(self, msg: Message, rnd: int, cid: int) -> Message:
+        """Client ``cid``'s class-wise upload of round ``rnd`` as a masked table (comm.secagg)."""
+        sampled = participation(self.cfg, rnd).sampled
+        K, seed = self.ctx.num_classes, self.cfg.seed
+        return secagg.mask(msg, self.key, K, self.width, seed, rnd, cid, sampled)
+
+    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
+        """Every client gets the per-class sums of the uploads (divided by the holders when
+        ``mean_of_sums``), for the classes someone holds: from the checked (classes, vectors)
+        pairs, or with ``secure_agg`` from the unmasked sum of the round's masked tables."""
+        if self.cfg.secure_agg:
+            sampled = participation(self.cfg, rnd).sampled
+            total, holders = secagg.unmask_sum(uploads, sampled, rnd, self.width)
+            total, holders = total.to(self.device), holders.to(self.device)
+        else:
+            total, holders = aps.sum_by_class(
+                list(uploads.values()), self.ctx.num_classes, mean=False
+            )
+        if self.mean_of_sums:
+            total = total / holders.clamp(min=1).unsqueeze(1).to(total.dtype)
+        msg = self.class_message(total, holders)
+        return {cid: msg for cid in uploads}
 
     def class_message(self, P: torch.Tensor, holders: torch.Tensor) -> Message:
         """The rows of a [K, width] table for the classes that have holders."""

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from tinyproto import aps
 from tinyproto.algorithms.base import ClientData, ClientState
 from tinyproto.algorithms.common import ClassVectorAlgorithm, class_means, class_table, train_local
 from tinyproto.comm import Message
@@ -92,8 +91,4 @@ class FedDistill(ClassVectorAlgorithm):
         classes, logits = self.check_vectors(download, "server")
         state.global_logits, state.has_logit = class_table(classes, logits, self.K)
 
-    # -- server ---------------------------------------------------------------------------------
-    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
-        mean, holders = aps.sum_by_class(list(uploads.values()), self.K, mean=True)  # holders only
-        msg = self.class_message(mean, holders)
-        return {cid: msg for cid in uploads}
+    # the server: ClassVectorAlgorithm's per-class mean over the holders (secure_agg applies)

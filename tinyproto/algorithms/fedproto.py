@@ -157,11 +157,9 @@ class FedProto(ClassVectorAlgorithm):
         return Prototypes(state.classes, state.local, state.target, state.has_target)
 
     # -- server ---------------------------------------------------------------------------------
-    def aggregate(self, uploads: dict, rnd: int) -> dict[int, Message]:
-        pairs = list(uploads.values())
-        if self.mu is not None:
-            P, holders = aps.aggregate(pairs, self.K, divide=self.cfg.aps_divide)
-        else:
-            P, holders = aps.sum_by_class(pairs, self.K, mean=True)  # Eq. 9
-        msg = self.class_message(P, holders)
-        return {cid: msg for cid in uploads}
+    @property
+    def mean_of_sums(self) -> bool:
+        """APS: P~_j, the sum of the scaled uploads (divided by |N_j| only with ``aps_divide``,
+        Eq. 10); without APS, the mean over the holders (Eq. 9). ``aggregate`` is
+        ClassVectorAlgorithm's, so ``secure_agg`` applies."""
+        return self.mu is None or bool(self.cfg.aps_divide)

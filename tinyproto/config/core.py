@@ -76,6 +76,7 @@ TOP_LEVEL = dict(
     payload="fp32",  # codec of the prototypes / logits on the wire (tinyproto.comm.codecs)
     dp_clip=None,  # L2 clip per uploaded row (local DP, tinyproto.comm.dp); None: off
     dp_noise=0.0,  # Gaussian noise multiplier: std = dp_noise x dp_clip
+    secure_agg=False,  # pairwise-masked uploads: the server sees only sums (comm.secagg)
     compile="off",  # torch.compile mode for the client models ("default", "reduce-overhead")
     client_workers=AUTO,  # processes training clients side by side (tinyproto.runtime.clients)
     extra=(),  # (key, value) pairs for extension algorithms; in the run id
@@ -99,6 +100,7 @@ ADDED_FIELDS: dict[str, tuple] = {
     "payload": ("fp32",),  # before it, every message went as float32
     "dp_clip": (None,),  # before it, no upload was clipped or noised
     "dp_noise": (0.0,),
+    "secure_agg": (False,),  # before it, the server saw every upload
     "compile": ("off",),  # before it, every model ran eagerly
     # FedTiny's group: no run predates it; at their defaults these stay out of every run id
     **{n: (getattr(FedTinyOptions(), a),) for n, (g, a) in GROUP_OF.items() if g == "fedtiny"},
@@ -144,6 +146,7 @@ class Config:
     payload: str
     dp_clip: float | None
     dp_noise: float
+    secure_agg: bool
     compile: str
     client_workers: int | str
     extra: tuple
@@ -331,6 +334,20 @@ class Config:
     def _check_consistency(self) -> None:
         if self.dp_noise and self.dp_clip is None:
             _fail("dp_noise", self.dp_noise, "needs dp_clip (the noise is dp_noise x dp_clip)")
+        if self.secure_agg and self.payload != "fp32":
+            _fail(
+                "payload",
+                self.payload,
+                "fp32 with secure_agg (masked uploads are ring elements: a lossy codec would "
+                "break the masks' cancellation)",
+            )
+        if self.secure_agg and self.drop_rate > 0:
+            _fail(
+                "drop_rate",
+                self.drop_rate,
+                "0 with secure_agg (a lost upload leaves pair masks in the sum; dropout "
+                "recovery is not implemented)",
+            )
         if self.cps_dim is not None and self.cps_dim > self.feature_dim:
             _fail("cps_dim", self.cps_dim, f"an integer in [1, feature_dim={self.feature_dim}]")
         if self.tinyproto.aps_divide and self.mu is None:

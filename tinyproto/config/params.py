@@ -375,6 +375,12 @@ _PARAMS: dict[str, Param] = {
     "dp_noise": Param(
         "float", "local DP: Gaussian noise std / dp_clip", G_RUN, 0, FLOAT_MAX, users=_VECTORS
     ),
+    "secure_agg": Param(
+        "bool",
+        "pairwise-masked uploads: the server learns only per-class sums (docs/privacy.md)",
+        G_RUN,
+        users=registry.Users(trait="secure_sum"),
+    ),
     "client_workers": Param(
         "int",
         "client processes (CPU; auto: one per torch thread when the run is long enough)",

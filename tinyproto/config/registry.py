@@ -35,7 +35,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-TRAITS = ("uses_train_local", "dense_models")  # the boolean fields of AlgorithmSpec
+TRAITS = ("uses_train_local", "dense_models", "secure_sum")  # the boolean fields of AlgorithmSpec
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,9 @@ class AlgorithmSpec:
     algorithm reads the ``tinyproto`` group. ``uses_train_local``: its clients train through
     ``algorithms.common.train_local`` (``precision`` and ``client_workers`` apply).
     ``dense_models``: its compute and memory follow from the dense models alone
-    (``runtime.costs``); FedTiny's depend on the mask it chooses.
+    (``runtime.costs``); FedTiny's depend on the mask it chooses. ``secure_sum``: its server
+    needs only the per-class sums of the uploads (and how many clients hold each class), so
+    ``secure_agg`` (``tinyproto.comm.secagg``) can hide every single upload from it.
     """
 
     name: str
@@ -61,6 +63,7 @@ class AlgorithmSpec:
     mu_target: float | None = None
     uses_train_local: bool = True
     dense_models: bool = True
+    secure_sum: bool = False
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -110,6 +113,7 @@ BUILTIN: tuple[AlgorithmSpec, ...] = (
         "tinyproto.algorithms.fedproto:FedProto",
         groups=("proto",),
         defaults={"proto_pass": "train"},
+        secure_sum=True,
     ),
     AlgorithmSpec(
         "fedtgp",
@@ -123,6 +127,7 @@ BUILTIN: tuple[AlgorithmSpec, ...] = (
         groups=("proto", "tinyproto"),
         defaults={"proto_pass": "train"},
         mu_target=0.68,
+        secure_sum=True,
     ),
     AlgorithmSpec(
         "tinyproto-ft",
@@ -132,7 +137,10 @@ BUILTIN: tuple[AlgorithmSpec, ...] = (
         mu_target=4.5,
     ),
     AlgorithmSpec(
-        "feddistill", "tinyproto.algorithms.feddistill:FedDistill", groups=("feddistill",)
+        "feddistill",
+        "tinyproto.algorithms.feddistill:FedDistill",
+        groups=("feddistill",),
+        secure_sum=True,
     ),
     AlgorithmSpec(
         "lg-fedavg",

@@ -60,7 +60,7 @@ def codec(algo):
 def train_client(algo, state, data, seed: int, rnd: int, cid: int) -> Trained:
     """Client ``cid``'s round ``rnd``: seed torch and the batch order from (seed, rnd, cid),
     train (``algo.client_round``), clip and noise the upload (``dp_clip``: tinyproto.comm.dp),
-    encode it (``codec``), and read its local
+    mask it (``secure_agg``: tinyproto.comm.secagg), encode it (``codec``), and read its local
     prototypes (prototype methods)."""
     s = seed_for(seed, rnd, cid)
     torch.manual_seed(s)
@@ -72,6 +72,8 @@ def train_client(algo, state, data, seed: int, rnd: int, cid: int) -> Trained:
             from tinyproto.comm import dp
 
             upload = dp.privatize(upload, cfg.dp_clip, cfg.dp_noise, dp.noise_generator(s))
+        if cfg.secure_agg:  # a masked table: the server sees only sums (tinyproto.comm.secagg)
+            upload = algo.secure_upload(upload, rnd, cid)
         upload = codec(algo).encode(upload)
     return Trained(upload, float(loss), local_prototypes(algo, state))
 
