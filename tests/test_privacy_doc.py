@@ -291,3 +291,20 @@ def test_attack_section_claims_hold(dp):
         assert m.loc[alg, "spearman"] > 0.9, alg
     guesses = q.groupby(["algorithm", "seed", "client"])[["tvd_presence", "tvd_blind"]].first()
     assert (guesses.groupby(["algorithm", "client"]).std() < 1e-12).all().all()
+
+
+def test_secure_aggregation_rows_are_secure_runs_without_dp(dp):
+    """The "secure aggregation" setting: runs with secure_agg and no DP, whose attack reads
+    masked tables (every class uploaded: the presence guess is the blind one)."""
+    import json
+
+    df = pd.read_csv(dp.OUT_CSV)
+    sec = df[df.setting == dp.SECURE]
+    assert set(sec.algorithm) >= {"tinyproto-fp"} and sec.secure_agg.all()
+    assert not df[df.setting != dp.SECURE].secure_agg.any()
+    assert sec.dp_clip.isna().all() and (sec.dp_noise == 0).all()
+    assert (sec.tvd_presence == sec.tvd_blind).all()
+    for _, r in sec.iterrows():
+        folder = dp.RUNS / r.run_id
+        if folder.exists():
+            assert json.loads((folder / "config.json").read_text())["secure_agg"] is True

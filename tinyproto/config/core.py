@@ -322,7 +322,8 @@ class Config:
                 _fail(
                     name,
                     getattr(self, name),
-                    f"{default!r} for algorithm {self.algorithm} (it does not read it)",
+                    f"{default!r} for algorithm {self.algorithm} (it does not read it; "
+                    f"{', '.join(users)} do)",
                 )
         if self.dataset != "synthetic" and self.num_classes != TOP_LEVEL["num_classes"]:
             _fail(
