@@ -180,3 +180,14 @@ def test_plain_run_ids_do_not_change():
     cfg = Config("tinyproto-fp", profile="quick")
     assert cfg.run_id() == Config("tinyproto-fp", profile="quick", secure_agg=False).run_id()
     assert cfg.run_id() != cfg.replace(secure_agg=True).run_id()
+
+
+def test_a_secure_run_resumes_to_the_straight_runs_numbers(tmp_path):
+    """The masks depend only on (seed, round, pair): stopped after round 2 and resumed, a
+    secure run (with local DP before the masking) is the straight run exactly."""
+    cfg = Config("tinyproto-fp", **{**SMOKE, "rounds": 4}, secure_agg=True, dp_clip=50.0)
+    straight = run(cfg, root=tmp_path / "a", progress=False).metrics
+    run(cfg.replace(checkpoint_every=1), root=tmp_path / "b", progress=False, stop_after=2)
+    resumed = run(cfg, root=tmp_path / "b", progress=False, resume=True).metrics
+    cols = ["round", "train_loss", "test_acc", "upload_bytes", "download_bytes"]
+    assert straight[cols].equals(resumed[cols])
