@@ -191,3 +191,13 @@ def test_a_secure_run_resumes_to_the_straight_runs_numbers(tmp_path):
     resumed = run(cfg, root=tmp_path / "b", progress=False, resume=True).metrics
     cols = ["round", "train_loss", "test_acc", "upload_bytes", "download_bytes"]
     assert straight[cols].equals(resumed[cols])
+
+
+def test_the_run_command_says_uploads_are_masked_tables(tmp_path, capsys):
+    from tinyproto.cli import main
+
+    argv = ["run", "--profile", "smoke", "--dataset", "synthetic", "--secure-agg"]
+    assert main([*argv, "--results", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "(up: masked int64 tables, secure aggregation; down " in out
+    assert "up 0," not in out

@@ -77,11 +77,17 @@ def cmd(args) -> int:
         print(f"state    {res.origin}")
     print(f"data     {s['data_source']}")
     print(f"accuracy best {s['best_acc']:.4f} (round {s['best_round']}), last {s['last_acc']:.4f}")
-    print(
-        f"comm     {s['comm_floats_per_round']:.0f} floats/round "
-        f"(up {s['upload_floats_per_round']:.0f}, down {s['download_floats_per_round']:.0f}), "
-        f"{s['comm_bytes_per_round']:.0f} bytes/round"
-    )
+    if getattr(res.config, "secure_agg", False):  # uploads are ring elements, not floats
+        print(
+            f"comm     {s['comm_bytes_per_round']:.0f} bytes/round (up: masked int64 tables, "
+            f"secure aggregation; down {s['download_floats_per_round']:.0f} floats)"
+        )
+    else:
+        print(
+            f"comm     {s['comm_floats_per_round']:.0f} floats/round "
+            f"(up {s['upload_floats_per_round']:.0f}, down {s['download_floats_per_round']:.0f}), "
+            f"{s['comm_bytes_per_round']:.0f} bytes/round"
+        )
     if s.get("mu_resolved") is not None:
         print(f"mu       {s['mu_resolved']:g}")
     print(
