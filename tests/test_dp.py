@@ -52,7 +52,10 @@ def test_config_checks():
         Config(dp_noise=1.0)
     with pytest.raises(ConfigError, match="invalid dp_clip=0"):
         Config(dp_clip=0)
-    with pytest.raises(ConfigError, match="invalid dp_clip=1.0: None for algorithm fedavg"):
+    with pytest.raises(
+        ConfigError,
+        match=r"invalid dp_clip=1.0: only .*feddistill read it; algorithm fedavg does not \(leave it at None\)",
+    ):
         Config(algorithm="fedavg", dp_clip=1.0)
     assert Config().run_id() == Config(dp_clip=None, dp_noise=0.0).run_id()
 
@@ -67,8 +70,11 @@ def test_a_dp_run_reports_epsilon_and_is_the_same_in_client_workers(tmp_path):
     pd.testing.assert_frame_equal(a.metrics[cols], b.metrics[cols])
     assert a.summary["dp_delta"] == 1e-5
     assert math.isfinite(a.summary["dp_epsilon"]) and a.summary["dp_epsilon"] > 0
-    plain = run(cfg.replace(dp_clip=None, dp_noise=0.0, client_workers=1), root=tmp_path / "c",
-                progress=False)
+    plain = run(
+        cfg.replace(dp_clip=None, dp_noise=0.0, client_workers=1),
+        root=tmp_path / "c",
+        progress=False,
+    )
     assert "dp_epsilon" not in plain.summary
     assert not a.metrics["train_loss"].equals(plain.metrics["train_loss"])  # round 2 differs
 

@@ -322,8 +322,8 @@ class Config:
                 _fail(
                     name,
                     getattr(self, name),
-                    f"{default!r} for algorithm {self.algorithm} (it does not read it; "
-                    f"{', '.join(users)} do)",
+                    f"only {', '.join(users)} read it; algorithm {self.algorithm} does not "
+                    f"(leave it at {default!r})",
                 )
         if self.dataset != "synthetic" and self.num_classes != TOP_LEVEL["num_classes"]:
             _fail(
