@@ -51,3 +51,13 @@ def test_simple_mean_is_eq9():
     a, b = _uploads()
     P, _ = aps.sum_by_class([(a[0], a[1]), (b[0], b[1])], 4, mean=True)
     assert torch.allclose(P[2], (a[1][1] + b[1][0]) / 2)
+
+
+def test_per_holder_is_eq10s_division_of_the_sum():
+    """The division the servers apply to per-class sums (plain or securely aggregated)."""
+    a, b = _uploads()
+    ups = [(c, aps.scale_local(p, n)) for c, p, n in (a, b)]
+    P_sum, holders = aps.aggregate(ups, 4)
+    P_div, _ = aps.aggregate(ups, 4, divide=True)
+    assert torch.equal(aps.per_holder(P_sum, holders), P_div)
+    assert torch.equal(aps.per_holder(P_sum, holders)[1], torch.zeros(3))  # no holder: stays 0

@@ -2,8 +2,9 @@
 
 - Local scaling: a client uploads n_ij * p_ij (compressed by CPS when it is on), so the server
   never receives the class counts n_ij as separate values.
-- Server aggregation: P~_j = sum_{i in N_j} n_ij p_ij (the authors' code and the default here);
-  the paper's Eq. 10 also divides by |N_j| (``divide=True``).
+- Server aggregation: P~_j = sum_{i in N_j} n_ij p_ij (:func:`aggregate`; the authors' code and
+  the default here); the paper's Eq. 10 also divides by |N_j| (``divide=True``, ``aps_divide``:
+  :func:`per_holder`, the division FedProto's Eq. 9 mean makes too).
 - Global scaling: clients use mu * P~_j (reconstructed to R^d under CPS) as the regulariser's
   target and for inference (Eq. 11); TinyProto-FT applies mu on the server instead (App. C).
 """
@@ -46,6 +47,10 @@ def sum_by_class(
     for classes, vectors in uploads:
         total.index_add_(0, classes, vectors)
         holders.index_add_(0, classes, torch.ones_like(classes))
-    if mean:
-        total = total / holders.clamp(min=1).unsqueeze(1).to(total.dtype)
-    return total, holders
+    return (per_holder(total, holders) if mean else total), holders
+
+
+def per_holder(total: torch.Tensor, holders: torch.Tensor) -> torch.Tensor:
+    """Each class's row of ``total`` [K, D] divided by its holders [K] (rows nobody holds stay
+    as they are): Eq. 9's mean, Eq. 10's division."""
+    return total / holders.clamp(min=1).unsqueeze(1).to(total.dtype)

@@ -17,8 +17,9 @@ the class list alone reveals, for every prototype or logit method).
 
 :func:`observed_uploads` runs a config in this process and yields every upload the server
 receives (after decoding, as the server sees it); :func:`attack` applies the estimator to each,
-one row per (round, client). With ``secure_agg`` the server receives masked tables (``tinyproto.comm.secagg``): the estimator is
-applied to each table read as plain fixed point, every class "uploaded".
+one row per (round, client). With ``secure_agg`` the server receives masked tables
+(``tinyproto.comm.secagg``): the estimator is applied to each table read as plain fixed point,
+every class "uploaded".
 """
 
 from __future__ import annotations
@@ -121,9 +122,9 @@ def observed_uploads(config, rounds: int | None = None):
                 if secagg.FIELD in msg:
                     got[cid] = secagg.decode_alone(msg[secagg.FIELD], algo.width)
                     continue
-                field = "logits" if "logits" in msg else "protos"
-                if field in msg and "classes" in msg:
-                    got[cid] = (msg["classes"].cpu(), msg[field].cpu())
+                key = getattr(algo, "key", None)  # a class-vector method's vectors
+                if key in msg and "classes" in msg:
+                    got[cid] = (msg["classes"].cpu(), msg[key].cpu())
             yield rnd + 1, S, got
 
 

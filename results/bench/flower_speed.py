@@ -33,7 +33,10 @@ import time
 from pathlib import Path
 
 SETTINGS = {"smoke": ("smoke", None), "quick1": ("quick", 1)}
-DONE = re.compile(r"completed in (\d+) s \(start-up (\d+) s, run (\d+) s\): best acc ([0-9.]+)")
+DONE = re.compile(
+    r"completed in (\d+) s \(start-up (\d+) s, run (\d+) s\): best acc ([0-9.]+)"
+    r"(?:.*counted (\d+) bytes in all)?"
+)
 ROUND = re.compile(r"round \d+/\d+: (?:acc [0-9.]+, )?([0-9.]+) s,")
 ACC = re.compile(r"accuracy best ([0-9.]+)")
 
@@ -53,10 +56,12 @@ def in_process(profile: str, rounds: int | None) -> dict:
                 best_acc=float(m.group(1)))
 
 
-def deployment(profile: str, rounds: int | None) -> dict:
+def deployment(profile: str, rounds: int | None, flags: tuple[str, ...] = ()) -> dict:
+    """One ``python -m tinyproto.flower.deploy [flags]`` run of the config, timed and parsed
+    (also ``flower_tls.py``'s, with ``--insecure``)."""
     with tempfile.TemporaryDirectory() as out:
         rc = f"profile='{profile}' results-dir='{out}'" + (f" rounds={rounds}" if rounds else "")
-        cmd = [sys.executable, "-m", "tinyproto.flower.deploy", "--run-config", rc]
+        cmd = [sys.executable, "-m", "tinyproto.flower.deploy", *flags, "--run-config", rc]
         load = os.getloadavg()[0]
         t0 = time.monotonic()
         p = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -75,6 +80,7 @@ def deployment(profile: str, rounds: int | None) -> dict:
         total_s=int(m.group(1)),
         rounds_s=round(sum(float(r.group(1)) for r in map(ROUND.search, lines) if r), 2),
         best_acc=float(m.group(4)),
+        fleet_bytes=int(m.group(5)) if m.group(5) else None,
     )
 
 

@@ -15,46 +15,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-DONE = re.compile(
-    r"completed in (\d+) s \(start-up (\d+) s, run (\d+) s\): best acc ([0-9.]+)"
-    r"(?:.*counted (\d+) bytes in all)?"
-)
-ROUND = re.compile(r"round \d+/\d+: (?:acc [0-9.]+, )?([0-9.]+) s,")
+sys.path.insert(0, str(Path(__file__).parent))
+from flower_speed import deployment  # noqa: E402  (the same timed, parsed deploy run)
 
 
 def one(secure: bool, rounds: int) -> dict:
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "tinyproto.flower.deploy"]
-        cmd += [] if secure else ["--insecure"]
-        cmd += ["--run-config", f"rounds={rounds} results-dir='{out}'"]
-        load = os.getloadavg()[0]
-        t0 = time.monotonic()
-        p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wall = time.monotonic() - t0
-    lines = p.stdout.splitlines()
-    done = [m for m in map(DONE.search, lines) if m]
-    if p.returncode != 0 or not done:
-        raise SystemExit(f"deploy failed ({p.returncode}): {(p.stdout + p.stderr)[-1500:]}")
-    m = done[-1]
-    return dict(
-        mode="tls+auth" if secure else "insecure",
-        load_1min=round(load, 2),
-        startup_s=int(m.group(2)),
-        run_s=int(m.group(3)),
-        total_s=int(m.group(1)),
-        wall_s=round(wall, 1),
-        rounds_s=round(sum(float(r.group(1)) for r in map(ROUND.search, lines) if r), 2),
-        best_acc=float(m.group(4)),
-        fleet_bytes=int(m.group(5)) if m.group(5) else None,
-    )
+    row = deployment("smoke", rounds, () if secure else ("--insecure",))
+    del row["kind"]
+    return dict(mode="tls+auth" if secure else "insecure", **row)
 
 
 def main() -> None:

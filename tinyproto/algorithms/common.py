@@ -244,7 +244,7 @@ class ClassVectorAlgorithm(Algorithm):
                 list(uploads.values()), self.ctx.num_classes, mean=False
             )
         if self.mean_of_sums:
-            total = total / holders.clamp(min=1).unsqueeze(1).to(total.dtype)
+            total = aps.per_holder(total, holders)
         msg = self.class_message(total, holders)
         return {cid: msg for cid in uploads}
 

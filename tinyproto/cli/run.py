@@ -77,7 +77,7 @@ def cmd(args) -> int:
         print(f"state    {res.origin}")
     print(f"data     {s['data_source']}")
     print(f"accuracy best {s['best_acc']:.4f} (round {s['best_round']}), last {s['last_acc']:.4f}")
-    if getattr(res.config, "secure_agg", False):  # uploads are ring elements, not floats
+    if res.config.secure_agg:  # uploads are ring elements, not floats
         print(
             f"comm     {s['comm_bytes_per_round']:.0f} bytes/round (up: masked int64 tables, "
             f"secure aggregation; down {s['download_floats_per_round']:.0f} floats)"
