@@ -275,3 +275,32 @@ def test_a_damaged_run_is_named_in_the_row_the_csv_and_the_output(tmp_path, caps
         runs = Runs("smoke", tmp_path)
         rows = [r for r in claims(runs) if cfg.run_id() in r["skipped"]]
         assert rows and f"{gone} missing" in runs.damaged[cfg.run_id()]
+
+
+def test_the_side_by_side_table_is_the_rows_verdicts_and_counts_them():
+    """docs/scorecard.md opens with one line per claim and one column per profile; each cell is
+    that (claim, profile) row's verdict (its words before any colon) and the tally counts them."""
+    from tinyproto.scorecard.render import glance
+
+    df = pd.DataFrame(
+        {
+            "claim": ["A", "A", "B", "B", "C"],
+            "profile": ["quick", "hard", "quick", "hard", "hard"],
+            "verdict": [
+                "holds",
+                "not enough seeds",
+                "does not hold",
+                "not testable here: no GPU",
+                "holds",
+            ],
+        }
+    )
+    lines = glance(df)
+    assert lines[0] == "| claim | quick | hard |"
+    assert lines[2] == "| A | holds | not enough seeds |"
+    assert lines[3] == "| B | does not hold | not testable |"
+    assert lines[4] == "| C | - | holds |"  # no quick row for C
+    tally = lines[lines.index("| verdicts | quick | hard |") + 2 :]
+    assert tally[0] == "| holds | 1 | 1 |" and tally[1] == "| does not hold | 1 | 0 |"
+    assert "| not testable | 0 | 1 |" in tally and "| not enough seeds | 0 | 1 |" in tally
+    assert "\n".join(lines) in markdown(df.assign(source="", paper="", ours="", seeds=0, rounds=0))

@@ -102,18 +102,41 @@ def test_a_grid_that_chooses_the_default_reuses_the_default_runs(monkeypatch, tm
     from tinyproto.scorecard import Runs
     from tinyproto.scorecard import claims as cl
 
-    picks = {"tinyproto-fp": 0.0015, "tinyproto-ft": 0.03}  # FP: its default; FT: 3x
+    # (chosen on validation, carried to the whole split): FP lands on its default; FT on 3x
+    picks = {"tinyproto-fp": (0.00187, 0.0015), "tinyproto-ft": (0.0375, 0.03)}
     rules = {"tinyproto-fp": 0.0015, "tinyproto-ft": 0.01}
     monkeypatch.setattr(
         tuning,
         "tune",
-        lambda runs, cfg: tuning.Tuned(rules[cfg.algorithm], picks[cfg.algorithm], [], 0, []),
+        lambda runs, cfg: tuning.Tuned(
+            rules[cfg.algorithm], picks[cfg.algorithm][0], [], 0, [], picks[cfg.algorithm][1]
+        ),
     )
     _, (label, fp, ft, said) = cl._tuned(Runs("hard", tmp_path))
     assert label == "mu tuned"
     assert fp.overrides == () and fp.config("hard", 0) == cl.FP.config("hard", 0)
-    assert ft.overrides == (("mu", 0.03),)
-    assert said == "TinyProto-FP mu 0.0015 (default 0.0015); TinyProto-FT mu 0.03 (default 0.01)"
+    assert ft.overrides == (("mu", 0.03),)  # the carried-over value, not the validation one
+    assert said == (
+        "TinyProto-FP mu 0.0015 (chosen 0.00187 on validation; default 0.0015); "
+        "TinyProto-FT mu 0.03 (chosen 0.0375 on validation; default 0.01)"
+    )
+
+
+def test_the_chosen_mu_keeps_mu_times_samples_per_class_on_the_whole_split(cfg, tmp_path):
+    """The grid runs train on 80 % of each client's data; APS's global prototype is a sum of
+    count-scaled prototypes, so the tuned arm (whole training split) keeps mu x n, not mu: the
+    old rule (the validation split's mu unchanged) gives a target 1/0.8 times larger."""
+    full = tuning._train_per_class(cfg)
+    val = tuning._train_per_class(cfg.replace(validation=tuning.VALIDATION))
+    assert 0.75 < val / full < 0.85  # a fifth of each client's training split held out
+    rule = tuning.rule_mu(cfg)
+    runs = FakeRuns(tmp_path, {0.1: 0.5, 0.3: 0.7, 1.0: 0.6, 3.0: 0.55, 10.0: 0.4}, rule)
+    t = tuning.tune(runs, cfg)
+    assert t.mu == float(f"{0.3 * rule:.3g}")
+    assert t.trains_with == float(f"{t.mu * val / full:.3g}") != t.mu
+    assert t.trains_with * full == pytest.approx(t.mu * val, rel=5e-3)
+    assert f"{t.trains_with:g} on the whole training split" in t.text()
+    assert tuning.Tuned(rule, None, [], 1, []).trains_with is None  # nothing chosen yet
 
 
 def test_the_rule_reads_the_partition_a_run_would_use(tmp_path):

@@ -188,10 +188,13 @@ def _tuned(runs: Runs) -> tuple[list[dict], tuple | None]:
             continue
         verdict = "not measured" if t.mu is None else "measured"
         rows.append(_row(claim, "Sec. 5.1", paper_text, runs, t.text(), verdict, t.ids, 1, base))
-        if t.mu is not None:  # the default's own runs when the grid chose the default
-            mu = {} if t.mu == float(f"{t.rule:.3g}") else {"mu": t.mu}
+        if t.mu is not None:  # the default's own runs when the carried-over mu is the default
+            m = t.trains_with
+            mu = {} if m == float(f"{t.rule:.3g}") else {"mu": m}
             chosen[base.algorithm] = arm(TUNED_LABEL[base.algorithm], base.algorithm, **mu)
-            said.append(f"{base.label} mu {t.mu:g} (default {t.rule:g})")
+            said.append(
+                f"{base.label} mu {m:g} (chosen {t.mu:g} on validation; default {t.rule:g})"
+            )
     if len(chosen) == 2:
         return rows, ("mu tuned", chosen["tinyproto-fp"], chosen["tinyproto-ft"], "; ".join(said))
     return rows, None

@@ -38,16 +38,54 @@ MARK_END = "<!-- /scorecard -->"
 DOC = Path("docs") / "scorecard.md"
 
 
+# the verdict's first words, as the side-by-side table shows them
+SHORT = {"not testable here": "not testable", "not enough seeds": "not enough seeds"}
+
+
+def glance(df: pd.DataFrame) -> list[str]:
+    """The verdicts side by side: one line per claim, one column per profile (the verdict's
+    words before any colon), then how many claims each profile holds, fails, ..."""
+    profiles = list(dict.fromkeys(df["profile"]))
+    short = df["verdict"].str.split(":").str[0].map(lambda v: SHORT.get(v, v))
+    cells = {(c, p): v for c, p, v in zip(df["claim"], df["profile"], short)}
+    lines = [
+        "| claim | " + " | ".join(profiles) + " |",
+        "|---|" + "---|" * len(profiles),
+    ]
+    for claim in dict.fromkeys(df["claim"]):
+        lines.append(
+            f"| {claim} | " + " | ".join(cells.get((claim, p), "-") for p in profiles) + " |"
+        )
+    order = ["holds", "does not hold", "inconclusive", "not enough seeds", "measured"]
+    kinds = sorted(
+        dict.fromkeys(short), key=lambda k: (k not in order, order.index(k) if k in order else k)
+    )
+    lines += ["", "| verdicts | " + " | ".join(profiles) + " |", "|---|" + "---|" * len(profiles)]
+    for k in kinds:
+        counts = [int(((df["profile"] == p) & (short == k)).sum()) for p in profiles]
+        lines.append(f"| {k} | " + " | ".join(map(str, counts)) + " |")
+    return lines
+
+
 def markdown(df: pd.DataFrame) -> str:
-    """The scorecard as docs/scorecard.md shows it: one line per claim and profile."""
+    """The scorecard as docs/scorecard.md shows it: the verdicts side by side (``glance``),
+    then one line per claim and profile with the numbers behind each verdict."""
     lines = [
         MARK_BEGIN,
+        "",
+        "Side by side (the verdicts of the table below; each row's numbers and runs are there):",
+        "",
+        *glance(df),
         "",
         "| claim | paper | source | profile | ours (last-round acc. %, mean ± std over seeds; best round in brackets) | verdict |",
         "|---|---|---|---|---|---|",
     ]
     for r in df.itertuples():
-        n = f", {r.seeds} seed{'s' if r.seeds != 1 else ''}, {r.rounds:.0f} rounds" if r.seeds else ""
+        n = (
+            f", {r.seeds} seed{'s' if r.seeds != 1 else ''}, {r.rounds:.0f} rounds"
+            if r.seeds
+            else ""
+        )
         lines.append(
             f"| {r.claim} | {r.paper} | {r.source} | {r.profile}{n} | {r.ours} | {r.verdict} |"
         )

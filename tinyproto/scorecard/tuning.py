@@ -8,7 +8,10 @@ for FP / 4.5 for FT). Each grid point is a run of the arm's config with ``valida
 it (``Config.validation``; the test split is never evaluated). The chosen mu has the best
 last-round validation accuracy, mean over ``TUNE_SEEDS`` (a diverged run counts at chance);
 ties go to the grid point nearest the rule. The scorecard's tuned arms then train on the whole
-training split with the chosen mu and are judged on the test split like every other arm.
+training split and are judged on the test split like every other arm, with the chosen mu carried
+over to the larger split (``transfer``): APS's global prototype is a sum of count-scaled
+prototypes, so its size grows with the training samples per class n, and the value a grid search
+on 80 % of the data finds is a value of mu x n, not of mu.
 
 Nothing here trains: grid runs are looked up in the profile's runs folder (and, when missing,
 listed by ``Runs.missing`` for ``tinyproto scorecard --compute``).
@@ -53,6 +56,17 @@ def rule_mu(cfg: Config) -> float:
     return base.resolve_mu(_train_per_class(base))
 
 
+def transfer(cfg: Config, mu: float) -> float:
+    """The mu a run of ``cfg`` on its whole training split uses for the value ``mu`` chosen on
+    the validation split: the same product mu x (training samples per class), as the rule is
+    stated (3 significant digits, as the grid's values). With APS the regulariser's target is
+    mu x R(sum_i n_ij p_ij) (divided by |N_j| or not), about mu x n_j times a mean prototype, so
+    only the product keeps the target the size the grid search saw."""
+    base = cfg.replace(mu="auto", validation=0.0)
+    ratio = _train_per_class(base.replace(validation=VALIDATION)) / _train_per_class(base)
+    return float(f"{mu * ratio:.3g}")
+
+
 def grid(cfg: Config, multiples=MU_GRID) -> list[tuple[float, float, list[Config]]]:
     """(multiple, mu, its tuning runs over TUNE_SEEDS) for every grid point around ``cfg``."""
     rule = rule_mu(cfg)
@@ -68,17 +82,25 @@ class Tuned:
     """The outcome of one arm's grid search."""
 
     rule: float  # the rule's mu
-    mu: float | None  # the chosen mu (None: grid incomplete)
+    mu: float | None  # the chosen mu, on the validation split (None: grid incomplete)
     table: list[tuple[float, float | None, int]]  # (mu, mean validation accuracy, diverged runs)
     missing: int  # grid runs not finished (neither done nor failed)
     ids: list[str]
+    trains_with: float | None = None  # ``mu`` carried to the whole training split (transfer)
 
     def text(self) -> str:
         cells = []
         for mu, acc, bad in self.table:
             cell = f"{mu:g}: " + ("missing" if acc is None else f"{100 * acc:.2f}")
             cells.append(cell + (f" ({bad} diverged)" if bad else ""))
-        chosen = "not chosen yet" if self.mu is None else f"chosen {self.mu:g}"
+        chosen = "not chosen yet"
+        if self.mu is not None:
+            chosen = f"chosen {self.mu:g} on the validation split"
+            if self.trains_with is not None:
+                chosen += (
+                    f", {self.trains_with:g} on the whole training split (the same mu x "
+                    "training samples per class)"
+                )
         return (
             f"validation accuracy (last round, {VALIDATION:.0%} of each client's training split, "
             f"seed(s) {', '.join(map(str, TUNE_SEEDS))}) by mu: {'; '.join(cells)}; default "
@@ -134,4 +156,4 @@ def _tune(runs, cfg: Config, multiples) -> Tuned:
         best = max(r[1] for r in table)
         winners = [r[0] for r in table if r[1] == best]
         mu = min(winners, key=lambda m: abs(math.log(m / rule)))
-    return Tuned(rule, mu, table, missing, ids)
+    return Tuned(rule, mu, table, missing, ids, None if mu is None else transfer(cfg, mu))
