@@ -304,3 +304,42 @@ def test_the_side_by_side_table_is_the_rows_verdicts_and_counts_them():
     assert tally[0] == "| holds | 1 | 1 |" and tally[1] == "| does not hold | 1 | 0 |"
     assert "| not testable | 0 | 1 |" in tally and "| not enough seeds | 0 | 1 |" in tally
     assert "\n".join(lines) in markdown(df.assign(source="", paper="", ours="", seeds=0, rounds=0))
+
+
+def test_the_privacy_row_is_the_count_attacks_verdict(tmp_path, monkeypatch):
+    """"APS hides the class counts" is judged from results/privacy/count_attack.csv (the
+    attack's rows for this profile, last round): recovered in every seed -> does not hold, in
+    none -> holds, mixed -> inconclusive, < 3 seeds -> not enough seeds; rows naming runs this
+    profile does not have finished -> not measured."""
+    from tinyproto.scorecard.claims import _privacy_row
+
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
+    runs_root = tmp_path / "runs"
+    cfg = Config("tinyproto-fp", profile="smoke", dataset="synthetic", rounds=1)
+    ids = []
+    for seed in (0, 1, 2):
+        c = cfg.replace(seed=seed)
+        run(c, root=runs_root, progress=False)
+        ids.append(c.run_id())
+    (tmp_path / "privacy").mkdir()
+
+    def verdict(attack_by_seed, seeds=(0, 1, 2), names=ids):
+        rows = [
+            dict(profile="smoke", round=r, seed=s, client=c, algorithm="tinyproto-fp",
+                 tvd_attack=attack_by_seed[s] if r == 2 else 0.9, tvd_presence=0.5,
+                 tvd_blind=0.8, spearman=0.9, run_id=names[s])
+            for r in (1, 2) for s in seeds for c in (0, 1)
+        ]  # fmt: skip
+        pd.DataFrame(rows).to_csv(tmp_path / "privacy" / "count_attack.csv", index=False)
+        return _privacy_row(Runs("smoke", runs_root))
+
+    row = verdict({0: 0.05, 1: 0.1, 2: 0.2})  # judged at the last round (2), not round 1
+    assert row["verdict"] == "does not hold" and row["seeds"] == 3
+    assert row["runs"].split() == sorted(ids) and "0.10, 0.20, 0.40" in row["ours"]
+    assert verdict({0: 0.3, 1: 0.4, 2: 0.45})["verdict"] == "holds"
+    assert verdict({0: 0.05, 1: 0.4, 2: 0.45})["verdict"] == "inconclusive"
+    assert verdict({0: 0.05, 1: 0.1}, seeds=(0, 1))["verdict"] == "not enough seeds"
+    row = verdict({0: 0.05, 1: 0.1, 2: 0.2}, names=[*ids[:2], "tinyproto-fp-synthetic-0"])
+    assert row["verdict"] == "not measured" and "tinyproto-fp-synthetic-0" in row["ours"]
+    (tmp_path / "privacy" / "count_attack.csv").unlink()
+    assert _privacy_row(Runs("smoke", runs_root))["verdict"] == "not measured"

@@ -139,3 +139,38 @@ def attack(config, rounds: int | None = None) -> pd.DataFrame:
             row.update(judge(classes, vectors, counts))
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+LEAK_RATIO = 0.5  # the counts are recovered when the attack's TVD is below half the class list's
+
+
+def counts_recovered(count: pd.DataFrame, algorithm: str = "tinyproto-fp") -> dict | None:
+    """The attack's outcome on ``algorithm``'s uploads, from :func:`attack` rows of one profile
+    with a ``seed`` column (``results/privacy/count_attack.csv``): at the table's last round,
+    each seed's mean over its clients of the attack's TVD, the class-list guess's TVD
+    (``presence``) and the Spearman correlation, then their means over the seeds. ``leak``: the
+    attack recovers the counts in every seed (its TVD below ``LEAK_RATIO`` x the guess's);
+    ``hidden``: in no seed. None when the table has no rows of ``algorithm``."""
+    q = count[count["algorithm"] == algorithm]
+    if q.empty:
+        return None
+    rnd = int(q["round"].max())
+    per_seed = (
+        q[q["round"] == rnd]
+        .groupby("seed")[["tvd_attack", "tvd_presence", "spearman"]]
+        .mean()
+        .sort_index()
+    )
+    below = per_seed.tvd_attack < LEAK_RATIO * per_seed.tvd_presence
+    m = per_seed.mean()
+    return dict(
+        round=rnd,
+        seeds=[int(s) for s in per_seed.index],
+        tvd_attack=float(m.tvd_attack),
+        tvd_presence=float(m.tvd_presence),
+        spearman=float(m.spearman),
+        ratio=[float(x) for x in per_seed.tvd_attack / per_seed.tvd_presence],
+        leak=bool(below.all()),
+        hidden=bool(not below.any()),
+        run_ids=sorted(set(q["run_id"])) if "run_id" in q else [],
+    )

@@ -3,7 +3,10 @@ profile by the rules in ``scorecard.rules`` (configs are those the notebooks bui
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 
 from tinyproto import paper
 from tinyproto.config import ConfigError
@@ -21,7 +24,7 @@ from tinyproto.scorecard.rules import (
     text,
     weakest,
 )
-from tinyproto.store import load_prototypes
+from tinyproto.store import is_complete, load_prototypes
 
 
 def _table_acc(table: dict, key, col: int = 0) -> str:
@@ -339,6 +342,7 @@ def claims(runs: Runs) -> list[dict]:
     rows.append(_global_dense_row(runs))
     rows.append(_dead_units_row(runs))
     rows.append(_horizon_row(runs))
+    rows.append(_privacy_row(runs))
     rows += [
         _row(claim, source, paper_text, runs, "-", f"{NOT_TESTABLE}: {why}", [], 0, FP)
         for claim, source, paper_text, why in UNTESTABLE
@@ -356,12 +360,6 @@ UNTESTABLE = (
         "profile's --dataset cifar100 / tinyimagenet runs judge them where they are",
     ),
     (
-        "APS hides each client's class counts (privacy)",
-        "Sec. 4.2; Sec. 5.2 (FedDistill's logits 'introduce higher privacy risks')",
-        "counts never sent on their own",
-        "needs a count-recovery attack on the uploads, which the package does not have yet",
-    ),
-    (
         "Native support for heterogeneous architectures; no extra computation such as fine-tuning",
         "Abstract (arXiv v1); Sec. 6",
         "design properties",
@@ -369,6 +367,69 @@ UNTESTABLE = (
         "different cnn4 architectures side by side and no method step fine-tunes",
     ),
 )
+
+
+PRIVACY_CSV = Path("privacy") / "count_attack.csv"  # under the results root (dp_tradeoff.py)
+
+
+def _verified(folder: Path) -> bool:
+    """A finished run that passes verification (``store.verify_run``)."""
+    from tinyproto.store import verify_run
+
+    if not is_complete(folder):
+        return False
+    try:
+        verify_run(folder)
+    except Exception:  # damaged: never judged
+        return False
+    return True
+
+
+def _privacy_row(runs: Runs) -> dict:
+    """ "APS hides the class counts", judged by the count-recovery attack (tinyproto.privacy) on
+    TinyProto-FP's uploads: the attack's table, results/privacy/count_attack.csv (computed by
+    results/privacy/measure.py from this profile's runs and checked against docs/privacy.md),
+    read at its last round. The claim does not hold when the attack recovers the counts in
+    every seed (``privacy.counts_recovered``), holds when in none; each run it names must be a
+    finished run of this profile."""
+    from tinyproto.privacy import LEAK_RATIO, counts_recovered
+    from tinyproto.store import results_root
+
+    claim = "APS hides each client's class counts (privacy)"
+    source = "Sec. 4.2; Sec. 5.2 (FedDistill's logits 'introduce higher privacy risks')"
+    paper_text = "counts never sent on their own"
+    path = results_root() / PRIVACY_CSV
+    table = pd.read_csv(path) if path.is_file() else None
+    got = None
+    if table is not None and "profile" in table:
+        got = counts_recovered(table[table["profile"] == runs.profile], FP.algorithm)
+    if got is None:
+        why = f"no {runs.profile} rows of TinyProto-FP in results/{PRIVACY_CSV.as_posix()}"
+        return _row(claim, source, paper_text, runs, why, "not measured", [], 0, FP)
+    absent = [r for r in got["run_ids"] if not _verified(runs.root / r)]
+    if absent:
+        why = f"results/{PRIVACY_CSV.as_posix()} names runs not in {runs.profile}'s runs: "
+        return _row(
+            claim, source, paper_text, runs, why + " ".join(absent), "not measured", [], 0, FP
+        )
+    n = len(got["seeds"])
+    ours = (
+        f"count-recovery attack on TinyProto-FP's APS uploads (round {got['round']}, "
+        f"results/{PRIVACY_CSV.as_posix()}): label-distribution TVD {got['tvd_attack']:.3f} vs "
+        f"{got['tvd_presence']:.3f} for the class-list guess, Spearman {got['spearman']:.2f}, mean "
+        f"over {n} seed{'s' if n != 1 else ''}; attack / guess TVD per seed: "
+        f"{', '.join(f'{x:.2f}' for x in got['ratio'])} (the counts count as recovered in a seed "
+        f"below {LEAK_RATIO:g}; docs/privacy.md: secure aggregation hides them)"
+    )
+    if n < MIN_SEEDS:
+        verdict = NOT_ENOUGH
+    elif got["leak"]:
+        verdict = "does not hold"
+    elif got["hidden"]:
+        verdict = "holds"
+    else:
+        verdict = "inconclusive"
+    return _row(claim, source, paper_text, runs, ours, verdict, got["run_ids"], n, FP)
 
 
 def _local_gap_row(runs: Runs) -> dict:
