@@ -221,3 +221,27 @@ def test_scorecard_doc_quotes_the_committed_codec_tables():
         assert number in numbers or number in committed, (
             f"the section quotes {number!r}, not in the tables"
         )
+
+
+def test_the_docs_codec_tables_are_generated_from_the_committed_csvs(tmp_path, monkeypatch):
+    """docs/scorecard.md's codec tables are pareto.markdown of the committed CSVs (what
+    `tinyproto scorecard --update-docs` writes, `--check` compares); a profile without the
+    notebook's tables is named as not computed, and one with them gets its own table."""
+    from tinyproto.scorecard.render import codecs_block
+
+    doc = (ROOT / "docs" / "scorecard.md").read_text()
+    assert codecs_block() in doc, "run `tinyproto scorecard --update-docs`"
+    # a results root with quick's tables copied as another profile's
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
+    (tmp_path / "hard").mkdir()
+    for name in CSVS:
+        df = pd.read_csv(ROOT / "results" / name).assign(profile="hard")
+        df.to_csv(tmp_path / "hard" / name, index=False)
+    text = pareto.markdown(["quick", "hard"])
+    assert "**hard profile**" in text and "`results/hard/codecs_pareto.csv`" in text
+    assert "**quick profile**" not in text and "Not computed yet: quick" in text
+    table = pd.read_csv(ROOT / "results" / "codecs_pareto.csv")
+    for r in table.itertuples():  # every cell, with its numbers
+        assert f" | {r.payload} | {r.bytes_per_round:.0f} | " in text and r.last_acc_text in text
+    verdicts = pd.read_csv(ROOT / "results" / "codecs_verdict.csv")
+    assert text.count("codecs of equal or fewer bytes") == (verdicts.challenger != "(any cell)").sum()

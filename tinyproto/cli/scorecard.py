@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from tinyproto.scorecard.render import DOC, did_not_finish, doc_path, markdown, update_docs, write
+from tinyproto.scorecard.render import (
+    DOC,
+    codecs_block,
+    did_not_finish,
+    doc_path,
+    markdown,
+    update_docs,
+    write,
+)
 from tinyproto.scorecard.rules import SCORE_PROFILES, Runs
 
 DOC_NAME = DOC.as_posix()  # docs/scorecard.md
@@ -92,9 +100,10 @@ def cmd(args) -> int:
     table = markdown(df)
     if args.update_docs:
         update_docs(df)
-    if args.check and table not in doc_path().read_text():
+    if args.check and not all(x in doc_path().read_text() for x in (table, codecs_block())):
         print(
-            f"tinyproto: error: {DOC_NAME}'s scorecard differs from the runs'; run "
+            f"tinyproto: error: {DOC_NAME}'s scorecard or codec tables differ from the runs' "
+            "and results/'s; run "
             "`tinyproto scorecard --update-docs` (or paste `tinyproto scorecard --markdown` "
             "between its markers)",
             file=sys.stderr,

@@ -109,15 +109,31 @@ def doc_path() -> Path:
     return project_root() / DOC
 
 
+def codecs_block(profiles=SCORE_PROFILES) -> str:
+    """The generated part of "Compression at equal bytes" (``pareto.markdown``)."""
+    from tinyproto.scorecard import pareto
+
+    return pareto.markdown(profiles)
+
+
+def _replace(text: str, begin: str, end: str, body: str, doc) -> str:
+    a, b = text.find(begin), text.find(end)
+    if a < 0 or b < a:
+        raise ValueError(f"{doc}: no generated-block markers ({begin!r} ... {end!r})")
+    return text[:a] + body + text[b + len(end) :]
+
+
 def update_docs(df: pd.DataFrame, doc: Path | None = None) -> bool:
-    """Replace the generated block of docs/scorecard.md (or ``doc``) with ``df``'s; True if it
+    """Replace the generated blocks of docs/scorecard.md (or ``doc``): the scorecard with
+    ``df``'s, and the codec tables' section where the document has its markers; True if it
     changed. Writes nothing else."""
+    from tinyproto.scorecard import pareto
+
     doc = Path(doc) if doc is not None else doc_path()
     text = doc.read_text()
-    a, b = text.find(MARK_BEGIN), text.find(MARK_END)
-    if a < 0 or b < a:
-        raise ValueError(f"{doc}: no scorecard markers ({MARK_BEGIN!r} ... {MARK_END!r})")
-    new = text[:a] + markdown(df) + text[b + len(MARK_END) :]
+    new = _replace(text, MARK_BEGIN, MARK_END, markdown(df), doc)
+    if pareto.DOC_BEGIN in new:
+        new = _replace(new, pareto.DOC_BEGIN, pareto.DOC_END, codecs_block(), doc)
     if new != text:
         doc.write_text(new)
     return new != text
