@@ -5,7 +5,7 @@
 #                   runs in the git-ignored results/smoke/; any other profile fails)
 #   make reproduce  run the notebooks with papermill (PROFILE=quick|paper), refresh figures/ results/
 #   make lab        JupyterLab on notebooks/
-#   make scorecard  judge the paper's claims (PROFILE=long: compute the long runs first)
+#   make scorecard  compute the missing runs of PROFILE's claims (quick by default; long/hard: hours), then judge them
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -60,9 +60,9 @@ lab: data
 clean-runs:
 	rm -rf results/runs
 
-# the paper's claims judged on the finished runs (results/scorecard.csv, docs/scorecard.md's table); with
-# PROFILE=long it first computes the missing long-profile runs (hours on 2 cores; resumable:
-# rerun after an interruption, finished runs are reused)
+# the paper's claims judged on the finished runs (results/scorecard.csv, docs/scorecard.md's table),
+# after computing the missing runs of PROFILE's claims (quick by default: minutes; long or hard:
+# hours on 2 cores; resumable: rerun after an interruption, finished runs are reused)
 .PHONY: scorecard
 scorecard: data
 	$(PY) -m tinyproto scorecard --compute $(PROFILE) --update-docs

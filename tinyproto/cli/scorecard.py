@@ -22,9 +22,11 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "scorecard",
         help="judge the paper's claims on the finished runs (writes results/scorecard.csv)",
-        description="Recompute the reproduction scorecard from the finished runs of the quick, "
-        f"long and paper profiles (nothing is run) and write results/scorecard.csv; --markdown "
-        f"prints the table of {DOC_NAME}, --check fails if {DOC_NAME}'s table differs from it.",
+        description="Recompute the reproduction scorecard from the finished runs of the "
+        f"{', '.join(SCORE_PROFILES[:-1])} and {SCORE_PROFILES[-1]} profiles (nothing is run unless "
+        f"--compute is given) and write results/scorecard.csv; --markdown prints the table of "
+        f"{DOC_NAME}, --check fails if {DOC_NAME}'s generated tables (the scorecard, the codec "
+        "tables) differ from the runs' and results/'s.",
     )
     p.add_argument("--markdown", action="store_true", help=f"print the table of {DOC_NAME}")
     p.add_argument(
