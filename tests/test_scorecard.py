@@ -341,5 +341,9 @@ def test_the_privacy_row_is_the_count_attacks_verdict(tmp_path, monkeypatch):
     assert verdict({0: 0.05, 1: 0.1}, seeds=(0, 1))["verdict"] == "not enough seeds"
     row = verdict({0: 0.05, 1: 0.1, 2: 0.2}, names=[*ids[:2], "tinyproto-fp-synthetic-0"])
     assert row["verdict"] == "not measured" and "tinyproto-fp-synthetic-0" in row["ours"]
+    (runs_root / ids[2] / "metrics.csv").write_text("round,test_acc\n1,7\n")  # edited: damaged
+    row = verdict({0: 0.05, 1: 0.1, 2: 0.2})
+    assert row["verdict"] == "not measured" and ids[2] in row["ours"]
+    assert "skipped 1 damaged run(s)" in row["ours"]  # named, never judged
     (tmp_path / "privacy" / "count_attack.csv").unlink()
     assert _privacy_row(Runs("smoke", runs_root))["verdict"] == "not measured"

@@ -24,7 +24,7 @@ from tinyproto.scorecard.rules import (
     text,
     weakest,
 )
-from tinyproto.store import is_complete, load_prototypes
+from tinyproto.store import load_prototypes
 
 
 def _table_acc(table: dict, key, col: int = 0) -> str:
@@ -372,19 +372,6 @@ UNTESTABLE = (
 PRIVACY_CSV = Path("privacy") / "count_attack.csv"  # under the results root (dp_tradeoff.py)
 
 
-def _verified(folder: Path) -> bool:
-    """A finished run that passes verification (``store.verify_run``)."""
-    from tinyproto.store import verify_run
-
-    if not is_complete(folder):
-        return False
-    try:
-        verify_run(folder)
-    except Exception:  # damaged: never judged
-        return False
-    return True
-
-
 def _privacy_row(runs: Runs) -> dict:
     """ "APS hides the class counts", judged by the count-recovery attack (tinyproto.privacy) on
     TinyProto-FP's uploads: the attack's table, results/privacy/count_attack.csv (computed by
@@ -406,7 +393,7 @@ def _privacy_row(runs: Runs) -> dict:
     if got is None:
         why = f"no {runs.profile} rows of TinyProto-FP in results/{PRIVACY_CSV.as_posix()}"
         return _row(claim, source, paper_text, runs, why, "not measured", [], 0, FP)
-    absent = [r for r in got["run_ids"] if not _verified(runs.root / r)]
+    absent = [r for r in got["run_ids"] if runs.by_id(r) is None]
     if absent:
         why = f"results/{PRIVACY_CSV.as_posix()} names runs not in {runs.profile}'s runs: "
         return _row(

@@ -303,7 +303,9 @@ def profile_markdown(profile: str) -> str | None:
     table, pairs, verdicts = tables
     name = lambda a: labels.get(a, a)  # noqa: E731
     n = sorted(set(table["n_seeds"]))
-    seeds = ", ".join(sorted({s for x in table["seeds"].astype(str) for s in x.split(",")}))
+    seeds = ", ".join(
+        sorted({s for x in table["seeds"].astype(str) for s in x.split(",")}, key=int)
+    )
     cells = "every cell has" if len(n) == 1 else "cells have"
     lines = [
         f"**{profile} profile** ({table['dataset'].iloc[0]}, {table['rounds'].iloc[0]} rounds, "

@@ -39,7 +39,7 @@ DOC = Path("docs") / "scorecard.md"
 
 
 # the verdict's first words, as the side-by-side table shows them
-SHORT = {"not testable here": "not testable", "not enough seeds": "not enough seeds"}
+SHORT = {"not testable here": "not testable"}
 
 
 def glance(df: pd.DataFrame) -> list[str]:

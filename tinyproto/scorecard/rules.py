@@ -117,6 +117,12 @@ class Runs:
     def get(self, cfg: Config) -> dict | None:
         rid = cfg.run_id()
         self.wanted.setdefault(rid, cfg)
+        return self.by_id(rid)
+
+    def by_id(self, rid: str) -> dict | None:
+        """The summary of finished run ``rid`` (verified once; a damaged run is recorded and
+        named by the next row, never judged), or None. Unlike ``get`` it does not ask for the
+        run: a missing one is not listed by ``missing``."""
         if rid not in self._cache:
             folder = self.root / rid
             summary = None
