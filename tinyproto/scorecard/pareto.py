@@ -316,10 +316,13 @@ def profile_markdown(profile: str) -> str | None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in table.itertuples():
+        # a cell whose every seed diverged has no measured bytes (its runs did not finish)
+        measured = math.isfinite(r.bytes_per_round)
+        size = f"{r.bytes_per_round:.0f}" if measured else "- (no seed finished)"
+        share = f"{r.bytes_vs_fedproto_fp32:.3f}" if measured else "-"
         lines.append(
-            f"| {name(r.algorithm)} | {r.payload} | {r.bytes_per_round:.0f} | "
-            f"{r.bytes_vs_fedproto_fp32:.3f} | {r.last_acc_text} | {r.n_seeds} | {r.n_diverged} | "
-            f"{'yes' if r.pareto else ''} |"
+            f"| {name(r.algorithm)} | {r.payload} | {size} | {share} | {r.last_acc_text} | "
+            f"{r.n_seeds} | {r.n_diverged} | {'yes' if r.pareto else ''} |"
         )
     lines.append("")
     for v in verdicts[verdicts["challenger"] != "(any cell)"].itertuples():
