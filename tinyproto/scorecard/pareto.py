@@ -31,6 +31,7 @@ Rules (stated once, applied to every cell; the notebook ``10_codecs`` prints the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -281,10 +282,9 @@ DOC_END = "<!-- /codecs -->"
 def codec_tables(profile: str):
     """The three tables notebook ``10_codecs`` wrote for ``profile`` (results/ for quick,
     results/<profile>/ otherwise), or None when it has not run there."""
-    from tinyproto.store import results_root
+    from tinyproto.store import results_dir
 
-    folder = results_root() / ("" if profile == "quick" else profile)
-    paths = [folder / name for name in CODEC_CSVS]
+    paths = [results_dir(profile) / name for name in CODEC_CSVS]
     if not all(p.is_file() for p in paths):
         return None
     return tuple(pd.read_csv(p) for p in paths)
@@ -294,14 +294,12 @@ def profile_markdown(profile: str) -> str | None:
     """One profile's part of docs/scorecard.md's "Compression at equal bytes": the Pareto table,
     each TinyProto cell's verdict with its paired differences, and the best cell within the
     budget, every number from :func:`codec_tables`; None when there are none."""
-    from tinyproto.scorecard.claims import FT, LABEL
+    from tinyproto.plots import LABELS  # the names notebook 10's figure uses
 
-    labels = {**LABEL, FT.algorithm: FT.label}
     tables = codec_tables(profile)
     if tables is None:
         return None
     table, pairs, verdicts = tables
-    name = lambda a: labels.get(a, a)  # noqa: E731
     n = sorted(set(table["n_seeds"]))
     seeds = ", ".join(
         sorted({s for x in table["seeds"].astype(str) for s in x.split(",")}, key=int)
@@ -321,7 +319,7 @@ def profile_markdown(profile: str) -> str | None:
         size = f"{r.bytes_per_round:.0f}" if measured else "- (no seed finished)"
         share = f"{r.bytes_vs_fedproto_fp32:.3f}" if measured else "-"
         lines.append(
-            f"| {name(r.algorithm)} | {r.payload} | {size} | {share} | {r.last_acc_text} | "
+            f"| {LABELS[r.algorithm]} | {r.payload} | {size} | {share} | {r.last_acc_text} | "
             f"{r.n_seeds} | {r.n_diverged} | {'yes' if r.pareto else ''} |"
         )
     lines.append("")
@@ -336,7 +334,7 @@ def profile_markdown(profile: str) -> str | None:
             for q in p.itertuples()
         )
         lines.append(
-            f"- {name(v.challenger)} {v.challenger_payload} vs {name(v.baseline)} codecs of equal or "
+            f"- {LABELS[v.challenger]} {v.challenger_payload} vs {LABELS[v.baseline]} codecs of equal or "
             f"fewer bytes ({v.baseline_cells}): **{v.verdict}**{diffs}."
         )
     for b in verdicts[verdicts["challenger"] == "(any cell)"].itertuples():
@@ -351,7 +349,10 @@ def profile_markdown(profile: str) -> str | None:
 
 
 def _rel(profile: str, name: str) -> str:
-    return f"results/{name}" if profile == "quick" else f"results/{profile}/{name}"
+    """``name`` in ``profile``'s tables folder, as the project shows it (results/...)."""
+    from tinyproto.store import results_dir, results_root
+
+    return (Path("results") / results_dir(profile).relative_to(results_root()) / name).as_posix()
 
 
 def markdown(profiles) -> str:

@@ -84,12 +84,17 @@ def default_profile() -> str:
     return os.environ.get("TINYPROTO_PROFILE", "quick")
 
 
-def runs_root(profile: str) -> Path:
-    """Where runs of ``profile`` live: results/runs (quick), results/<profile>/runs (others)."""
+def results_dir(profile: str) -> Path:
+    """Where ``profile``'s tables go: results/ (quick), results/<profile>/ (others)."""
     if profile not in PROFILES:
         raise ConfigError(f"invalid profile={profile!r}: one of {', '.join(PROFILES)}")
     base = results_root()
-    return base / "runs" if profile == "quick" else base / profile / "runs"
+    return base if profile == "quick" else base / profile
+
+
+def runs_root(profile: str) -> Path:
+    """Where runs of ``profile`` live: results/runs (quick), results/<profile>/runs (others)."""
+    return results_dir(profile) / "runs"
 
 
 def run_dir(config: Config, root: str | Path | None = None) -> Path:

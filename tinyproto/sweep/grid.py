@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from tinyproto.config import PROFILES, Config, ConfigError
-from tinyproto.store import default_profile, project_root, results_root, run_dir, runs_root  # noqa: F401
+from tinyproto.store import (  # noqa: F401
+    default_profile,
+    project_root,
+    results_dir,
+    results_root,
+    run_dir,
+    runs_root,
+)
 from tinyproto.store.failures import failure, record_failure, user_errors
 from tinyproto.sweep.workers import (  # noqa: F401  (re-exported: sweep's public worker settings)
     WORKERS_ENV,
@@ -71,7 +78,8 @@ def outputs(profile: str) -> Outputs:
     """Where a profile's runs, tables and figures go (created if missing).
 
     Runs: ``store.runs_root(profile)``, the one place that decides it (the CLI and
-    ``engine.run`` ask it too). Tables: ``results/`` (quick) or ``results/<profile>/``;
+    ``engine.run`` ask it too). Tables: ``store.results_dir(profile)``, ``results/`` (quick) or
+    ``results/<profile>/``;
     figures: ``figures/`` or ``figures/<profile>/``.
     """
     if profile not in PROFILES:
@@ -82,7 +90,7 @@ def outputs(profile: str) -> Outputs:
         profile=profile,
         root=root,
         runs=runs_root(profile),
-        results=results_root() / sub if sub else results_root(),
+        results=results_dir(profile),
         figures=root / "figures" / sub if sub else root / "figures",
     )
     for p in (out.runs, out.results, out.figures):
