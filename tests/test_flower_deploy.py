@@ -77,6 +77,9 @@ def test_a_deployment_gives_the_engines_numbers_bit_for_bit(federation, algorith
     progress = [line.split("round ", 1)[1] for line in seen if " round " in line]
     assert [p.split(":")[0] for p in progress] == [f"{k}/{cfg.rounds}" for k in (1, 2, 3)]
     assert all(p.endswith(f"run folder {run_dir}") and ": acc 0." in p for p in progress)
+    # the warm ServerApp executor, started with the federation, ran it (no flwr-serverapp)
+    assert "claimed ServerApp task" in (federation.home / "serverapp.log").read_text()
+    assert f"of run {run_id}" in (federation.home / "serverapp.log").read_text()
     for i in range(cfg.num_clients):  # the SuperNode's one ClientApp process took every message
         assert federation.procs[f"clientapp-{i}"].poll() is None
         log = (federation.home / f"clientapp-{i}.log").read_text()
@@ -163,6 +166,61 @@ def test_a_killed_supernode_is_left_out_and_the_run_finishes(federation, tmp_pat
     clients = exact(run_dir, "clients")
     assert sorted(clients[clients["round"] == 4]["client"]) == [0, 1, 2]
     assert got["test_acc"].notna().all()
+
+
+def test_flowers_own_serverapp_process_and_a_prepared_one_give_the_same_numbers(tmp_path):
+    """--serverapp subprocess (Flower's SuperExec starts flwr-serverapp for the run) and the
+    warm executor with the run's data prepared before it is submitted: the engine's numbers."""
+    cfg = Config(algorithm="fedtgp", profile="smoke", device="cpu", rounds=2)
+    rc = settings.to_run_config(cfg, results_dir=tmp_path / "own", round_timeout=300.0)
+    with LocalFederation(4, serverapp="subprocess", secure=False) as fed:
+        assert "serverapp" not in fed.procs
+        run_id = fed.submit(rc)
+        status = fed.wait(run_id, RUN_TIMEOUT)
+        assert status["status"] == "finished:completed", fed.logs(run_id)[-3000:]
+    own = exact(settings.parse({**settings.DEFAULTS, **rc}).run_dir)
+    rc = settings.to_run_config(cfg, results_dir=tmp_path / "warm", round_timeout=300.0)
+    with LocalFederation(4, prepare=rc, secure=False) as fed:
+        run_id = fed.submit(rc)
+        status = fed.wait(run_id, RUN_TIMEOUT)
+        assert status["status"] == "finished:completed", fed.logs(run_id)[-3000:]
+        assert "could not prepare" not in (fed.home / "serverapp.log").read_text()
+    run_dir = settings.parse({**settings.DEFAULTS, **rc}).run_dir
+    got = assert_engine_numbers(cfg, run_dir, tmp_path)
+    pd.testing.assert_frame_equal(got[COLUMNS], own[COLUMNS], check_exact=True)
+
+
+def test_the_warm_serverapp_executor_ends_with_the_superlink_it_serves(tmp_path):
+    """Ready (torch imported) with its warm child, waiting for a run; when the process it
+    serves (--parent-pid) ends, the executor and its child end too, even a child stuck
+    reaching a SuperLink that is not there (port 1)."""
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    ready = tmp_path / "ready"
+    exe = subprocess.Popen(
+        [sys.executable, "-m", "tinyproto.flower.serverexec", "--runtime-api-address",
+         "127.0.0.1:1", "--insecure", "--parent-pid", str(parent.pid), "--ready-file",
+         str(ready)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline and exe.poll() is None:
+            time.sleep(0.2)
+        assert ready.exists()
+        children = descendants(exe.pid)
+        assert children  # the warm child
+        parent.kill()
+        parent.wait()
+        out, _ = exe.communicate(timeout=60)
+    finally:
+        parent.kill()
+        exe.kill()
+    assert exe.returncode == 0, out
+    time.sleep(1)
+    assert not any(alive(pid) for pid in children), out
 
 
 def test_the_simulation_runtime_gives_the_engines_numbers(tmp_path):

@@ -28,6 +28,13 @@ one is ready before it submits the run. ``per-message`` is Flower's own executor
 ``flwr-clientapp`` process per message (each imports torch and builds the data: a smoke round
 took ~40 s instead of ~2 s; docs/flower.md). The run's numbers are the same either way.
 
+ServerApp (``--serverapp``): ``warm`` (the default, deployment only) starts the SuperLink with
+``--isolation process`` and, beside it, a warm ServerApp executor (serverexec.py) that imports
+torch and the ServerApp and builds the prepared run's data while the SuperNodes start, then
+claims the run when it is submitted (about 4 s of the run's time on 2 cores before);
+``subprocess`` is Flower's own: the SuperLink's SuperExec starts ``flwr-serverapp`` when the run
+is submitted. The run's numbers are the same either way.
+
 While a run goes, the server's log is followed with one ``flwr log --stream`` process (no
 status polling): each round's line (``round k/N: acc ..., run folder ...``), warnings and
 errors are printed as they come, and the stream's end is the run's end.
@@ -60,13 +67,14 @@ from pathlib import Path
 from tinyproto import store
 from tinyproto.config import ConfigError
 from tinyproto.data import DataError
-from tinyproto.flower import polling, secure, settings, worker
+from tinyproto.flower import polling, secure, serverexec, settings, worker
 from tinyproto.flower.simulation import THREADS
 
 CONNECTION = "tinyproto-local"  # the SuperLink connection written into FLWR_HOME/config.toml
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 POLL = 3.0  # seconds between status queries when the log stream is gone (each starts the flwr CLI)
 CLIENTAPPS = ("worker", "per-message")  # a long-lived ClientApp per SuperNode, or Flower's own
+SERVERAPPS = ("warm", "subprocess")  # a ServerApp process started beforehand, or Flower's own
 SUPEREXEC_POLL = "0.25"  # seconds between the SuperLink's claims of a ServerApp task (Flower: 1)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PROGRESS = re.compile(r"round \d+/\d+: ")  # server_app.progress_line
@@ -145,6 +153,7 @@ class LocalFederation:
         simulation: bool = False,
         app: Path | None = None,
         clientapp: str = "worker",
+        serverapp: str = "warm",
         prepare: dict | None = None,
         secure: bool = True,
         impostors: dict[int, str] | None = None,
@@ -161,6 +170,18 @@ class LocalFederation:
                 file=sys.stderr,
             )
             clientapp = "per-message"
+        if serverapp not in SERVERAPPS:
+            raise ConfigError(f"invalid serverapp={serverapp!r}: one of {', '.join(SERVERAPPS)}")
+        if simulation:
+            serverapp = "subprocess"  # the simulation runtime starts its own
+        elif serverapp == "warm" and not serverexec.available():
+            print(
+                "tinyproto.flower.deploy: this flwr lacks the Runtime API of flwr 1.42 that the "
+                "warm ServerApp executor uses: Flower's own (a ServerApp process per run)",
+                file=sys.stderr,
+            )
+            serverapp = "subprocess"
+        self.serverapp = serverapp
         self.impostors = dict(impostors or {})
         for i, kind in self.impostors.items():
             if kind not in IMPOSTORS or not isinstance(i, int) or not 0 <= i < supernodes:
@@ -229,6 +250,8 @@ class LocalFederation:
         link = ["flower-superlink", "--host", "127.0.0.1", "--port", str(self.port)]
         link.append("--disable-runtime-dependency-installation")
         link += ["--simulation"] if self.simulation else []
+        # warm: no SuperExec; serverexec.py, started below, claims the runs' ServerApp tasks
+        link += ["--isolation", "process"] if self.serverapp == "warm" else []
         if self.secure:
             self.tls = secure.make_tls(self.home / "tls")
             link += ["--ssl-ca-certfile", str(self.tls["ca"])]
@@ -245,16 +268,40 @@ class LocalFederation:
             f'address = "127.0.0.1:{self.port}"\n{trust}\n'
         )
         self._wait_ready(timeout)
+        if self.prepare is not None:  # the run about to be submitted: its data built meanwhile
+            (self.home / "prepare.json").write_text(json.dumps(self.prepare))
+        if self.serverapp == "warm":
+            self._start_serverexec()
         self.procs["flwr-cli"] = self._warm_cli()  # imports Flower while the rest starts
         if self.secure and not self.simulation:
             self._register_nodes(timeout)
         if not self.simulation:
-            if self.prepare is not None and self.clientapp == "worker":
-                (self.home / "prepare.json").write_text(json.dumps(self.prepare))
             for i in range(self.supernodes):
                 self._start_supernode(i)
             if self.clientapp == "worker":
                 self._wait_workers(timeout)
+        if self.serverapp == "warm":
+            self._wait_serverexec(timeout)
+
+    def _start_serverexec(self) -> None:
+        """The warm ServerApp executor (serverexec.py): torch, the ServerApp and the prepared
+        run's data loaded while the SuperNodes start; it claims the runs the SuperLink is given."""
+        app = [sys.executable, "-m", "tinyproto.flower.serverexec"]
+        app += ["--runtime-api-address", f"127.0.0.1:{self.port}"]
+        app += ["--root-certificates", str(self.tls["ca"])] if self.secure else ["--insecure"]
+        app += ["--parent-pid", str(self.procs["superlink"].pid)]
+        app += ["--ready-file", str(self.home / "serverapp.ready")]
+        if (self.home / "prepare.json").exists():
+            app += ["--prepare", str(self.home / "prepare.json")]
+        self._spawn("serverapp", app)
+
+    def _wait_serverexec(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.home / "serverapp.ready").exists():
+            if self.procs["serverapp"].poll() is not None or time.monotonic() > deadline:
+                text = (self.home / "serverapp.log").read_text(errors="replace")
+                raise RuntimeError(f"the warm ServerApp executor did not start:\n{text[-800:]}")
+            time.sleep(0.2)
 
     def _register_nodes(self, timeout: float) -> None:
         """A key pair per SuperNode (an unknown-key impostor's stays unregistered); the others'
@@ -602,6 +649,14 @@ def main(argv: list[str] | None = None) -> int:
         "Flower's own, a fresh process per message (slow)",
     )
     p.add_argument(
+        "--serverapp",
+        choices=SERVERAPPS,
+        default="warm",
+        help="warm: a ServerApp process started with the federation, torch and the run's data "
+        "loaded before the run (default); subprocess: Flower's own, started when the run is "
+        "submitted",
+    )
+    p.add_argument(
         "--insecure",
         action="store_true",
         help="no TLS and no SuperNode authentication (plaintext on 127.0.0.1)",
@@ -628,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         n,
         simulation=args.simulation,
         clientapp=args.clientapp,
+        serverapp=args.serverapp,
         prepare=overrides,
         secure=not args.insecure,
     )
@@ -662,6 +718,7 @@ def main(argv: list[str] | None = None) -> int:
                 startup_seconds=startup,
                 run_seconds=ran,
                 clientapp=None if args.simulation else fed.clientapp,
+                serverapp=None if args.simulation else fed.serverapp,
                 tls=fed.secure,
                 node_auth=fed.secure and not args.simulation,
                 refused={str(i): why for i, why in sorted(refused.items())},

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -41,7 +42,7 @@ from tinyproto.flower import records, settings
 from tinyproto.flower.link import Exchange, Link
 from tinyproto.runtime import step
 from tinyproto.runtime.clients import run_numerics
-from tinyproto.runtime.environment import check_environment
+from tinyproto.runtime.environment import check_device, check_environment
 from tinyproto.runtime.setup import Setup, setup
 from tinyproto.store.summary import summarise_run
 
@@ -57,6 +58,23 @@ def main(grid: Grid, context: Context) -> None:
 
 
 WRITTEN = "run written to "  # the server's last line: where this run's files are
+
+
+_prepared: dict[str, Setup] = {}  # config -> a Setup built before its run (prepare), unused
+
+
+def _key(cfg) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+
+
+def prepare(run_config) -> None:
+    """Build the Setup of ``run_config`` now (serverexec.py, before the run is submitted); the
+    run with this config takes it over instead of building its own (the same call, so the
+    same Setup)."""
+    cfg = settings.parse(run_config).config
+    with run_numerics(check_device(cfg.device)):
+        _prepared.clear()
+        _prepared[_key(cfg)] = setup(cfg, clients=())
 
 
 def degraded_dir(run: settings.FlowerRun) -> Path:
@@ -99,7 +117,9 @@ def _serve(grid: Grid, run: settings.FlowerRun) -> Path:
             store.discard_run_files(out)
         (out / store.CHECKPOINT).unlink(missing_ok=True)
         shutil.rmtree(out / STATES, ignore_errors=True)
-    S = setup(cfg, clients=())  # data, partition, masks, mu and the algorithm: no client models
+    # data, partition, masks, mu and the algorithm (no client models); prepared, or built now
+    S = _prepared.pop(_key(cfg), None) or setup(cfg, clients=())
+    _prepared.clear()
     ck = load_checkpoint(ckpt, S) if run.resume and ckpt.exists() else None
     start = ck["round"] if ck else 0
     link = Link(grid, run.round_timeout)
