@@ -93,6 +93,19 @@ def test_a_deployment_gives_the_engines_numbers_bit_for_bit(federation, algorith
     assert ours <= flower <= 1.5 * ours  # Flower adds its requests' framing to our messages
 
 
+def test_two_runs_submitted_together_are_both_served(federation, tmp_path):
+    """The warm ServerApp serves one run at a time: the second waits in Flower's queue until
+    the next warm process claims it, and both give the engine's numbers."""
+    cfgs = [Config(algorithm="fedproto", profile="smoke", device="cpu", rounds=2, seed=s)
+            for s in (5, 6)]
+    runs = [submit(federation, cfg, tmp_path / f"flower{k}", round_timeout=300.0)
+            for k, cfg in enumerate(cfgs)]
+    for cfg, (run_id, run_dir) in zip(cfgs, runs):
+        status = federation.wait(run_id, RUN_TIMEOUT)
+        assert status["status"] == "finished:completed", federation.logs(run_id)[-3000:]
+        assert_engine_numbers(cfg, run_dir, tmp_path / str(cfg.seed))
+
+
 def test_payload_codecs_and_local_dp_are_the_engines_on_a_deployment(federation, tmp_path):
     """int4 payloads and clipped, noised uploads: encoded by the SuperNodes, decoded and checked
     by the ServerApp, the same numbers, bytes and epsilon as in-process."""
