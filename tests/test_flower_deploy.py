@@ -1,9 +1,9 @@
 """tinyproto on real Flower runtimes: processes on 127.0.0.1 driven by ``flwr run``.
 
-Slow (Flower processes, a ServerApp process per run that imports torch): ``make
-test-flower``, which CI runs after ``make test``. A local deployment of one SuperLink and four
-SuperNodes, each with its long-lived ClientApp process (tinyproto.flower.deploy, worker.py),
-serves the tests of this module in turn:
+Slow (Flower processes, each importing torch): ``make test-flower``, which CI runs after
+``make test``. A local deployment of one SuperLink with its warm ServerApp executor
+(serverexec.py) and four SuperNodes, each with its long-lived ClientApp process
+(tinyproto.flower.deploy, worker.py), serves the tests of this module in turn:
 
 - smoke configs of tinyproto-fp and fedproto give, round by round, the in-process engine's
   numbers bit for bit (train loss, test accuracy per round and per client, floats and bytes),
