@@ -154,6 +154,9 @@ def test_impostors_and_mods_are_checked_before_anything_starts():
         LocalFederation(4, secure=False, impostors={1: "plaintext"})
     with pytest.raises(ConfigError, match=r"mods need the ClientApp worker"):
         LocalFederation(4, clientapp="per-message", mods={0: ["m:f"]})
+    with pytest.raises(ConfigError, match=r"invalid serverapp='hot': one of warm, subprocess"):
+        LocalFederation(4, serverapp="hot")
+    assert LocalFederation(4, simulation=True).serverapp == "subprocess"  # Ray starts its own
 
 
 def test_worker_mods_wrap_the_clientapp_in_order():
