@@ -198,6 +198,7 @@ def test_flowers_own_serverapp_process_and_a_prepared_one_give_the_same_numbers(
         status = fed.wait(run_id, RUN_TIMEOUT)
         assert status["status"] == "finished:completed", fed.logs(run_id)[-3000:]
         assert "could not prepare" not in (fed.home / "serverapp.log").read_text()
+        assert "the Setup prepared before the run taken over" in fed.logs(run_id)
     run_dir = settings.parse({**settings.DEFAULTS, **rc}).run_dir
     got = assert_engine_numbers(cfg, run_dir, tmp_path)
     pd.testing.assert_frame_equal(got[COLUMNS], own[COLUMNS], check_exact=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import torch
@@ -77,7 +76,7 @@ def client(context: Context, run_config=None):
     process. ``run_config``: instead of the context's."""
     cfg = settings.parse(context.run_config if run_config is None else run_config).config
     cid = partition_id(context.node_config, cfg.num_clients)
-    key = (context.run_id, json.dumps(cfg.to_dict(), sort_keys=True, default=str))
+    key = (context.run_id, settings.config_key(cfg))
     with run_numerics(check_device(cfg.device)):
         if key not in _setups:
             ready = _setups.pop((None, key[1]), None)  # prepare()d before the run, unused
@@ -92,7 +91,7 @@ def prepare(run_config) -> None:
     """Build the Setup of ``run_config`` now (a worker before the run: the data are ready when
     the first message comes); the first message of a run with this config takes it over."""
     cfg = settings.parse(run_config).config
-    key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    key = settings.config_key(cfg)
     with run_numerics(check_device(cfg.device)):
         _setups.clear()
         _setups[(None, key)] = setup(cfg, clients=())

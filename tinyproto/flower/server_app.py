@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -60,11 +59,7 @@ def main(grid: Grid, context: Context) -> None:
 WRITTEN = "run written to "  # the server's last line: where this run's files are
 
 
-_prepared: dict[str, Setup] = {}  # config -> a Setup built before its run (prepare), unused
-
-
-def _key(cfg) -> str:
-    return json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+_prepared: dict[str, Setup] = {}  # config key -> a Setup built before its run (prepare), unused
 
 
 def prepare(run_config) -> None:
@@ -74,7 +69,7 @@ def prepare(run_config) -> None:
     cfg = settings.parse(run_config).config
     with run_numerics(check_device(cfg.device)):
         _prepared.clear()
-        _prepared[_key(cfg)] = setup(cfg, clients=())
+        _prepared[settings.config_key(cfg)] = setup(cfg, clients=())
 
 
 def degraded_dir(run: settings.FlowerRun) -> Path:
@@ -118,8 +113,12 @@ def _serve(grid: Grid, run: settings.FlowerRun) -> Path:
         (out / store.CHECKPOINT).unlink(missing_ok=True)
         shutil.rmtree(out / STATES, ignore_errors=True)
     # data, partition, masks, mu and the algorithm (no client models); prepared, or built now
-    S = _prepared.pop(_key(cfg), None) or setup(cfg, clients=())
+    S = _prepared.pop(settings.config_key(cfg), None)
     _prepared.clear()
+    if S is None:
+        S = setup(cfg, clients=())
+    else:
+        log.info("the Setup prepared before the run taken over")
     ck = load_checkpoint(ckpt, S) if run.resume and ckpt.exists() else None
     start = ck["round"] if ck else 0
     link = Link(grid, run.round_timeout)

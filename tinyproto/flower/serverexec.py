@@ -36,6 +36,7 @@ import threading
 import time
 
 from tinyproto.flower.polling import Backoff
+from tinyproto.flower.worker import parent_monitor, read_certificates, runtime_client
 
 POLL_MIN = 0.02  # seconds between task claims once ready ...
 POLL_MAX = 0.25  # ... growing to this (flower-superexec: 1 s; deploy.py sets 0.25 for it)
@@ -56,19 +57,16 @@ def available() -> bool:
 def _flower():
     from flwr.proto.runtime_pb2 import AcquireTaskRequest
     from flwr.supercore.constant import TaskType
-    from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor
     from flwr.supercore.logger import mirror_output_to_queue
-    from flwr.supercore.retry import make_simple_http_retry_invoker
-    from flwr.supercore.runtime import RuntimeHttpClient
     from flwr.superlink.runtime import run_serverapp
 
+    from tinyproto.flower import worker
+
+    worker._flower()  # what runtime_client uses  # noqa: SLF001
     return argparse.Namespace(
         AcquireTaskRequest=AcquireTaskRequest,
         SERVER_APP=TaskType.SERVER_APP,
-        RuntimeVersionHttpInterceptor=RuntimeVersionHttpInterceptor,
         mirror_output_to_queue=mirror_output_to_queue,
-        make_simple_http_retry_invoker=make_simple_http_retry_invoker,
-        RuntimeHttpClient=RuntimeHttpClient,
         run_serverapp=run_serverapp,
     )
 
@@ -93,24 +91,19 @@ def serve_one(args, certificates: bytes | None, stop: threading.Event) -> int:
     """Claim one ServerApp task and run it as flwr-serverapp does (Flower's run_serverapp,
     which exits the process); 0 when stopped before a task came."""
     fl = _flower()
-    client = fl.RuntimeHttpClient.from_server_address(
-        server_address=args.runtime_api_address,
-        insecure=args.insecure,
-        root_certificates=certificates,
-        interceptors=[fl.RuntimeVersionHttpInterceptor(component_name="SuperExec")],
-        retry_invoker=fl.make_simple_http_retry_invoker(),
-    )
+    client = runtime_client(args.runtime_api_address, args.insecure, certificates, "SuperExec")
     request = fl.AcquireTaskRequest(supported_task_types=[fl.SERVER_APP])
     idle = Backoff(POLL_MIN, POLL_MAX)
-    while not stop.is_set():
-        res = client.AcquireTask(request)
-        if res.HasField("task") and res.token:
-            break
-        stop.wait(idle.next())
-    else:
+    try:
+        while True:
+            if stop.is_set():
+                return 0
+            res = client.AcquireTask(request)
+            if res.HasField("task") and res.token:
+                break
+            stop.wait(idle.next())
+    finally:
         client.close()
-        return 0
-    client.close()
     log.info("claimed ServerApp task %d of run %d", res.task.task_id, res.task.run_id)
     if os.environ.get(CLAIMED_ENV):  # the supervisor: this child's end is its run's end
         open(os.environ[CLAIMED_ENV], "w").close()
@@ -130,26 +123,12 @@ def serve_one(args, certificates: bytes | None, stop: threading.Event) -> int:
     return 0  # (run_serverapp exits the process itself)
 
 
-def _watch_parent(pid: int, stop: threading.Event) -> None:
-    def watch() -> None:
-        while not stop.wait(0.5):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                stop.set()
-                return
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def child(args, certificates: bytes | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if args.parent_pid:
-        _watch_parent(args.parent_pid, stop)
+        parent_monitor(args.parent_pid, stop, exit_now=False)
     t0 = time.perf_counter()
     warm_up(args.prepare)
     log.info(
@@ -165,14 +144,10 @@ def child(args, certificates: bytes | None) -> int:
 def supervise(argv: list[str], parent_pid: int | None) -> int:
     """Keep one warm child ready until stopped (SIGTERM/SIGINT, or the SuperLink ended)."""
     stop = threading.Event()
-
-    def on_signal(*_) -> None:
-        stop.set()
-
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+        signal.signal(sig, lambda *_: stop.set())
     if parent_pid:
-        _watch_parent(parent_pid, stop)
+        parent_monitor(parent_pid, stop, exit_now=False)
     pause = 0.0
     with tempfile.TemporaryDirectory(prefix="tinyproto-serverexec-") as tmp:
         claimed = os.path.join(tmp, "claimed")
@@ -232,12 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    certificates = None
-    if not args.insecure:
-        if not args.root_certificates:
-            p.error("--root-certificates is required without --insecure")
-        with open(args.root_certificates, "rb") as f:
-            certificates = f.read()
+    certificates = read_certificates(p, args)
     if args.child:
         return child(args, certificates)
     return supervise([a for a in argv if a != "--child"], args.parent_pid)

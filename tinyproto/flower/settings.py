@@ -13,6 +13,7 @@ the command line; a mistake is one ConfigError naming the key.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -160,6 +161,12 @@ def _as_keys(message: str) -> str:
     # a field as name=value, or named in prose (a name with an underscore: num_clients)
     message = re.sub(r"(?<![\w./-])([a-z][a-z0-9_]*)(?==)", swap, message)
     return re.sub(r"(?<![\w./-])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", swap, message)
+
+
+def config_key(config: Config) -> str:
+    """``config`` as one string, equal for equal configs: what the apps key a Setup built for
+    it by (client_app's cache, server_app's prepared Setup)."""
+    return json.dumps(config.to_dict(), sort_keys=True, default=str)
 
 
 def to_run_config(config: Config, **runtime) -> dict:

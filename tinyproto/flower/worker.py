@@ -68,25 +68,23 @@ def available() -> bool:
 def _flower():
     """Flower's pieces, imported on use (this module is also imported by the launcher)."""
     from flwr.proto.runtime_pb2 import AcquireTaskRequest, SendTaskHeartbeatRequest
+    from flwr.supercore import interceptors, retry, runtime
     from flwr.supercore.constant import TaskType
-    from flwr.supercore.interceptors import (
-        RuntimeTokenHttpInterceptor,
-        RuntimeVersionHttpInterceptor,
-    )
-    from flwr.supercore.retry import make_simple_http_retry_invoker
-    from flwr.supercore.runtime import RuntimeHttpClient
     from flwr.supernode.runtime import run_clientapp
 
-    for name in ("pull_task_input", "push_message", "push_task_output"):
-        getattr(run_clientapp, name)
+    needed = {  # AttributeError where a name is missing: not flwr 1.42's internals
+        interceptors: ("RuntimeTokenHttpInterceptor", "RuntimeVersionHttpInterceptor"),
+        retry: ("make_simple_http_retry_invoker",),  # (these three: runtime_client's)
+        runtime: ("RuntimeHttpClient",),
+        run_clientapp: ("pull_task_input", "push_message", "push_task_output"),
+    }
+    for module, names in needed.items():
+        for name in names:
+            getattr(module, name)
     return argparse.Namespace(
         AcquireTaskRequest=AcquireTaskRequest,
         SendTaskHeartbeatRequest=SendTaskHeartbeatRequest,
         TaskType=TaskType,
-        RuntimeTokenHttpInterceptor=RuntimeTokenHttpInterceptor,
-        RuntimeVersionHttpInterceptor=RuntimeVersionHttpInterceptor,
-        make_simple_http_retry_invoker=make_simple_http_retry_invoker,
-        RuntimeHttpClient=RuntimeHttpClient,
         run_clientapp=run_clientapp,
     )
 
@@ -111,16 +109,8 @@ class Worker:
         self.tasks = 0
 
     def _client(self, token: str | None = None):
-        fl = self.fl
-        interceptors = [fl.RuntimeVersionHttpInterceptor(component_name="flwr-clientapp")]
-        if token:
-            interceptors.append(fl.RuntimeTokenHttpInterceptor(token))
-        return fl.RuntimeHttpClient.from_server_address(
-            server_address=self.address,
-            insecure=self.insecure,
-            root_certificates=self.certificates,
-            interceptors=interceptors,
-            retry_invoker=fl.make_simple_http_retry_invoker(),
+        return runtime_client(
+            self.address, self.insecure, self.certificates, "flwr-clientapp", token
         )
 
     def serve(self, stop: threading.Event, wake: int | None = None) -> None:
@@ -250,17 +240,60 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _parent_monitor(pid: int, stop: threading.Event) -> None:
-    """Set ``stop`` when process ``pid`` (the SuperNode) has ended, then leave."""
+def runtime_client(
+    address: str,
+    insecure: bool,
+    certificates: bytes | None,
+    component: str,
+    token: str | None = None,
+):
+    """A Runtime API client as Flower's executors make one (``component`` names the caller;
+    ``token``: a task's, for the calls made on its behalf). Also serverexec.py's."""
+    from flwr.supercore.interceptors import (
+        RuntimeTokenHttpInterceptor,
+        RuntimeVersionHttpInterceptor,
+    )
+    from flwr.supercore.retry import make_simple_http_retry_invoker
+    from flwr.supercore.runtime import RuntimeHttpClient
+
+    interceptors = [RuntimeVersionHttpInterceptor(component_name=component)]
+    if token:
+        interceptors.append(RuntimeTokenHttpInterceptor(token))
+    return RuntimeHttpClient.from_server_address(
+        server_address=address,
+        insecure=insecure,
+        root_certificates=certificates,
+        interceptors=interceptors,
+        retry_invoker=make_simple_http_retry_invoker(),
+    )
+
+
+def read_certificates(parser: argparse.ArgumentParser, args) -> bytes | None:
+    """The CA of ``--root-certificates`` (None with ``--insecure``; a usage error without
+    either). Also serverexec.py's."""
+    if args.insecure:
+        return None
+    if not args.root_certificates:
+        parser.error("--root-certificates is required without --insecure")
+    with open(args.root_certificates, "rb") as f:
+        return f.read()
+
+
+def parent_monitor(pid: int, stop: threading.Event, exit_now: bool = True) -> None:
+    """Set ``stop`` when process ``pid`` (the SuperNode; serverexec.py's SuperLink) has ended,
+    then leave; ``exit_now``: end this process at once too (a task in flight has no one to
+    reply to)."""
 
     def watch() -> None:
         while not stop.wait(0.5):
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                log.info("SuperNode process %d ended: stopping", pid)
+                log.info("process %d, which this one serves, ended: stopping", pid)
                 stop.set()
-                os._exit(0)  # noqa: SLF001 - a task in flight has no SuperNode to reply to
+                if exit_now:
+                    os._exit(0)  # noqa: SLF001
+                return
             except PermissionError:
                 pass
 
@@ -315,14 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     if args.parent_pid:
-        _parent_monitor(args.parent_pid, stop)
+        parent_monitor(args.parent_pid, stop)
     t0 = time.perf_counter()
-    certificates = None
-    if not args.insecure:
-        if not args.root_certificates:
-            p.error("--root-certificates is required without --insecure")
-        with open(args.root_certificates, "rb") as f:
-            certificates = f.read()
+    certificates = read_certificates(p, args)
     try:
         mods = [load_mod(ref) for ref in args.mod]
     except ValueError as e:
