@@ -163,3 +163,16 @@ def test_run_id_tracks_numbers_not_operations():
     assert a.run_id() != _cfg(seed=3).run_id()
     assert a.run_id() != _cfg(cps_dim=5).run_id()
     assert a.run_id() != _cfg(mu=None).run_id()
+
+
+@pytest.mark.parametrize("algorithm", ["tinyproto-fp", "tinyproto-ft"])
+def test_without_the_regulariser_clients_train_exactly_as_local(algorithm, tmp_path):
+    """The authors'-code variant (lam = 0): nothing the server sends reaches a client's
+    training, so its losses are Local's round by round (only inference, Eq. 12, differs).
+    docs/scorecard.md's note on the variant rests on this."""
+    local = run(_cfg("local"), root=tmp_path / "local", progress=False)
+    free = run(_cfg(algorithm, lam=0.0), root=tmp_path / "free", progress=False)
+    with_reg = run(_cfg(algorithm), root=tmp_path / "reg", progress=False)
+    losses = local.metrics["train_loss"].to_numpy()
+    np.testing.assert_array_equal(free.metrics["train_loss"].to_numpy(), losses)
+    assert not np.array_equal(with_reg.metrics["train_loss"].to_numpy()[1:], losses[1:])
