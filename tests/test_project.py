@@ -108,3 +108,57 @@ def test_local_floor_paragraph_quotes_the_committed_tables():
     readme = (ROOT / "README.md").read_text()
     last = f"{long.loc['local', 'last_acc_mean']:.2f} ± {long.loc['local', 'last_acc_std']:.2f}"
     assert f"Local training alone reaches {last}" in " ".join(readme.split())  # last round
+
+
+def test_authors_code_paragraph_quotes_the_committed_runs():
+    """docs/scorecard.md's "authors'-code variant trains exactly as Local" paragraph: every
+    accuracy it quotes is the scorecard row's for that arm and profile, the off-mask shares are
+    the structured-sparsity rows', and the three run folders it names are seed 0 of hard, the two
+    TinyProto runs without the regulariser (lam = 0), with equal training losses in every round
+    (the paragraph's "bit for bit")."""
+    import json
+    import re
+
+    import pandas as pd
+
+    doc = (ROOT / "docs" / "scorecard.md").read_text()
+    para = doc[doc.index("**The authors'-code variant trains exactly as Local**") :]
+    para = para[: para.index("\n\n")]
+    card = pd.read_csv(ROOT / "results" / "scorecard.csv")
+
+    def ours(profile, needle):
+        rows = card[(card.profile == profile) & card.claim.str.contains(needle, regex=False)]
+        assert len(rows), (profile, needle)
+        return " ".join(rows.ours)
+
+    variant = "(authors' code: no regulariser)"
+    for line in para.splitlines():
+        line = line.lstrip("- ")
+        profile = line.split(":", 1)[0]
+        if profile not in ("hard", "quick"):
+            continue
+        for label, number in re.findall(r"(TinyProto-F[PT]|Local)[^\d]*?(\d+\.\d\d ± \d+\.\d\d)", line):
+            if label == "Local":
+                text = ours(profile, "Federation matters")
+                assert f"Local {number}" in text, (profile, label, number)
+            else:
+                text = ours(profile, f"{label} {variant} >")
+                assert f"{label} {variant} {number}" in text, (profile, label, number)
+    flat = " ".join(para.split())
+    shares = re.search(r"TinyProto-FP: (0\.\d{3}) on hard, (0\.\d{3}) on quick", flat)
+    assert shares, "the off-mask shares are quoted"
+    for profile, share in zip(("hard", "quick"), shares.groups()):
+        text = ours(profile, f"structurally sparse under CPS (TinyProto-FP {variant}")
+        assert f"median share {share}" in text, (profile, share)
+    ids = re.findall(r"`((?:tinyproto-f[pt]|local)-fmnist-[0-9a-f]{10})`", para)
+    assert len(ids) == 3
+    losses = []
+    for rid in ids:
+        folder = ROOT / "results" / "hard" / "runs" / rid
+        cfg = json.loads((folder / "config.json").read_text())
+        assert cfg["profile"] == "hard" and cfg["seed"] == 0
+        if cfg["algorithm"] != "local":
+            assert cfg["lam"] == 0.0
+        losses.append(pd.read_csv(folder / "metrics.csv")["train_loss"].tolist())
+    assert len(losses[0]) == 100 and losses[0] == losses[1] == losses[2]
+    assert "Training loss ends near 0.01" in flat and abs(losses[0][-1] - 0.01) < 0.01

@@ -4,6 +4,7 @@ recomputed from the committed runs (verdicts are computed, never typed)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -347,3 +348,31 @@ def test_the_privacy_row_is_the_count_attacks_verdict(tmp_path, monkeypatch):
     assert "skipped 1 damaged run(s)" in row["ours"]  # named, never judged
     (tmp_path / "privacy" / "count_attack.csv").unlink()
     assert _privacy_row(Runs("smoke", runs_root))["verdict"] == "not measured"
+
+
+def test_a_run_refused_for_values_past_the_bound_counts_as_diverged(tmp_path):
+    """A client whose prototypes blew up past the server's overflow bound (finite, but about to
+    turn inf) diverged as surely as one that sent NaN: its seed counts at chance, it is not a
+    "did not finish" that silently drops the seed (hard, alpha 0.01, TinyProto-FT seed 1)."""
+    import torch
+
+    from tinyproto.comm import MessageError
+    from tinyproto.comm.checks import Bound, check_values
+    from tinyproto.store.failures import FAILED, diverged
+
+    refusals = []
+    for value in (float("nan"), 9.14e23):
+        with pytest.raises(MessageError) as e:
+            check_values({"protos": torch.tensor([value])}, "client 16", Bound(2.92e19, "why"))
+        refusals.append(str(e.value))
+    assert all(diverged(r) for r in refusals), refusals  # the words check_values really writes
+    assert not diverged("data not found: /nowhere/train-images-idx3-ubyte.gz")
+
+    runs_dir = tmp_path
+    for seed, line in enumerate(refusals + refusals[:1]):
+        cfg = Config(algorithm="tinyproto-fp", profile="smoke", seed=seed)
+        (runs_dir / cfg.run_id()).mkdir()
+        (runs_dir / cfg.run_id() / FAILED).write_text(json.dumps({"error": line}))
+    rows = {r["claim"]: r for r in claims(Runs("smoke", runs_dir))}
+    ours = rows["TinyProto-FP > FedProto"]["ours"]
+    assert ours.startswith("TinyProto-FP: diverged in 3 of 3 seeds, counted at chance 10 %"), ours
