@@ -241,3 +241,43 @@ def test_hard_profile_search_doc_is_computed_from_its_runs():
         assert number in accs, f"{number} % is not an accuracy of search.csv"
     for number in re.findall(r"(\d+\.\d\d) points", prose):
         assert number in gaps, f"{number} points is not a gap between search.csv runs"
+
+
+def test_readme_hard_findings_follow_the_scorecard():
+    """The README's sentences on the hard profile are the hard rows' verdicts: CPS keeps
+    FedProto's accuracy at no s below 450, TinyProto-FT beats FedTGP while FedTGP diverged in every
+    seed and is not the best of all, tuned mu changes no accuracy verdict but makes TinyProto-FT's
+    prototypes structurally sparse, and the no-regulariser variant is far below FedProto."""
+    import pandas as pd
+
+    readme = " ".join(section((ROOT / "README.md").read_text(), "## Results").split())
+    card = pd.read_csv(ROOT / "results" / "scorecard.csv")
+    hard = card[card.profile == "hard"].set_index("claim")
+    verdict = hard["verdict"]
+
+    assert "CPS keeps FedProto's accuracy at no s below 450 (inconclusive at 450)" in readme
+    for s in (50, 150, 250, 350):
+        assert verdict[f"CPS at s = {s} keeps FedProto's accuracy (with and without scaling)"] == (
+            "does not hold"
+        )
+    assert verdict["CPS at s = 450 keeps FedProto's accuracy (with and without scaling)"] == (
+        "inconclusive"
+    )
+    assert "beats FedTGP only because FedTGP diverges in all three seeds" in readme
+    assert verdict["TinyProto-FT > FedTGP"] == "holds"
+    assert "FedTGP: diverged in 3 of 3 seeds" in hard.loc["TinyProto-FT > FedTGP", "ours"]
+    assert "it stays below FedProto" in readme
+    assert verdict["TinyProto-FT best of all"] == "does not hold"
+    assert "changes no accuracy verdict" in readme
+    accuracy = ("TinyProto-FP > FedProto", "TinyProto-FT > FedTGP", "TinyProto-FT best of all")
+    for claim in accuracy:
+        tuned = claim.replace("TinyProto-FP", "TinyProto-FP (mu tuned)").replace(
+            "TinyProto-FT", "TinyProto-FT (mu tuned)"
+        )
+        assert verdict[tuned] == verdict[claim], claim
+    sparse = "Local prototypes become structurally sparse under CPS ({}, off-mask energy share per (client, class))"
+    assert "TinyProto-FT's local prototypes become structurally sparse" in readme
+    assert verdict[sparse.format("TinyProto-FT (mu tuned)")] == "holds"
+    assert verdict[sparse.format("TinyProto-FT")] == "does not hold"
+    variant = "TinyProto-FP (authors' code: no regulariser) > FedProto"
+    assert "clients train exactly as Local" in readme and verdict[variant] == "does not hold"

@@ -376,3 +376,6 @@ def test_a_run_refused_for_values_past_the_bound_counts_as_diverged(tmp_path):
     rows = {r["claim"]: r for r in claims(Runs("smoke", runs_dir))}
     ours = rows["TinyProto-FP > FedProto"]["ours"]
     assert ours.startswith("TinyProto-FP: diverged in 3 of 3 seeds, counted at chance 10 %"), ours
+    horizon = next(r for c, r in rows.items() if c.startswith("Table 1's accuracy curves"))
+    assert "TinyProto-FP: diverged in 3 of 3 seeds, no curve" in horizon["ours"]  # not "missing"
+    assert "FedProto: missing" in horizon["ours"]

@@ -456,7 +456,9 @@ FLAT_SHARE = 0.8  # converged: flat from at most this share of the horizon (the 
 def _horizon_row(runs: Runs) -> dict:
     """Are Table 1's runs converged at this horizon? Per algorithm, the round from which the
     seed-mean accuracy curve is flat (``sweep.flatten_round``: 5-round trailing mean within 0.5
-    points of all later values); holds when every one is flat from at most 80 % of the rounds."""
+    points of all later values, over its finished seeds); holds when every one is flat from at
+    most 80 % of the rounds. An algorithm none of whose seeds reached the horizon (diverged) is
+    named and left out: it has no curve to judge."""
 
     from tinyproto.sweep import flatten_round
 
@@ -464,13 +466,22 @@ def _horizon_row(runs: Runs) -> dict:
     parts, ids, n_min, ok = [], [], None, []
     rounds = FT.config(runs.profile, 0).rounds
     for a in (FT, *(arm(LABEL[x], x) for x in ALL_FEDERATED)):
-        rid = runs.arm(a).ids
+        m = runs.arm(a)
+        rid = m.ids
+        unfinished = len(m.diverged) + len(m.failed)
+        why = "diverged" if m.diverged and not m.failed else "did not finish"
         if not rid:
+            if unfinished:  # no curve reaches the horizon: named, not judged (nor "missing")
+                parts.append(f"{a.label}: {why} in {unfinished} of {unfinished} seeds, no curve")
+                continue
             parts.append(f"{a.label}: missing")
             ok.append(None)
             continue
         flat = flatten_round(_mean_curve(runs, rid))
-        parts.append(f"{a.label}: {'still rising' if flat is None else f'flat from {flat}'}")
+        also = f" ({why} in {unfinished} of {unfinished + len(rid)} seeds)" if unfinished else ""
+        parts.append(
+            f"{a.label}: {'still rising' if flat is None else f'flat from {flat}'}{also}"
+        )
         ok.append(flat is not None and flat <= FLAT_SHARE * rounds)
         ids += rid
         n_min = len(rid) if n_min is None else min(n_min, len(rid))
