@@ -379,3 +379,28 @@ def test_a_run_refused_for_values_past_the_bound_counts_as_diverged(tmp_path):
     horizon = next(r for c, r in rows.items() if c.startswith("Table 1's accuracy curves"))
     assert "TinyProto-FP: diverged in 3 of 3 seeds, no curve" in horizon["ours"]  # not "missing"
     assert "FedProto: missing" in horizon["ours"]
+
+
+def test_the_variants_disagreements_are_listed():
+    """A claim that holds for one of TinyProto's variants and not another says so: the table
+    lists each (claim, profile) whose judged variants differ, and only those."""
+    from tinyproto.scorecard.render import variant_disagreements
+
+    code = " (authors' code: no regulariser)"
+    rows = [
+        ("TinyProto-FT > FedTGP", "hard", "holds"),
+        ("TinyProto-FT (mu tuned) > FedTGP", "hard", "holds"),
+        (f"TinyProto-FT{code} > FedTGP", "hard", "does not hold"),
+        ("TinyProto-FT > FedTGP", "long", "holds"),  # the others not measured: no disagreement
+        ("TinyProto-FT (mu tuned) > FedTGP", "long", "not measured"),
+        (f"TinyProto-FT{code} > FedTGP", "long", "not measured"),
+        ("TinyProto-FP > FedProto", "hard", "does not hold"),  # agreement: not listed
+        (f"TinyProto-FP{code} > FedProto", "hard", "does not hold"),
+        ("Federation matters", "hard", "holds"),  # no variants
+    ]
+    df = pd.DataFrame(rows, columns=["claim", "profile", "verdict"])
+    lines = variant_disagreements(df)
+    body = [line for line in lines if line.startswith("| TinyProto") or line.startswith("| Fed")]
+    assert body == ["| TinyProto-FT > FedTGP | hard | holds | holds | does not hold |"]
+    same = df[df.claim.str.startswith("TinyProto-FP")]
+    assert variant_disagreements(same)[-1].startswith("none:")

@@ -67,6 +67,46 @@ def glance(df: pd.DataFrame) -> list[str]:
     return lines
 
 
+# the marks of TinyProto's variants in claim names (claims.VARIANTS); unmarked: the paper's text
+VARIANT_MARKS = {"mu tuned": " (mu tuned)", "authors' code": " (authors' code: no regulariser)"}
+
+
+def variant_disagreements(df: pd.DataFrame) -> list[str]:
+    """Where TinyProto's variants get different verdicts on the same claim and profile: the
+    paper's text (lam = 10, default mu), tuned mu, the authors' code (no regulariser). One table
+    row per (claim, profile) in which at least two variants were judged (not "not measured")
+    and their verdicts differ; a note when none do."""
+    short = df["verdict"].str.split(":").str[0].map(lambda v: SHORT.get(v, v))
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for claim, profile, verdict in zip(df["claim"], df["profile"], short):
+        name = "paper's text"
+        for variant, mark in VARIANT_MARKS.items():
+            if mark in claim:
+                name, claim = variant, claim.replace(mark, "")
+        cells.setdefault((claim, profile), {})[name] = verdict
+    names = ["paper's text", *VARIANT_MARKS]
+    rows = []
+    for (claim, profile), got in cells.items():
+        judged = {k: v for k, v in got.items() if not v.startswith("not measured")}
+        if len(got) > 1 and len(judged) > 1 and len(set(judged.values())) > 1:
+            rows.append(
+                f"| {claim} | {profile} | " + " | ".join(got.get(n, "-") for n in names) + " |"
+            )
+    head = [
+        "Where the variants disagree (the same claim and profile, judged for two or more of "
+        "TinyProto's variants, with different verdicts):",
+        "",
+    ]
+    if not rows:
+        return [*head, "none: every claim judged for several variants gets one verdict."]
+    return [
+        *head,
+        "| claim | profile | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+        *rows,
+    ]
+
+
 def markdown(df: pd.DataFrame) -> str:
     """The scorecard as docs/scorecard.md shows it: the verdicts side by side (``glance``),
     then one line per claim and profile with the numbers behind each verdict."""
@@ -76,6 +116,8 @@ def markdown(df: pd.DataFrame) -> str:
         "Side by side (the verdicts of the table below; each row's numbers and runs are there):",
         "",
         *glance(df),
+        "",
+        *variant_disagreements(df),
         "",
         "| claim | paper | source | profile | ours (last-round acc. %, mean ± std over seeds; best round in brackets) | verdict |",
         "|---|---|---|---|---|---|",
