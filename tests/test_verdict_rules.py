@@ -20,6 +20,7 @@ from tinyproto.scorecard.rules import (
     judge,
     paired_interval,
     t95,
+    weakest,
 )
 
 
@@ -216,3 +217,20 @@ def test_summaries_are_paired_by_seed_not_position():
     a = Measured("A", summaries=[{"seed": s, "v": s} for s in (0, 1, 2)])
     b = Measured("B", summaries=[{"seed": s, "v": 10 + s} for s in (1, 2)])
     assert [(x["v"], y["v"]) for x, y in _by_seed_pairs(a, b)] == [(1, 11), (2, 12)]
+
+
+def test_two_arms_that_diverged_in_every_seed_are_not_comparable():
+    """Chance against chance gives D = 0 exactly: the old rule let "not worse" hold (hard: "CPS at
+    s = 450 keeps FedTGP's accuracy", both arms diverged in 3 of 3 seeds). Now inconclusive, and
+    it ranks as inconclusive in a claim made of several comparisons."""
+    a = _arm("A", [], diverged=[0, 1, 2])
+    b = _arm("B", [], diverged=[0, 1, 2])
+    assert compare(a.scores, b.scores, "not_worse") == "holds"  # what the bare rule says
+    for kind in ("not_worse", "better"):
+        verdict = judge(_Runs(), a, b, kind)
+        assert verdict.startswith("inconclusive: A and B both diverged in every seed"), verdict
+    assert weakest([judge(_Runs(), a, b, "not_worse"), "holds"]).startswith("inconclusive")
+    assert weakest([judge(_Runs(), a, b, "not_worse"), "does not hold"]) == "does not hold"
+    c = _arm("C", [0.5, 0.5, 0.5])  # one side finished: the diverged side counts at chance
+    assert judge(_Runs(), c, b, "not_worse") == "holds"
+    assert judge(_Runs(), _arm("D", [], diverged=[0, 1]), b, "not_worse") == "not enough seeds"

@@ -330,7 +330,7 @@ ORDER = (
 
 
 def _rank(verdict: str) -> int:
-    return ORDER.index(NOT_TESTABLE if verdict.startswith(NOT_TESTABLE) else verdict)
+    return ORDER.index(verdict.split(":")[0])  # "inconclusive: why" ranks as "inconclusive"
 
 
 def weakest(verdicts: list[str]) -> str:
@@ -341,8 +341,17 @@ def judge(runs: Runs, a: Measured, b: Measured, kind="better") -> str:
     """``compare`` of two arms (``Runs.arm``'s), paired by seed, a diverged seed at chance.
     Where an arm has no result and every run it has failed for a reason other than divergence
     (e.g. missing data), the verdict is "not testable here" and says so, instead of "not
-    measured" (nothing is missing)."""
+    measured" (nothing is missing). Where both arms diverged in every common seed (both at
+    chance), the verdict is "inconclusive", never "holds"."""
     verdict = compare(a.scores, b.scores, kind)
+    common = set(a.scores) & set(b.scores)
+    both = common & set(a.diverged) & set(b.diverged)
+    if verdict not in ("not measured", NOT_ENOUGH) and common and both == common:
+        # chance against chance: D = 0 exactly, which would make "not worse" hold
+        return (
+            f"inconclusive: {a.label} and {b.label} both diverged in every seed "
+            f"({len(common)} of {len(common)}), so the comparison carries no information"
+        )
     if verdict != "not measured":
         return verdict
     if any(not m.scores and not m.failed for m in (a, b)):
