@@ -34,8 +34,9 @@ Verdict rules (stated once, applied to every row; docs/scorecard.md repeats them
   prototype's energy off the class mask at the last round; reported as a distribution (10th,
   50th, 90th percentile over all (client, class) pairs of all seeds); holds if the median is at
   most half the no-structure level 1 - s/d in every seed (>= 3 seeds).
-- Dead units (Sec. 3, "about 50 % per class"): holds if FedProto's mean share of exactly-zero
-  prototype dimensions per (client, class) lies in [0.4, 0.6] in every seed (>= 3 seeds).
+- Dead units (Sec. 3, "about 50 % per class"): holds if FedProto's share of exactly-zero
+  prototype dimensions (per class, the mean over the clients holding it; then the mean over
+  classes: notebook 01's count) lies in [0.4, 0.6] in every seed (>= 3 seeds).
 """
 
 from __future__ import annotations
