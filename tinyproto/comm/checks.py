@@ -29,6 +29,8 @@ FLOAT = torch.float32  # every floating-point payload
 INT = torch.int64  # class ids
 KINDS = {"float": FLOAT, "int": INT}
 F32_MAX = float(torch.finfo(torch.float32).max)
+# the words of a refusal of finite values past a Bound (store.failures.diverged reads them)
+OUT_OF_BOUND = "above the bound"
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ def check_values(
         if b is not None and peak > b.value:
             raise MessageError(
                 f"message from {sender}: field {key!r}{label} holds |value| up to {peak:.3g}, "
-                f"above the bound {b.value:.3g} ({b.why})"
+                f"{OUT_OF_BOUND} {b.value:.3g} ({b.why})"
             )
 
 

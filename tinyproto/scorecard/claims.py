@@ -39,10 +39,12 @@ FEDPROTO, FEDTGP = arm("FedProto", "fedproto"), arm("FedTGP", "fedtgp")
 # The authors' published code never adds the CPS regulariser (METHOD.md, "Quirks"): a client
 # trains on cross-entropy alone; its prototypes still cross the network, CPS- and APS-coded.
 # That variant is lam = 0; the paper's text (lam = 10, the default) is the arms above.
-FP_CODE = arm("TinyProto-FP (authors' code: no regulariser)", "tinyproto-fp", lam=0.0)
-FT_CODE = arm("TinyProto-FT (authors' code: no regulariser)", "tinyproto-ft", lam=0.0)
+# how a variant marks its rows' claims (render.variant_disagreements reads them back)
+VARIANT_MARKS = {"mu tuned": " (mu tuned)", "authors' code": " (authors' code: no regulariser)"}
+FP_CODE = arm("TinyProto-FP" + VARIANT_MARKS["authors' code"], "tinyproto-fp", lam=0.0)
+FT_CODE = arm("TinyProto-FT" + VARIANT_MARKS["authors' code"], "tinyproto-ft", lam=0.0)
 VARIANTS = (("paper's text", FP, FT), ("authors' code", FP_CODE, FT_CODE))
-TUNED_LABEL = {"tinyproto-fp": "TinyProto-FP (mu tuned)", "tinyproto-ft": "TinyProto-FT (mu tuned)"}
+TUNED_LABEL = {a.algorithm: a.label + VARIANT_MARKS["mu tuned"] for a in (FP, FT)}
 LOCAL, FEDAVG = arm("Local", "local"), arm("FedAvg", "fedavg")
 TABLE5_DIMS = (50, 150, 250, 350, 450)  # the CPS dimensions of the paper's Table 5 (d = 500)
 FIG6_DIMS = (10, 50, 100, 250)  # the s of the paper's Fig. 6

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tinyproto.scorecard.claims import claims
+from tinyproto.scorecard.claims import VARIANT_MARKS, claims
 from tinyproto.scorecard.rules import COLUMNS, SCORE_PROFILES, Runs
 
 
@@ -65,10 +65,6 @@ def glance(df: pd.DataFrame) -> list[str]:
         counts = [int(((df["profile"] == p) & (short == k)).sum()) for p in profiles]
         lines.append(f"| {k} | " + " | ".join(map(str, counts)) + " |")
     return lines
-
-
-# the marks of TinyProto's variants in claim names (claims.VARIANTS); unmarked: the paper's text
-VARIANT_MARKS = {"mu tuned": " (mu tuned)", "authors' code": " (authors' code: no regulariser)"}
 
 
 def variant_disagreements(df: pd.DataFrame) -> list[str]:

@@ -22,8 +22,8 @@ Verdict rules (stated once, applied to every row; docs/scorecard.md repeats them
 - "A is not worse than B" (non-inferiority, margin ``NOT_WORSE_MARGIN`` = 1 point): holds if
   lo > -margin; does not hold if hi < -margin; otherwise "inconclusive".
 - A run that **diverged** (its messages or the server's output held NaN/inf, or values past
-  the server's overflow bound: failed.json, ``store.failures.diverged``) counts against its arm at chance accuracy 1/K for that seed, and the row says "diverged in k
-  of n seeds". A run that failed for another reason (e.g. missing data) is not a result: an arm
+  the server's overflow bound: failed.json, ``store.failures.diverged``) counts against its
+  arm at chance accuracy 1/K for that seed, and the row says "diverged in k of n seeds". A run that failed for another reason (e.g. missing data) is not a result: an arm
   whose every run failed so is "not testable here", with the reason.
 - "A best of all": A > each other algorithm, by the rule above; the weakest verdict wins
   (``ORDER``: "does not hold" sinks the claim; then "not measured"...).

@@ -43,15 +43,14 @@ def record_failure(folder: Path, line: str) -> str:
 
 # the words of every non-finite refusal (comm.checks, client messages and the server's output)
 NON_FINITE = "NaN or inf"
-# the words of comm.checks' refusal of finite values past the bound beyond which the server's
-# arithmetic (squared distances, sums over clients) overflows float32: a run on its way to inf
-OUT_OF_BOUND = "above the bound"
 
 
 def diverged(line: str) -> bool:
     """Whether a recorded failure is a divergence, not e.g. missing data: NaN/inf values, or
     finite values so large that the server's arithmetic would overflow (the same blow-up,
     caught one step earlier)."""
+    from tinyproto.comm.checks import OUT_OF_BOUND  # values past the server's overflow bound
+
     line = str(line)
     return NON_FINITE in line or OUT_OF_BOUND in line
 
