@@ -263,8 +263,15 @@ def test_readme_hard_findings_follow_the_scorecard():
     assert verdict["CPS at s = 450 keeps FedProto's accuracy (with and without scaling)"] == (
         "inconclusive"
     )
+    gap = hard.loc[
+        "Federation matters: the best federated method >= 3 points above Local", "ours"
+    ]
+    assert "Only FedAvg clears the 3-point bar confidently" in readme
+    assert ">= 3 confidently: FedAvg +10.73;" in gap and ">= 3 on average only: FedKD +3.07;" in gap
+    assert "FedKD is 3.07 points above Local on average" in readme
+    assert "FedProto -0.11" in gap and "FedProto is level with it" in readme
     assert "beats FedTGP only because FedTGP diverges in all three seeds" in readme
-    assert verdict["TinyProto-FT > FedTGP"] == "holds"
+    assert verdict["TinyProto-FT > FedTGP"].startswith("holds (comparator diverged)")
     assert "FedTGP: diverged in 3 of 3 seeds" in hard.loc["TinyProto-FT > FedTGP", "ours"]
     assert "it stays below FedProto" in readme
     assert verdict["TinyProto-FT best of all"] == "does not hold"
@@ -274,7 +281,7 @@ def test_readme_hard_findings_follow_the_scorecard():
         tuned = claim.replace("TinyProto-FP", "TinyProto-FP (mu tuned)").replace(
             "TinyProto-FT", "TinyProto-FT (mu tuned)"
         )
-        assert verdict[tuned] == verdict[claim], claim
+        assert verdict[tuned].split(":")[0] == verdict[claim].split(":")[0], claim
     sparse = "Local prototypes become structurally sparse under CPS ({}, off-mask energy share per (client, class))"
     assert "TinyProto-FT's local prototypes become structurally sparse" in readme
     assert verdict[sparse.format("TinyProto-FT (mu tuned)")] == "holds"
@@ -294,6 +301,12 @@ def test_readme_long_tuned_mu_finding_follows_the_scorecard():
     assert "with the mu its grid search chose on a validation split (3x the rule's), it is" in readme
     assert long.loc["TinyProto-FT best of all", "verdict"] == "does not hold"
     assert long.loc["TinyProto-FT (mu tuned) best of all", "verdict"] == "holds"
+    # "Scaling alone improves FedTGP's accuracy and CPS at s = 50 keeps it (in the paper's own
+    # Table 5 too ...)": the claim says "keeps" because the paper's CIFAR-10 numbers do
+    assert "Scaling alone improves FedTGP's accuracy and CPS at s = 50 keeps it" in readme
+    assert long.loc["Scaling alone improves FedTGP", "verdict"] == "holds"
+    assert long.loc["CPS (s = 50) keeps FedTGP's accuracy", "verdict"] == "holds"
+    assert "keeps, not improves" in long.loc["CPS (s = 50) keeps FedTGP's accuracy", "paper"]
     sparse = "Local prototypes become structurally sparse under CPS (TinyProto-FT (mu tuned), off-mask energy share per (client, class))"
     assert long.loc[sparse, "verdict"] == "holds"
     grid = long.loc["mu chosen by grid search on a validation split (TinyProto-FT)", "ours"]

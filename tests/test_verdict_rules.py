@@ -116,7 +116,8 @@ def test_a_diverged_seed_counts_against_its_arm():
     assert judge(_Runs(), b, a) != "holds"
     assert "diverged in 1 of 3 seeds, counted at chance 10 %" in b.text()
     every = _arm("C", [], diverged=[0, 1, 2])
-    assert judge(_Runs(), a, every) == "holds"  # 0.9 vs chance, in every seed
+    # 0.9 vs chance in every seed: holds, flagged as resting on C's divergence
+    assert judge(_Runs(), a, every).startswith("holds (comparator diverged)")
     assert every.text().startswith("C: diverged in 3 of 3 seeds, counted at chance 10 %")
 
 
@@ -232,5 +233,31 @@ def test_two_arms_that_diverged_in_every_seed_are_not_comparable():
     assert weakest([judge(_Runs(), a, b, "not_worse"), "holds"]).startswith("inconclusive")
     assert weakest([judge(_Runs(), a, b, "not_worse"), "does not hold"]) == "does not hold"
     c = _arm("C", [0.5, 0.5, 0.5])  # one side finished: the diverged side counts at chance
-    assert judge(_Runs(), c, b, "not_worse") == "holds"
+    assert judge(_Runs(), c, b, "not_worse").startswith("holds (comparator diverged)")
     assert judge(_Runs(), _arm("D", [], diverged=[0, 1]), b, "not_worse") == "not enough seeds"
+
+
+def test_a_hold_that_rests_on_the_comparator_diverging_is_flagged():
+    """Hard: six "holds" rested on FedTGP diverging in 3 of 3 seeds (counted at chance). The
+    bare rule calls A > B at 0.57 vs chance 0.10 a clear "holds"; the flag says it shows only
+    that B is unstable. A hold that survives without B's diverged seeds stays plain "holds"."""
+    a = _arm("A", [0.57, 0.58, 0.56])
+    b = _arm("B", [], diverged=[0, 1, 2])
+    assert compare(a.scores, b.scores) == "holds"  # what the bare rule says
+    v = judge(_Runs(), a, b)
+    assert v.startswith("holds (comparator diverged): B diverged in 3 of 3 seeds"), v
+    assert "B finished in none" in v
+    # two diverged seeds of three: without them one seed remains, not enough for a verdict
+    c = _arm("C", [0.12], diverged=[1, 2])  # seed 0 finished (barely learned)
+    v = judge(_Runs(), a, c)
+    assert v.startswith("holds (comparator diverged): C diverged in 2 of 3 seeds"), v
+    assert "on the 1 seed(s) where C finished: not enough seeds" in v
+    # ranks below "holds", above "inconclusive"; counted apart in the side-by-side table
+    assert weakest([v, "holds"]) == v and weakest([v, "inconclusive"]) == "inconclusive"
+    # not flagged: B's finished seeds alone still give "holds"
+    d = _arm("D", [0.40, 0.41, 0.40, 0.41, 0.42])
+    e = _arm("E", [0.30, 0.31, 0.30, 0.31])
+    e.diverged[4] = "seed 4: diverged"
+    assert judge(_Runs(), d, e) == "holds"
+    # A's own divergence is never excused: it counts against A
+    assert judge(_Runs(), b, a) == "does not hold"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from tinyproto.scorecard.claims import VARIANT_MARKS, claims
-from tinyproto.scorecard.rules import COLUMNS, SCORE_PROFILES, Runs
+from tinyproto.scorecard.rules import COLUMNS, COMPARATOR_DIVERGED, SCORE_PROFILES, Runs
 
 
 def scorecard(profiles=SCORE_PROFILES, roots: dict | None = None) -> pd.DataFrame:
@@ -56,7 +56,7 @@ def glance(df: pd.DataFrame) -> list[str]:
         lines.append(
             f"| {claim} | " + " | ".join(cells.get((claim, p), "-") for p in profiles) + " |"
         )
-    order = ["holds", "does not hold", "inconclusive", "not enough seeds", "measured"]
+    order = ["holds", COMPARATOR_DIVERGED, "does not hold", "inconclusive", "not enough seeds", "measured"]
     kinds = sorted(
         dict.fromkeys(short), key=lambda k: (k not in order, order.index(k) if k in order else k)
     )

@@ -25,6 +25,9 @@ Verdict rules (stated once, applied to every row; docs/scorecard.md repeats them
   the server's overflow bound: failed.json, ``store.failures.diverged``) counts against its
   arm at chance accuracy 1/K for that seed, and the row says "diverged in k of n seeds". A run that failed for another reason (e.g. missing data) is not a result: an arm
   whose every run failed so is "not testable here", with the reason.
+- A "holds" that rests on the other arm's divergence (with the seeds where B diverged left
+  out, the comparison no longer holds) is "holds (comparator diverged)", ranked below
+  "holds": it shows A stable where B is not, not that A is more accurate.
 - "A best of all": A > each other algorithm, by the rule above; the weakest verdict wins
   (``ORDER``: "does not hold" sinks the claim; then "not measured"...).
 - A finished run that fails verification is never judged and never dropped silently: the row
@@ -314,6 +317,9 @@ def difference(a, b) -> str:
 
 NOT_TESTABLE = "not testable here"  # followed by ": <why>"
 NOT_ENOUGH = "not enough seeds"  # fewer than MIN_SEEDS seeds both arms ran
+# "holds" only because the other arm diverged (its diverged seeds count at chance): the method
+# is stabler there, which says nothing about its accuracy; followed by ": <why>"
+COMPARATOR_DIVERGED = "holds (comparator diverged)"
 
 # weakest first: a comparison that does not hold (over seeds) sinks a claim made of several
 # comparisons ("best of all", "> both"), whatever the others say; then missing runs; then runs
@@ -326,6 +332,7 @@ ORDER = (
     "does not hold (1 seed)",
     "inconclusive",
     "holds (1 seed)",
+    COMPARATOR_DIVERGED,
     "holds",
 )
 
@@ -343,7 +350,9 @@ def judge(runs: Runs, a: Measured, b: Measured, kind="better") -> str:
     Where an arm has no result and every run it has failed for a reason other than divergence
     (e.g. missing data), the verdict is "not testable here" and says so, instead of "not
     measured" (nothing is missing). Where both arms diverged in every common seed (both at
-    chance), the verdict is "inconclusive", never "holds"."""
+    chance), the verdict is "inconclusive", never "holds". A "holds" that does not survive
+    dropping the seeds where B diverged is "holds (comparator diverged)": it rests on B's
+    instability (its seeds at chance), not on A's accuracy."""
     verdict = compare(a.scores, b.scores, kind)
     common = set(a.scores) & set(b.scores)
     both = common & set(a.diverged) & set(b.diverged)
@@ -353,6 +362,23 @@ def judge(runs: Runs, a: Measured, b: Measured, kind="better") -> str:
             f"inconclusive: {a.label} and {b.label} both diverged in every seed "
             f"({len(common)} of {len(common)}), so the comparison carries no information"
         )
+    if verdict == "holds" and (down := sorted(common & set(b.diverged))):
+        # does it hold without B's diverged seeds? If not, it rests on B's instability
+        finished = sorted(common - set(b.diverged))
+        without = compare(
+            {s: a.scores[s] for s in finished}, {s: b.scores[s] for s in finished}, kind
+        )
+        if without != "holds":
+            on = (
+                f"on the {len(finished)} seed(s) where {b.label} finished: {without}"
+                if finished
+                else f"{b.label} finished in none"
+            )
+            return (
+                f"{COMPARATOR_DIVERGED}: {b.label} diverged in {len(down)} of {len(common)} "
+                f"seeds, counted at chance; {on}. It shows {a.label} stable where {b.label} "
+                "is not, not that it is more accurate"
+            )
     if verdict != "not measured":
         return verdict
     if any(not m.scores and not m.failed for m in (a, b)):
