@@ -276,6 +276,14 @@ def test_readme_hard_findings_follow_the_scorecard():
     assert "it stays below FedProto" in readme
     assert verdict["TinyProto-FT best of all"] == "does not hold"
     assert "changes no accuracy verdict" in readme
+    # "(3x the rule's for both variants; 10x diverges)": the grid rows say so
+    assert "mu (3x the rule's for both variants; 10x diverges)" in readme
+    for name in ("TinyProto-FP", "TinyProto-FT"):
+        grid = hard.loc[f"mu chosen by grid search on a validation split ({name})", "ours"]
+        default = float(grid.split("rule) ")[1].split(";")[0])
+        chosen = float(grid.split("chosen ")[1].split(" ")[0])
+        assert chosen == pytest.approx(3 * default), name
+        assert f"{10 * default:g}: 10.00 (1 diverged)" in grid, name
     accuracy = ("TinyProto-FP > FedProto", "TinyProto-FT > FedTGP", "TinyProto-FT best of all")
     for claim in accuracy:
         tuned = claim.replace("TinyProto-FP", "TinyProto-FP (mu tuned)").replace(

@@ -69,7 +69,7 @@ def test_claims_are_judged_on_the_runs_found(tmp_path):
     rows = {r["claim"]: r for r in claims(Runs("smoke", tmp_path))}
     first = rows["TinyProto-FP > FedProto"]
     assert first["verdict"] == "not enough seeds"  # one seed each
-    assert f"TinyProto-FP {100 * a.summary['last_acc']:.2f} (best {100 * a.best_acc:.2f})" in (
+    assert f"TinyProto-FP {100 * a.summary['last_acc']:.2f} (1 seed) (best {100 * a.best_acc:.2f})" in (
         first["ours"]
     )
     assert set(first["runs"].split()) == {a.config.run_id(), b.config.run_id()}

@@ -33,6 +33,9 @@ Verdict rules (stated once, applied to every row; docs/scorecard.md repeats them
 - A finished run that fails verification is never judged and never dropped silently: the row
   names it with why (``Runs.take_skipped``: its text and the ``skipped`` column).
 - Exact counts (the 10x cut) hold only if equal to the last float, in every seed.
+- Rows built otherwise state their rule in ``claims`` and docs/scorecard.md: client overhead
+  (FLOPs and benched time), "often" (``claims.most_of``), Fig. 4's communication, the masks'
+  Hamming distance.
 - Structured sparsity (Fig. 2 / App. A): per (client, class), the share of the local
   prototype's energy off the class mask at the last round; reported as a distribution (10th,
   50th, 90th percentile over all (client, class) pairs of all seeds); holds if the median is at
@@ -221,7 +224,7 @@ class Measured:
                 )
             return f"{self.label}: did not finish ({every})" if bad else f"{self.label}: missing"
         last = list(self.last.values())
-        sd = f" ± {100 * np.std(last, ddof=1):.2f}" if len(last) > 1 else ""
+        sd = f" ± {100 * np.std(last, ddof=1):.2f}" if len(last) > 1 else " (1 seed)"
         out = f"{self.label} {100 * np.mean(last):.2f}{sd} (best {100 * np.mean(list(self.best.values())):.2f})"
         if self.diverged:
             n = len(self.diverged) + len(self.last)
