@@ -175,9 +175,20 @@ def test_rows_for_every_claim_on_real_runs(tmp_path):
     kw = dict(profile="smoke", seed=0)
     done = {
         a: run(Config(algorithm=a, **kw), root=tmp_path, progress=False)
-        for a in ("fedproto", "tinyproto-fp", "tinyproto-ft", "feddistill")
+        for a in ("fedproto", "tinyproto-fp", "tinyproto-ft", "feddistill", "fedavg")
     }
     rows = {r["claim"]: r for r in claims(Runs("smoke", tmp_path))}
+    # Fig. 1: FedProto's K x d floats against FedAvg's whole models, measured in the runs
+    cheap = rows["Prototype exchange costs far less than FedAvg's at small K and d"]
+    ratio = (
+        done["fedproto"].summary["comm_floats_per_round"]
+        / done["fedavg"].summary["comm_floats_per_round"]
+    )
+    assert f"ratio {ratio:.4f} (bar: at most 0.1)" in cheap["ours"]
+    assert cheap["verdict"] == ("holds" if ratio <= 0.1 else "does not hold")
+    # the masks the runs used reach the largest mean pairwise Hamming distance
+    masks = rows["CPS masks maximise the pairwise Hamming distance between classes"]
+    assert masks["verdict"] == "holds" and "the largest possible in 1 of 1 mask sets" in masks["ours"]  # FP, FT: one (K, d, s)
     cfg = done["tinyproto-ft"].config
     K, s = 10, cfg.cps_dim
     measured = (
