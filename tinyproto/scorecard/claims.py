@@ -471,7 +471,9 @@ def _masks_row(runs: Runs) -> dict:
             m = runs.arm(arm("x", tiny, **({} if s_ is None else {"cps_dim": s_})))
             if not m.ids:
                 continue
-            masks = load_prototypes(runs.root / m.ids[0])["masks"]
+            masks = load_prototypes(runs.root / m.ids[0]).get("masks")
+            if masks is None:  # a run saved without its masks: nothing to judge there
+                continue
             st = hamming_stats(torch.from_numpy(masks))
             K, d, s = st["num_classes"], st["dim"], st["cps_dim"]
             if any(c[1:4] == (K, d, s) for c in cases):
