@@ -243,7 +243,8 @@ def claims(runs: Runs) -> list[dict]:
             for r in rows[first:]:
                 r["ours"] = f"{r['ours']} [{tuned[3]}]"
     cut = _comm_row(runs)
-    rows += _abstract_rows(runs, cut["verdict"])
+    for variant, fp, ft in variants:  # the two abstracts, for each variant (Table 1's runs)
+        rows += _abstract_rows(runs, cut["verdict"], fp, ft, VARIANT_MARKS.get(variant, ""))
     rows.append(cut)
     rows.append(_feddistill_comm_row(runs))
     rows.append(_pbfl_vs_fedavg_comm_row(runs))
@@ -898,11 +899,12 @@ def _cps_keeps_row(runs: Runs, base: Arm, aps_only: Arm, tiny: str, name: str, s
     )
 
 
-def _abstract_rows(runs: Runs, cut: str) -> list[dict]:
+def _abstract_rows(runs: Runs, cut: str, fp: Arm = FP, ft: Arm = FT, mark: str = "") -> list[dict]:
     """The two versions of the headline: arXiv v1's abstract ("up to 4x ... while maintaining
     performance") and the AAAI 2026 version ("up to 10x ... while enhancing performance"), whose
-    communication part is the 10x row's verdict ``cut``."""
-    mfp, mft, mpro, mtgp, mdist = (runs.arm(x) for x in (FP, FT, FEDPROTO, FEDTGP, FEDDISTILL))
+    communication part is the 10x row's verdict ``cut`` (every variant sends the same floats);
+    judged for the variant ``fp``, ``ft`` (its claims end with ``mark``)."""
+    mfp, mft, mpro, mtgp, mdist = (runs.arm(x) for x in (fp, ft, FEDPROTO, FEDTGP, FEDDISTILL))
     ids = mfp.ids + mft.ids + mpro.ids + mtgp.ids + mdist.ids
     ratio10 = _comm_ratio(mpro, mfp)
     ratio4 = _comm_ratio(mdist, mft)
@@ -911,31 +913,31 @@ def _abstract_rows(runs: Runs, cut: str) -> list[dict]:
     four = "not measured" if ratio4 is None else ("holds" if ratio4 >= 4 else "does not hold")
     rows.append(
         _row(
-            "Up to 4x less communication than existing methods, maintaining accuracy",
+            "Up to 4x less communication than existing methods, maintaining accuracy" + mark,
             "Abstract (arXiv v1)",
             "4x vs FedDistill at 200 classes; accuracy kept",
             runs,
-            f"FedDistill / TinyProto-FT floats per round {_fmt_ratio(ratio4)}; TinyProto-FP not "
-            f"worse than FedProto: {keep[0]}; TinyProto-FT not worse than FedTGP: {keep[1]}",
+            f"FedDistill / TinyProto-FT floats per round {_fmt_ratio(ratio4)}; {fp.label} not "
+            f"worse than FedProto: {keep[0]}; {ft.label} not worse than FedTGP: {keep[1]}",
             weakest([four, *keep]),
             ids,
             _common(mfp, mft, mpro, mtgp),
-            FT,
+            ft,
         )
     )
     better = [judge(runs, mfp, mpro), judge(runs, mft, mtgp)]
     rows.append(
         _row(
-            "Up to 10x less communication than FedProto, improving accuracy",
+            "Up to 10x less communication than FedProto, improving accuracy" + mark,
             "Abstract (AAAI 2026); Sec. 1 contributions",
             "10x (d/s); TinyProto-FP > FedProto, TinyProto-FT > FedTGP",
             runs,
-            f"FedProto / TinyProto-FP floats per round {_fmt_ratio(ratio10)}; TinyProto-FP > "
-            f"FedProto: {better[0]}; TinyProto-FT > FedTGP: {better[1]}",
+            f"FedProto / TinyProto-FP floats per round {_fmt_ratio(ratio10)}; {fp.label} > "
+            f"FedProto: {better[0]}; {ft.label} > FedTGP: {better[1]}",
             weakest([cut, *better]),
             ids,
             _common(mfp, mft, mpro, mtgp),
-            FP,
+            fp,
         )
     )
     return rows
