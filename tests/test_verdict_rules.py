@@ -216,6 +216,13 @@ def test_rows_for_every_claim_on_real_runs(tmp_path):
         "does not hold",
         "not enough seeds",
     )
+    # every variant gets the abstracts' rows; the authors'-code runs (lam = 0) are not here
+    code = rows[
+        "Up to 10x less communication than FedProto, improving accuracy (authors' code: no "
+        "regulariser)"
+    ]
+    assert code["verdict"] == "not measured"
+    assert "TinyProto-FP (authors' code: no regulariser) > FedProto: not measured" in code["ours"]
     aaai = rows["Up to 10x less communication than FedProto, improving accuracy"]
     assert aaai["source"].startswith("Abstract (AAAI 2026)")
     assert "FedProto / TinyProto-FP floats per round" in aaai["ours"]
