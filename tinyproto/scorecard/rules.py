@@ -84,7 +84,12 @@ class Arm:
     overrides: tuple = ()
 
     def config(self, profile: str, seed: int) -> Config:
-        return Config(algorithm=self.algorithm, profile=profile, seed=seed, **dict(self.overrides))
+        """The arm's run config for ``seed``; an override whose value is
+        ``config.profiles.FOLLOW_SEED`` ("seed", e.g. ``partition_seed``) takes the seed."""
+        from tinyproto.config.profiles import FOLLOW_SEED
+
+        over = {k: (seed if v == FOLLOW_SEED else v) for k, v in self.overrides}
+        return Config(algorithm=self.algorithm, profile=profile, seed=seed, **over)
 
 
 def arm(label: str, algorithm: str, **overrides) -> Arm:
