@@ -369,3 +369,31 @@ def test_a_single_seed_is_named_in_the_text():
     """ "FedTiny 91.23 (best ...)" hid that one seed stood behind the number."""
     assert "A 50.00 (1 seed) (best 50.00)" == _arm("A", [0.5]).text()
     assert "(1 seed)" not in _arm("A", [0.5, 0.6]).text()
+
+
+def test_a_second_partition_axis_where_the_profile_fixes_the_partition():
+    """Quick and long keep the paper's one partition (partition_seed 1), so their seeds vary
+    only the initialisation. Table 1's claims are also judged with the partition drawn from each
+    seed: seed s runs on partition s (seed 1 is the fixed partition's own run, reused), and
+    hard, whose partition already follows the seed, gets no copy."""
+    from pathlib import Path
+
+    from tinyproto.config import Config
+    from tinyproto.scorecard.claims import PARTITION_MARK, _partition_rows, arm
+
+    a = arm("x", "fedproto", partition_seed="seed")
+    assert [a.config("quick", s).partition_seed for s in (0, 1, 2)] == [0, 1, 2]
+    assert a.config("quick", 1).run_id() == Config(algorithm="fedproto", profile="quick", seed=1).run_id()
+    assert a.config("quick", 0).run_id() != Config(algorithm="fedproto", profile="quick", seed=0).run_id()
+    from tinyproto import paper
+    from tinyproto.scorecard.rules import Runs
+
+    empty = Path("/nonexistent")  # no runs at all: the rows exist and say "not measured"
+    assert _partition_rows(Runs("hard", empty), paper.TABLE1) == []
+    rows = _partition_rows(Runs("quick", empty), paper.TABLE1)
+    assert [r["claim"] for r in rows] == [
+        f"TinyProto-FP{PARTITION_MARK} > FedProto",
+        f"TinyProto-FT{PARTITION_MARK} > FedTGP",
+        f"TinyProto-FT{PARTITION_MARK} best of all",
+    ]
+    assert all(r["verdict"] == "not measured" for r in rows)

@@ -12,7 +12,9 @@ Verdict rules (stated once, applied to every row; docs/scorecard.md repeats them
   it is reported beside, never judged).
 - Comparisons are **paired by seed**: only seeds both arms ran count, and a seed is the same
   data partition for both arms (on the hard profile each seed draws its own partition; quick
-  and long keep the paper's fixed partition, so their seeds vary the initialisation only).
+  and long keep the paper's fixed partition, so their seeds vary the initialisation only; there
+  Table 1's claims are judged again with the partition drawn from each seed,
+  ``claims._partition_rows``).
 - At least ``MIN_SEEDS`` = 3 common seeds, else "not enough seeds".
 - The paired differences d_s = A_s - B_s give a two-sided ``CONFIDENCE`` = 90 % Student-t
   interval [lo, hi] for their mean D.
