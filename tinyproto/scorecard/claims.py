@@ -255,16 +255,11 @@ def _tuned(runs: Runs) -> tuple[list[dict], tuple | None]:
     return rows, None
 
 
-def claims(runs: Runs) -> list[dict]:
-    rows = [_local_gap_row(runs)]
-    tune_rows, tuned = _tuned(runs)
-    rows += tune_rows
-    T1, T3, T5 = paper.TABLE1, paper.TABLE3, paper.TABLE5
-    variants = list(VARIANTS)
-    if tuned is not None:
-        variants.insert(1, tuned[:3])
-    else:  # rows that say why they are not measured yet (the grid runs are missing)
-        variants.insert(1, ("mu tuned", _untuned(FP), _untuned(FT)))
+def _table1_rows(runs: Runs, variants, tuned) -> list[dict]:
+    """Table 1's three claims (FP > FedProto, FT > FedTGP, FT best of all) for each variant
+    (label, FP arm, FT arm); the tuned variant's rows carry the chosen values (``tuned[3]``)."""
+    rows = []
+    T1 = paper.TABLE1
     for variant, fp, ft in variants:  # Table 1's three claims, for each variant
         first = len(rows)
         rows.append(
@@ -291,14 +286,13 @@ def claims(runs: Runs) -> list[dict]:
         if variant == "mu tuned" and tuned is not None:  # the values beside the verdicts
             for r in rows[first:]:
                 r["ours"] = f"{r['ours']} [{tuned[3]}]"
-    rows += _partition_rows(runs, T1)
-    cut = _comm_row(runs)
-    for variant, fp, ft in variants:  # the two abstracts, for each variant (Table 1's runs)
-        rows += _abstract_rows(runs, cut["verdict"], fp, ft, VARIANT_MARKS.get(variant, ""))
-    rows.append(cut)
-    rows.append(_feddistill_comm_row(runs))
-    rows.append(_pbfl_vs_fedavg_comm_row(runs))
-    rows.append(_overhead_row(runs))
+    return rows
+
+def _table3_rows(runs: Runs) -> list[dict]:
+    """Table 3's three settings: FT above FedTGP and FedProto, FP above FedProto, FT best of
+    all, each row saying the setting it ran (``_setting_note``)."""
+    rows = []
+    T3 = paper.TABLE3
     names = ("50 clients", "alpha 0.01", "alpha 0.5")
     for col, (name, setting) in enumerate(zip(names, paper.TABLE3_SETTINGS)):
         change = {k: v for k, v in setting.items() if v != {"num_clients": 20, "alpha": 0.1}[k]}
@@ -360,6 +354,14 @@ def claims(runs: Runs) -> list[dict]:
             )
         )
         rows[-1]["ours"] = _setting_note(runs, ft, setting) + rows[-1]["ours"]
+    return rows
+
+def _table5_rows(runs: Runs) -> list[dict]:
+    """Table 5 / Fig. 5: CPS at every dimension keeps the accuracy, CPS at s = 50 keeps or
+    improves it (as the paper's own numbers say), scaling alone improves it; for FedProto
+    (TinyProto-FP) and FedTGP (TinyProto-FT)."""
+    rows = []
+    T5 = paper.TABLE5
     for base, tiny, name in ((FEDPROTO, "tinyproto-fp", "FP"), (FEDTGP, "tinyproto-ft", "FT")):
         b = base.algorithm
         aps_only = arm(f"TinyProto-{name} scaling, no CPS", tiny, cps_dim=None)
@@ -390,6 +392,11 @@ def claims(runs: Runs) -> list[dict]:
                 base,
             )
         )
+    return rows
+
+def _fig6_rows(runs: Runs) -> list[dict]:
+    """Fig. 6: CPS at s above a decision layer of size s (same floats), at every s."""
+    rows = []
     for tiny, name in (("tinyproto-fp", "FP"), ("tinyproto-ft", "FT")):
         for s_ in FIG6_DIMS:
             rows.append(
@@ -402,6 +409,30 @@ def claims(runs: Runs) -> list[dict]:
                     arm(f"d={s_}, no CPS", tiny, cps_dim=None, feature_dim=s_),
                 )
             )
+    return rows
+
+def claims(runs: Runs) -> list[dict]:
+    rows = [_local_gap_row(runs)]
+    tune_rows, tuned = _tuned(runs)
+    rows += tune_rows
+    T1 = paper.TABLE1
+    variants = list(VARIANTS)
+    if tuned is not None:
+        variants.insert(1, tuned[:3])
+    else:  # rows that say why they are not measured yet (the grid runs are missing)
+        variants.insert(1, ("mu tuned", _untuned(FP), _untuned(FT)))
+    rows += _table1_rows(runs, variants, tuned)
+    rows += _partition_rows(runs, T1)
+    cut = _comm_row(runs)
+    for variant, fp, ft in variants:  # the two abstracts, for each variant (Table 1's runs)
+        rows += _abstract_rows(runs, cut["verdict"], fp, ft, VARIANT_MARKS.get(variant, ""))
+    rows.append(cut)
+    rows.append(_feddistill_comm_row(runs))
+    rows.append(_pbfl_vs_fedavg_comm_row(runs))
+    rows.append(_overhead_row(runs))
+    rows += _table3_rows(runs)
+    rows += _table5_rows(runs)
+    rows += _fig6_rows(runs)
     rows.append(_fig4_row(runs))
     rows.append(_fig4_comm_row(runs))
     rows.append(_masks_row(runs))
