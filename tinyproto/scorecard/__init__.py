@@ -1,7 +1,8 @@
 """The reproduction scorecard: the paper's claims judged on the finished runs.
 
     rules.py       verdict rules (compare, judge, weakest), Arm, Runs (the runs of a profile)
-    claims.py      one function per kind of claim row
+    claims/        one function per kind of claim row: base (arms, rows, comparisons),
+                   accuracy, communication, prototypes; claims() puts them in order
     pareto.py      compression at equal bytes: Pareto table, TinyProto vs FedProto codecs
     tuning.py      mu's grid search on a validation split (the paper's "grid search")
     render.py      the table (scorecard), its CSV (write) and markdown (markdown, update_docs)
