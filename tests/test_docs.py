@@ -309,6 +309,12 @@ def test_readme_long_tuned_mu_finding_follows_the_scorecard():
     assert "with the mu its grid search chose on a validation split (3x the rule's), it is" in readme
     assert long.loc["TinyProto-FT best of all", "verdict"] == "does not hold"
     assert long.loc["TinyProto-FT (mu tuned) best of all", "verdict"] == "holds"
+    # "benched back to back, its client time is 1.057x FedProto's, 90 % CI [1.012, 1.102]"
+    over = long.loc["No client-side computational overhead (TinyProto-FP vs FedProto)"]
+    ratio = over["ours"].split("TinyProto-FP / FedProto ")[1].split(" (paired")[0]
+    quoted = readme.split("its client time is ")[1].split(" FedProto's")[0]
+    assert quoted == ratio.split(",")[0] + "x" and ratio.split("CI ")[1].split(",")[0] in readme
+    assert over["verdict"] == "inconclusive" and "inconclusive against the 10 % bar" in readme
     # "Scaling alone improves FedTGP's accuracy and CPS at s = 50 keeps it (in the paper's own
     # Table 5 too ...)": the claim says "keeps" because the paper's CIFAR-10 numbers do
     assert "Scaling alone improves FedTGP's accuracy and CPS at s = 50 keeps it" in readme
