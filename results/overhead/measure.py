@@ -63,6 +63,13 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--replace", action="store_true", help=f"overwrite {OUT.name} if it exists")
     a = p.parse_args()
+    if a.reps < 1:
+        p.error(f"invalid --reps={a.reps}: at least 1 (the scorecard judges 3 or more)")
+    from tinyproto.config.profiles import PROFILE_DEFAULTS
+
+    bad = [x for x in a.profiles if x not in PROFILE_DEFAULTS]
+    if bad:
+        p.error(f"invalid --profiles {' '.join(bad)}: choose from {', '.join(PROFILE_DEFAULTS)}")
     out = pd.concat([measure(x, a.reps) for x in a.profiles], ignore_index=True)
     path = OUT
     if path.exists() and not a.replace:
