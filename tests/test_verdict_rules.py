@@ -397,3 +397,25 @@ def test_a_second_partition_axis_where_the_profile_fixes_the_partition():
         f"TinyProto-FT{PARTITION_MARK} best of all",
     ]
     assert all(r["verdict"] == "not measured" for r in rows)
+
+
+def test_a_damaged_client_time_table_is_named_not_fatal(tmp_path, monkeypatch):
+    """A client_time.csv without its columns: the overhead row says so and is "not measured";
+    the rest of the scorecard is still computed."""
+    import pandas as pd
+
+    from tinyproto.scorecard.claims import client_time_ratio
+
+    with pytest.raises(KeyError, match="client_seconds_per_round"):
+        client_time_ratio(pd.DataFrame({"profile": ["hard"], "algorithm": ["fedproto"], "rep": [0]}), "hard")
+    from tinyproto.scorecard.claims.communication import _overhead_row
+    from tinyproto.scorecard.rules import Runs
+    from tinyproto.store import runs_root
+
+    root = runs_root("hard")  # the committed hard runs, read before the results root moves
+    (tmp_path / "overhead").mkdir()
+    (tmp_path / "overhead" / "client_time.csv").write_text("a,b\n1,2\n")
+    monkeypatch.setenv("TINYPROTO_RESULTS", str(tmp_path))
+    row = _overhead_row(Runs("hard", root))
+    assert row["verdict"] == "not measured", row
+    assert "client_time.csv unreadable (columns" in row["ours"] and "FLOPs" in row["ours"]

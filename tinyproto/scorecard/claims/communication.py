@@ -240,6 +240,9 @@ def client_time_ratio(table: pd.DataFrame, profile: str):
     repetitions. (ratio, lo, hi, n), or None without rows. (The bare loop's seconds, also in the
     table, are no normaliser: it runs on every core, the clients on one, so a loaded machine
     slows the two differently.)"""
+    need = {"profile", "algorithm", "rep", "client_seconds_per_round"}
+    if not need <= set(table.columns):
+        raise KeyError(f"columns {', '.join(sorted(need - set(table.columns)))} missing")
     t = table[table["profile"] == profile]
     wide = t.pivot_table(index="rep", columns="algorithm", values="client_seconds_per_round")
     if not {"fedproto", "tinyproto-fp"} <= set(wide.columns):
@@ -280,9 +283,17 @@ def _overhead_row(runs: Runs) -> dict:
     over = f_fp / f_pro - 1
     n = _common(mfp, mpro)
     path = results_root() / OVERHEAD_CSV
-    timed = client_time_ratio(pd.read_csv(path), runs.profile) if path.is_file() else None
+    unreadable = None
+    try:
+        timed = client_time_ratio(pd.read_csv(path), runs.profile) if path.is_file() else None
+    except (ValueError, KeyError, pd.errors.ParserError) as e:  # a damaged table: said, not judged
+        why = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)  # no repr quotes
+        timed, unreadable = None, " ".join(why.split())[:120]
     bar = 1 + OVERHEAD_TIME_MAX
-    if timed is None:
+    if unreadable is not None:
+        time_text = f"client time: results/{OVERHEAD_CSV.as_posix()} unreadable ({unreadable})"
+        time_verdict = "not measured"
+    elif timed is None:
         time_text = f"client time: no {runs.profile} rows in results/{OVERHEAD_CSV.as_posix()}"
         time_verdict = "not measured"
     else:
