@@ -177,7 +177,6 @@ def tables() -> str:
     import pandas as pd
 
     every = pd.read_csv(CSV)
-    df = every[every["status"] == "finished"]
     failed = every[every["status"].str.startswith("failed")]
     out = []
     for setting, g in every.groupby("setting", sort=False):
