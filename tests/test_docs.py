@@ -271,6 +271,14 @@ def test_readme_hard_findings_follow_the_scorecard():
     assert "FedKD is 3.07 points above Local on average" in readme
     assert "FedProto -0.11" in gap and "FedProto is level with it" in readme
     assert "beats FedTGP only because FedTGP diverges in all three seeds" in readme
+    # "hard's learning rate is too large for FedTGP, which finishes at a fifth of it": the search
+    search = pd.read_csv(ROOT / "results" / "hard-search" / "search.csv")
+    tgp = search[(search.algorithm == "fedtgp") & search.setting.str.contains("alpha=10.0")]
+    slow = tgp[~tgp.setting.str.contains("lr=")]  # the quick profile's lr 0.01
+    fast = tgp[tgp.setting.str.contains("lr=0.05")]
+    assert "finishes at a fifth of it" in readme
+    assert (slow.status == "finished").all() and len(slow) >= 1
+    assert fast.status.str.contains("NaN or inf").all() and len(fast) >= 1
     assert verdict["TinyProto-FT > FedTGP"].startswith("holds (comparator diverged)")
     assert "FedTGP: diverged in 3 of 3 seeds" in hard.loc["TinyProto-FT > FedTGP", "ours"]
     assert "it stays below FedProto" in readme
