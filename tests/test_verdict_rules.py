@@ -385,12 +385,11 @@ def test_a_second_partition_axis_where_the_profile_fixes_the_partition():
     assert [a.config("quick", s).partition_seed for s in (0, 1, 2)] == [0, 1, 2]
     assert a.config("quick", 1).run_id() == Config(algorithm="fedproto", profile="quick", seed=1).run_id()
     assert a.config("quick", 0).run_id() != Config(algorithm="fedproto", profile="quick", seed=0).run_id()
-    from tinyproto import paper
     from tinyproto.scorecard.rules import Runs
 
     empty = Path("/nonexistent")  # no runs at all: the rows exist and say "not measured"
-    assert _partition_rows(Runs("hard", empty), paper.TABLE1) == []
-    rows = _partition_rows(Runs("quick", empty), paper.TABLE1)
+    assert _partition_rows(Runs("hard", empty)) == []
+    rows = _partition_rows(Runs("quick", empty))
     assert [r["claim"] for r in rows] == [
         f"TinyProto-FP{PARTITION_MARK} > FedProto",
         f"TinyProto-FT{PARTITION_MARK} > FedTGP",

@@ -16,7 +16,6 @@ profile by the rules in ``scorecard.rules`` (configs are those the notebooks bui
 
 from __future__ import annotations
 
-from tinyproto import paper
 from tinyproto.scorecard.claims.accuracy import (
     CEILING,
     PARTITION_MARK,
@@ -101,14 +100,13 @@ def claims(runs: Runs) -> list[dict]:
     rows = [_local_gap_row(runs)]
     tune_rows, tuned = _tuned(runs)
     rows += tune_rows
-    T1 = paper.TABLE1
     variants = list(VARIANTS)
     if tuned is not None:
         variants.insert(1, tuned[:3])
     else:  # rows that say why they are not measured yet (the grid runs are missing)
         variants.insert(1, ("mu tuned", _untuned(FP), _untuned(FT)))
     rows += _table1_rows(runs, variants, tuned)
-    rows += _partition_rows(runs, T1)
+    rows += _partition_rows(runs)
     cut = _comm_row(runs)
     for variant, fp, ft in variants:  # the two abstracts, for each variant (Table 1's runs)
         rows += _abstract_rows(runs, cut["verdict"], fp, ft, VARIANT_MARKS.get(variant, ""))

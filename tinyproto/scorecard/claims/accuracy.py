@@ -49,7 +49,7 @@ from tinyproto.scorecard.rules import (
 PARTITION_MARK = " (partition varies with seed)"
 
 
-def _partition_rows(runs: Runs, T1) -> list[dict]:
+def _partition_rows(runs: Runs) -> list[dict]:
     """Table 1's three claims again with every arm's partition drawn from its seed
     (``partition_seed`` = seed), on a profile that keeps one partition for every seed (quick,
     long, paper: the paper's partition_seed 1). Its seeds then vary the data split too, as
@@ -60,13 +60,16 @@ def _partition_rows(runs: Runs, T1) -> list[dict]:
     if PROFILE_DEFAULTS.get(runs.profile, {}).get("partition_seed") == FOLLOW_SEED:
         return []
     follow = {"partition_seed": FOLLOW_SEED}
-
-    def part(a: Arm) -> Arm:
-        return arm(a.label, a.algorithm, **dict(a.overrides), **follow)
-
     fp, ft = (arm(x.label + PARTITION_MARK, x.algorithm, **follow) for x in (FP, FT))
-    others = [part(arm(LABEL[x], x)) for x in ALL_FEDERATED]
-    second = max(v[0][0] for k, v in T1.items() if k != "tinyproto-ft")
+    return _table1_three(
+        runs, fp, ft, lambda a: arm(a.label, a.algorithm, **dict(a.overrides), **follow)
+    )
+
+
+def _table1_three(runs: Runs, fp: Arm, ft: Arm, baseline=lambda a: a) -> list[dict]:
+    """Table 1's three claims: ``fp`` > FedProto, ``ft`` > FedTGP, ``ft`` best of all; each
+    baseline arm passed through ``baseline`` (e.g. to draw its partition from the seed too)."""
+    T1 = paper.TABLE1
     return [
         _pair(
             runs,
@@ -74,7 +77,7 @@ def _partition_rows(runs: Runs, T1) -> list[dict]:
             "Table 1",
             f"{_table_acc(T1, 'tinyproto-fp')} vs {_table_acc(T1, 'fedproto')} (CIFAR-10)",
             fp,
-            part(FEDPROTO),
+            baseline(FEDPROTO),
         ),
         _pair(
             runs,
@@ -82,16 +85,9 @@ def _partition_rows(runs: Runs, T1) -> list[dict]:
             "Table 1",
             f"{_table_acc(T1, 'tinyproto-ft')} vs {_table_acc(T1, 'fedtgp')} (CIFAR-10)",
             ft,
-            part(FEDTGP),
+            baseline(FEDTGP),
         ),
-        _best_of(
-            runs,
-            ft,
-            others,
-            f"{ft.label} best of all",
-            "Table 1",
-            f"{T1['tinyproto-ft'][0][0]:.2f} vs next best {second:.2f} (CIFAR-10)",
-        ),
+        _best_of_all(runs, ft, T1, baseline),
     ]
 
 
@@ -133,33 +129,12 @@ def _table1_rows(runs: Runs, variants, tuned) -> list[dict]:
     """Table 1's three claims (FP > FedProto, FT > FedTGP, FT best of all) for each variant
     (label, FP arm, FT arm); the tuned variant's rows carry the chosen values (``tuned[3]``)."""
     rows = []
-    T1 = paper.TABLE1
-    for variant, fp, ft in variants:  # Table 1's three claims, for each variant
-        first = len(rows)
-        rows.append(
-            _pair(
-                runs,
-                f"{fp.label} > FedProto",
-                "Table 1",
-                f"{_table_acc(T1, 'tinyproto-fp')} vs {_table_acc(T1, 'fedproto')} (CIFAR-10)",
-                fp,
-                FEDPROTO,
-            )
-        )
-        rows.append(
-            _pair(
-                runs,
-                f"{ft.label} > FedTGP",
-                "Table 1",
-                f"{_table_acc(T1, 'tinyproto-ft')} vs {_table_acc(T1, 'fedtgp')} (CIFAR-10)",
-                ft,
-                FEDTGP,
-            )
-        )
-        rows.append(_best_of_all(runs, ft, T1))
+    for variant, fp, ft in variants:
+        three = _table1_three(runs, fp, ft)
         if variant == "mu tuned" and tuned is not None:  # the values beside the verdicts
-            for r in rows[first:]:
+            for r in three:
                 r["ours"] = f"{r['ours']} [{tuned[3]}]"
+        rows += three
     return rows
 
 
@@ -314,16 +289,15 @@ def _setting_note(runs: Runs, a: Arm, setting: dict) -> str:
         if not math.isclose(got[k], setting[k])
     ]
     out = f"setting here: {here}" + (f" (the paper: {', '.join(notes)})" if notes else "")
-    # the direction of the change from the default, here and in the paper
-    for k, more, less in (("alpha", "more skewed", "less skewed"),):
-        ours_dir = np.sign(np.log(got[k]) - np.log(base.alpha))
-        paper_dir = np.sign(np.log(setting[k]) - np.log(PAPER_BASE[k]))
-        if ours_dir and paper_dir and ours_dir != paper_dir:
-            out += (
-                f"; from this profile's default alpha {base.alpha:g} it is "
-                f"{less if ours_dir > 0 else more}, where the paper's column is "
-                f"{less if paper_dir > 0 else more} than its default {PAPER_BASE[k]:g}"
-            )
+    # the direction of alpha's change from the default, here and in the paper
+    ours_dir = np.sign(np.log(got["alpha"]) - np.log(base.alpha))
+    paper_dir = np.sign(np.log(setting["alpha"]) - np.log(PAPER_BASE["alpha"]))
+    if ours_dir and paper_dir and ours_dir != paper_dir:
+        skew = {1: "less skewed", -1: "more skewed"}
+        out += (
+            f"; from this profile's default alpha {base.alpha:g} it is {skew[ours_dir]}, where "
+            f"the paper's column is {skew[paper_dir]} than its default {PAPER_BASE['alpha']:g}"
+        )
     return out + ": "
 
 

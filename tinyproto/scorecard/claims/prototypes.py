@@ -15,6 +15,7 @@ from tinyproto.scorecard.claims.base import (
     FEDPROTO,
     FP,
     TABLE5_DIMS,
+    _num_classes,
     _row,
 )
 from tinyproto.scorecard.rules import (
@@ -48,10 +49,17 @@ def _masks_row(runs: Runs) -> dict:
 
     claim = "CPS masks maximise the pairwise Hamming distance between classes"
     source, paper_text = "Sec. 4.1.2", "maximised pairwise Hamming distance"
-    cases, ids = [], []
+    cases, ids, seen = [], [], set()
     for tiny in ("tinyproto-fp", "tinyproto-ft"):
         for s_ in (None, *TABLE5_DIMS):
-            m = runs.arm(arm("x", tiny, **({} if s_ is None else {"cps_dim": s_})))
+            a = arm("x", tiny, **({} if s_ is None else {"cps_dim": s_}))
+            try:
+                cfg = a.config(runs.profile, 0)
+            except ConfigError:  # an s this profile's d cannot hold (smoke: d = 40)
+                continue
+            if (_num_classes(cfg), cfg.feature_dim, cfg.cps_dim) in seen:
+                continue  # this (K, d, s) is judged already: its masks are not read again
+            m = runs.arm(a)
             if not m.ids:
                 continue
             masks = load_prototypes(runs.root / m.ids[0]).get("masks")
@@ -59,8 +67,7 @@ def _masks_row(runs: Runs) -> dict:
                 continue
             st = hamming_stats(torch.from_numpy(masks))
             K, d, s = st["num_classes"], st["dim"], st["cps_dim"]
-            if any(c[1:4] == (K, d, s) for c in cases):
-                continue
+            seen.add((_num_classes(cfg), cfg.feature_dim, cfg.cps_dim))
             cases.append((m.ids[0], K, d, s, st, hamming_bound(K, d, s)))
             ids.append(m.ids[0])
     if not cases:
